@@ -1,0 +1,210 @@
+"""The nondeterminism boundary: the only way anything from the host reaches the guest.
+
+A device that needs an input asks the boundary — a clock reading, TSC value or random
+bits (*synchronous* inputs, answered at the icount of the instruction that asked) — and
+the run loop asks it between slices what the host has pushed: a timer expiry, a new
+connection, bytes from a peer, console input (*asynchronous* inputs, injected at the
+icount where the loop stopped). Outputs (console bytes, socket bytes) and notices the
+host side needs (the timer was armed, a channel was closed) go the other way.
+
+``LiveBoundary`` answers from the host. The recorder taps it (``tap``) to log every
+answer with its icount; replay/ implements the same interface from a trace. Devices
+and the run loop cannot tell which one they are talking to.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from trace_format.events import EventKind
+from vmm.devices.clock import MONOTONIC
+from vmm.devices.timer import PERIODIC, STOPPED
+from vmm.hostio import HostIO
+
+if TYPE_CHECKING:
+    from vmm.machine import Machine
+
+Input = tuple[EventKind, object]
+Tap = Callable[[int, EventKind, object], None]
+
+MAX_SLICE = 2_000_000           # instructions; bounds how late a host event is noticed
+MIN_SLICE = 1_000
+INTERRUPT_WINDOW = 500          # short slices while an interrupt waits for IF=1
+IDLE_WAIT_MAX = 0.25            # seconds; the loop re-checks for shutdown this often
+
+
+class Boundary(Protocol):
+    """What the machine asks of whoever answers for the host (live, or a trace)."""
+
+    decides_interrupts: bool     # True: the machine delivers when it can; False: events say when
+
+    def clock_ns(self, icount: int, which: int) -> int: ...
+    def rdtsc(self, icount: int) -> int: ...
+    def entropy32(self, icount: int) -> int: ...
+    def slice_limit(self, icount: int, interrupt_waiting: bool) -> int: ...
+    def poll(self, icount: int, *, idle: bool) -> list[Input]: ...
+    def note(self, icount: int, kind: EventKind, payload: object) -> None: ...
+    def timer_armed(self, mode: int, interval_ns: int) -> None: ...
+    def console_write(self, data: bytes) -> None: ...
+    def sock_send(self, chan: int, data: bytes) -> None: ...
+    def sock_close(self, chan: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class Chaos:
+    """Perturbs host timing within what real hardware allows, from a seed.
+
+    Timer expirations jitter, socket data is held back a little, and slice lengths vary,
+    so rare interrupt interleavings become common. Nothing here needs logging: every
+    effect shows up as the icount at which an input was injected.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+
+    def timer_deadline(self, deadline_ns: int, interval_ns: int) -> int:
+        return deadline_ns + int(self.rng.uniform(-0.5, 0.5) * interval_ns)
+
+    def slice_length(self, length: int) -> int:
+        return max(MIN_SLICE // 10, int(length * self.rng.choice((0.001, 0.01, 0.1, 0.5, 1.0))))
+
+    def hold_input(self) -> bool:
+        return self.rng.random() < 0.3
+
+
+class LiveBoundary:
+    """Answers from the real host: clocks, os.urandom, TCP sockets, the terminal.
+
+    Args:
+        machine: the machine whose devices this boundary feeds.
+        listen: (host, port) for the socket device, or None for no listener.
+        console_input: read the guest's console input from this process's stdin.
+        console_output: where guest console bytes go (a binary stream); None discards.
+        chaos: a Chaos perturbing timings, or None.
+
+    Raises:
+        HostError: the listen address is busy or invalid.
+    """
+
+    decides_interrupts = True
+
+    def __init__(self, machine: Machine, *, listen: tuple[str, int] | None = None,
+                 console_input: bool = False, console_output=None,
+                 chaos: Chaos | None = None) -> None:
+        self.machine = machine
+        self.tap: Tap | None = None
+        self.chaos = chaos
+        self.boot_mono = time.monotonic_ns()
+        self._timer_deadline: int | None = None
+        self._timer_interval = 0
+        self._timer_periodic = False
+        self._ips = 50e6                # instructions/second estimate for timer slices
+        self.io = HostIO(listen, console_input, console_output)
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        return self.io.address
+
+    # -- synchronous inputs ----------------------------------------------------------
+
+    def clock_ns(self, icount: int, which: int) -> int:
+        value = time.monotonic_ns() - self.boot_mono if which == MONOTONIC else time.time_ns()
+        if self.tap:
+            self.tap(icount, EventKind.CLOCK, value)
+        return value
+
+    def rdtsc(self, icount: int) -> int:
+        value = time.monotonic_ns() - self.boot_mono
+        if self.tap:
+            self.tap(icount, EventKind.RDTSC, value)
+        return value
+
+    def entropy32(self, icount: int) -> int:
+        value = int.from_bytes(os.urandom(4), "little")
+        if self.tap:
+            self.tap(icount, EventKind.ENTROPY, value)
+        return value
+
+    # -- asynchronous inputs ---------------------------------------------------------
+
+    def slice_limit(self, icount: int, interrupt_waiting: bool) -> int:
+        length = MAX_SLICE
+        if interrupt_waiting:
+            length = INTERRUPT_WINDOW
+        elif self._timer_deadline is not None:
+            remaining = (self._timer_deadline - time.monotonic_ns()) / 1e9
+            length = int(min(MAX_SLICE, max(MIN_SLICE, remaining * self._ips)))
+        if self.chaos:
+            length = self.chaos.slice_length(length)
+        return icount + length
+
+    def record_speed(self, instructions: int, seconds: float) -> None:
+        """Feed the run loop's measured speed into the slice-length estimate."""
+        if seconds > 0.001 and instructions > 10_000:
+            self._ips = 0.8 * self._ips + 0.2 * (instructions / seconds)
+
+    def poll(self, icount: int, *, idle: bool) -> list[Input]:
+        """Inputs ready now; when ``idle`` (guest halted) wait for one, up to a bound."""
+        timeout = 0.0
+        if idle:
+            timeout = IDLE_WAIT_MAX
+            if self._timer_deadline is not None:
+                timeout = min(timeout, max(0.0, (self._timer_deadline - time.monotonic_ns()) / 1e9))
+        inputs: list[Input] = []
+        if not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
+            self.io.poll(self.machine.sockets, self.machine.console, inputs, timeout)
+        self._poll_timer(inputs)
+        if self.tap:
+            for kind, payload in inputs:
+                self.tap(icount, kind, payload)
+        return inputs
+
+    def _poll_timer(self, inputs: list[Input]) -> None:
+        if self._timer_deadline is None:
+            return
+        now = time.monotonic_ns()
+        if now < self._timer_deadline:
+            return
+        inputs.append((EventKind.TIMER, None))
+        if self._timer_periodic:
+            nxt = self._timer_deadline + self._timer_interval
+            if nxt <= now:              # fell behind: no catch-up storm
+                nxt = now + self._timer_interval
+            self._set_deadline(nxt)
+        else:
+            self._timer_deadline = None
+
+    def note(self, icount: int, kind: EventKind, payload: object) -> None:
+        if self.tap:
+            self.tap(icount, kind, payload)
+
+    # -- outputs and notices ---------------------------------------------------------
+
+    def timer_armed(self, mode: int, interval_ns: int) -> None:
+        if mode == STOPPED:
+            self._timer_deadline = None
+            return
+        self._timer_interval = interval_ns
+        self._timer_periodic = mode == PERIODIC
+        self._set_deadline(time.monotonic_ns() + interval_ns)
+
+    def _set_deadline(self, deadline: int) -> None:
+        if self.chaos:
+            deadline = self.chaos.timer_deadline(deadline, self._timer_interval)
+        self._timer_deadline = deadline
+
+    def console_write(self, data: bytes) -> None:
+        self.io.write_console(data)
+
+    def sock_send(self, chan: int, data: bytes) -> None:
+        self.io.send(chan, data)
+
+    def sock_close(self, chan: int) -> None:
+        self.io.close_channel(chan)
+
+    def close(self) -> None:
+        self.io.close()

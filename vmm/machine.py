@@ -1,0 +1,403 @@
+"""The Machine: CPU, RAM and devices, and the run loop that drives them.
+
+The run loop executes the guest in *slices*: Unicorn runs until the instruction counter
+reaches the slice's limit (or HLT, power-off, a fault, or a device asking to stop),
+then the loop asks the boundary for host inputs, applies them to devices, and delivers
+a pending interrupt if the guest can take one. Inputs are therefore injected between
+instructions at an exact icount. Record and replay run this same loop; only the
+boundary differs (vmm/boundary.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import hashlib
+import mmap
+import struct
+import time
+from dataclasses import dataclass
+
+from unicorn import (UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_UNMAPPED,
+                     UC_ERR_WRITE_UNMAPPED, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
+                     UC_HOOK_MEM_UNMAPPED, UC_MEM_FETCH_UNMAPPED, UC_MEM_WRITE_UNMAPPED,
+                     UC_PROT_ALL, UcError)
+from unicorn import x86_const as x86
+from unicorn.unicorn_py3 import unicorn as _ucbind
+
+from trace_format.events import EventKind
+from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, Cpu, DeliveryFault
+from vmm.crash import CrashKind, CrashReport, disassemble_around
+from vmm.devices.clock import Clock
+from vmm.devices.console import Console
+from vmm.devices.entropy import Entropy
+from vmm.devices.pic import Pic
+from vmm.devices.power import Power
+from vmm.devices.sockets import CHANNELS, Sockets
+from vmm.devices.timer import Timer
+from vmm.errors import ReplayDivergence, UsageError
+from vmm.loader import GuestImage
+from vmm.symbols import SymbolTable
+
+MiB = 1 << 20
+DEFAULT_MEM = 64 * MiB
+MIN_MEM, MAX_MEM = 2 * MiB, 4096 * MiB
+PAGE = 0x1000
+RAM_START = PAGE                  # page 0 stays unmapped: a null-pointer guard
+BOOT_INFO = 0x5000
+BOOT_ARGS = 0x5100
+MAX_BOOT_ARGS = 3839
+BOOT_MAGIC = int.from_bytes(b"VMRRBOOT", "little")
+UNTIL = 0xFFFF_FFFF_FFFF_F000      # never reached: slices end through the instruction counter
+CR4_OSFXSR_OSXMMEXCPT = 0x600
+HLT = 0xF4
+
+_RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class Outcome(str, enum.Enum):
+    POWER_OFF = "poweroff"
+    CRASH = "crash"
+    LIMIT = "limit"                 # --max-instructions / --until reached
+    STOPPED = "stopped"             # interrupted by the user or a limit of the recorder
+    END_OF_TRACE = "end-of-trace"   # replay: the trace has no more inputs (it was cut short)
+
+
+@dataclass
+class RunResult:
+    outcome: Outcome
+    icount: int
+    exit_status: int | None = None
+    crash: CrashReport | None = None
+    why: str = ""
+
+
+def parse_mem_size(spec: str) -> int:
+    """'64M', '1G', '67108864' → bytes. Raises UsageError when not a multiple of 1 MiB in range."""
+    text = spec.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": MiB, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    if not digits.isdigit():
+        raise UsageError(f"--mem {spec}: expected a size like 64M or 1G")
+    size = int(digits) * scale
+    if size % MiB or not MIN_MEM <= size <= MAX_MEM:
+        raise UsageError(f"--mem {spec}: must be a multiple of 1M between 2M and 4G")
+    return size
+
+
+class Machine:
+    """An x86-64 VM: one CPU, ``mem_size`` bytes of RAM, the devices of docs/machine.md.
+
+    Args:
+        image: the guest to boot.
+        mem_size: RAM in bytes (see ``parse_mem_size``).
+        boot_args: the string the guest finds through its boot information.
+
+    Call ``connect(boundary)`` before ``run``.
+
+    Raises:
+        UsageError: the boot arguments are too long or the image does not fit in RAM.
+    """
+
+    def __init__(self, image: GuestImage, *, mem_size: int = DEFAULT_MEM, boot_args: str = "") -> None:
+        args = boot_args.encode()
+        if len(args) > MAX_BOOT_ARGS:
+            raise UsageError(f"--args: {len(args)} bytes is longer than {MAX_BOOT_ARGS}")
+        if image.end + 64 * 1024 > mem_size:
+            raise UsageError(f"image {image.name} needs {image.end:#x} bytes of RAM and more for "
+                             f"its stack; --mem is {mem_size:#x}")
+        self.image = image
+        self.mem_size = mem_size
+        self.boot_args = boot_args
+        self.cpu_model = CPU_MODEL
+        self.symbols = SymbolTable.from_elf(image.elf)
+        self.cpu = Cpu()
+        self.uc = self.cpu.uc
+        self.counter = self.cpu.counter
+        self.boundary = None
+        self.ram = mmap.mmap(-1, mem_size)
+        self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
+        self.uc.mem_map_ptr(RAM_START, mem_size - RAM_START, UC_PROT_ALL, self._ram_ptr + RAM_START)
+
+        self.pic = Pic(self)
+        self.timer = Timer(self)
+        self.clock = Clock(self)
+        self.entropy = Entropy(self)
+        self.console = Console(self)
+        self.sockets = Sockets(self)
+        self.power = Power(self)
+        self.devices = (self.pic, self.timer, self.clock, self.entropy, self.console,
+                        self.sockets, self.power)
+        self._ports = {port: dev for dev in self.devices for port in dev.ports}
+
+        self.halted = False
+        self.result: RunResult | None = None
+        self._shutdown_reason: str | None = None
+        self._pending_exception: int | None = None
+        self._fault: tuple[int, int, int] | None = None
+        self.output_digests: dict[str, hashlib._Hash] = {}
+        self.output_bytes: dict[str, int] = {}
+        self._boot()
+        self._install_hooks()
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        uc = self.uc
+        for seg in self.image.segments:
+            uc.mem_write(seg.guest_phys, seg.data)
+        args = self.boot_args.encode()
+        uc.mem_write(BOOT_INFO, struct.pack("<5Q", BOOT_MAGIC, self.mem_size, BOOT_ARGS,
+                                            len(args), self.image.end))
+        uc.mem_write(BOOT_ARGS, args + b"\0")
+        uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_OSFXSR_OSXMMEXCPT)
+        uc.reg_write_batch([(x86.UC_X86_REG_RIP, self.image.entry), (x86.UC_X86_REG_RDI, BOOT_INFO),
+                            (x86.UC_X86_REG_RSP, self.mem_size - 16), (x86.UC_X86_REG_RFLAGS, 2)])
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, x86.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, x86.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_INSN_INVALID, lambda _uc, _ud: False)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        # The binding refuses RDTSC in hook_add; register through the C entry point.
+        self._rdtsc_cb = _RDTSC_CB(self._on_rdtsc)
+        self._rdtsc_hooks = []
+        for insn in (x86.UC_X86_INS_RDTSC, x86.UC_X86_INS_RDTSCP):
+            handle = _ucbind.uc_hook_h()
+            status = _ucbind.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN,
+                                               self._rdtsc_cb, None, ctypes.c_uint64(1),
+                                               ctypes.c_uint64(0), ctypes.c_int(insn))
+            if status != 0:
+                raise RuntimeError(f"cannot hook RDTSC (instruction {insn}): uc error {status}")
+            self._rdtsc_hooks.append(handle)
+
+    def connect(self, boundary) -> None:
+        """Attach the nondeterminism boundary that answers for the host."""
+        self.boundary = boundary
+
+    # -- hooks (called from inside Unicorn) -------------------------------------------
+
+    def _on_in(self, uc, port: int, size: int, _ud) -> int:
+        dev = self._ports.get(port)
+        return 0xFFFFFFFF if dev is None else dev.port_read(port, size) & 0xFFFFFFFF
+
+    def _on_out(self, uc, port: int, size: int, value: int, _ud) -> None:
+        dev = self._ports.get(port)
+        if dev is not None:
+            dev.port_write(port, size, value)
+
+    def _on_rdtsc(self, _uc, _ud) -> int:
+        tsc = self.boundary.rdtsc(self.counter.icount)
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        writes = [(x86.UC_X86_REG_RAX, tsc & 0xFFFFFFFF), (x86.UC_X86_REG_RDX, tsc >> 32)]
+        if bytes(self.uc.mem_read(rip, 3)) == b"\x0f\x01\xf9":      # RDTSCP: TSC_AUX = 0
+            writes.append((x86.UC_X86_REG_RCX, 0))
+        self.uc.reg_write_batch(writes)
+        return 1                                                    # skip the real instruction
+
+    def _on_interrupt(self, uc, intno: int, _ud) -> None:
+        self._pending_exception = intno
+        self.counter.stop_soon()
+
+    def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _ud) -> bool:
+        self._fault = (access, address, size)
+        return False
+
+    # -- what devices call -----------------------------------------------------------
+
+    @property
+    def icount(self) -> int:
+        return self.counter.icount
+
+    def request_stop(self) -> None:
+        """End the current slice before the next instruction (the loop has work to do)."""
+        self.counter.stop_soon()
+
+    def power_off(self, status: int) -> None:
+        self.result = RunResult(Outcome.POWER_OFF, self.counter.icount, exit_status=status)
+        self.counter.stop_soon()
+
+    def output(self, stream: str, data: bytes) -> None:
+        """Guest output: deterministic, so only its digest is kept for verification."""
+        digest = self.output_digests.get(stream)
+        if digest is None:
+            digest = self.output_digests[stream] = hashlib.sha256()
+            self.output_bytes[stream] = 0
+        digest.update(data)
+        self.output_bytes[stream] += len(data)
+        if stream == "console":
+            self.boundary.console_write(data)
+
+    def request_shutdown(self, why: str) -> None:
+        """Stop at the next slice boundary (SIGINT, a duration limit). Safe in a signal handler."""
+        self._shutdown_reason = why
+        self.counter.stop_soon()
+
+    # -- the run loop ----------------------------------------------------------------
+
+    def run(self, *, max_instructions: int | None = None) -> RunResult:
+        """Run until power-off, a crash, ``max_instructions``, a shutdown request or the trace's end."""
+        boundary = self.boundary
+        while self.result is None:
+            if self._shutdown_reason is not None:
+                self.result = RunResult(Outcome.STOPPED, self.icount, why=self._shutdown_reason)
+                break
+            if max_instructions is not None and self.icount >= max_instructions:
+                self.result = RunResult(Outcome.LIMIT, self.icount, why="instruction limit")
+                break
+            if self.halted:
+                inputs = boundary.poll(self.icount, idle=True)
+            else:
+                waiting = self.pic.deliverable_line() is not None and not self.cpu.interrupts_enabled
+                limit = boundary.slice_limit(self.icount, waiting)
+                if max_instructions is not None:
+                    limit = min(limit, max_instructions)
+                self._run_slice(limit)
+                if self.result is not None:
+                    break
+                inputs = boundary.poll(self.icount, idle=False)
+            for kind, payload in inputs:
+                self.apply(kind, payload)
+                if self.result is not None:
+                    break
+            if boundary.decides_interrupts and self.result is None:
+                self._deliver_interrupt()
+        self.console.flush()
+        return self.result
+
+    def _run_slice(self, limit: int) -> None:
+        counter = self.counter
+        counter.limit = limit
+        self._pending_exception = None
+        self._fault = None
+        start_icount, start = counter.icount, time.perf_counter()
+        try:
+            self.uc.emu_start(self.uc.reg_read(x86.UC_X86_REG_RIP), UNTIL)
+        except UcError as exc:
+            self._on_emu_error(exc)
+        self.console.flush()
+        if hasattr(self.boundary, "record_speed"):
+            self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
+        if self.result is not None and self.result.outcome is not Outcome.POWER_OFF:
+            return
+        if self._pending_exception is not None:
+            self._raise_exception(self._pending_exception)
+        elif self.result is None and self._stopped_on_hlt():
+            if self.cpu.interrupts_enabled:
+                self.halted = True
+            else:
+                self.power_off(0)
+
+    def _stopped_on_hlt(self) -> bool:
+        last = self.counter.last_pc
+        if self.counter.icount == 0 or self.uc.reg_read(x86.UC_X86_REG_RIP) != last + 1:
+            return False
+        try:
+            return self.uc.mem_read(last, 1)[0] == HLT
+        except UcError:
+            return False
+
+    def _on_emu_error(self, exc: UcError) -> None:
+        if exc.errno == UC_ERR_INSN_INVALID:
+            self._pending_exception = 6                       # #UD, like a CPU without the insn
+            return
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        if exc.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED) and self._fault:
+            access, address, size = self._fault
+            verb = {UC_MEM_WRITE_UNMAPPED: "write of", UC_MEM_FETCH_UNMAPPED: "instruction fetch at"}
+            detail = f"{verb.get(access, 'read of')} {size} bytes at {address:#x}, which is not RAM"
+            if access == UC_MEM_FETCH_UNMAPPED:
+                detail = f"instruction fetch at {address:#x}, which is not RAM"
+            self._crash(CrashKind.UNMAPPED, None, rip, detail, fault_address=address)
+        else:
+            self._crash("cpu error", None, rip, str(exc))
+
+    def _raise_exception(self, vector: int) -> None:
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        error_code = 0 if vector in ERROR_CODE_VECTORS else None
+        try:
+            self.cpu.deliver(vector, return_rip=rip, error_code=error_code)
+        except DeliveryFault as fault:
+            kind = CrashKind.DOUBLE_FAULT if fault.double or vector == 8 else CrashKind.UNHANDLED
+            self._crash(kind, vector, rip, str(fault))
+            return
+        self.halted = False
+        self.boundary.note(self.icount, EventKind.EXCEPTION, [vector, error_code or 0])
+
+    def _deliver_interrupt(self) -> None:
+        line = self.pic.deliverable_line()
+        if line is None or not self.cpu.interrupts_enabled:
+            return
+        self._enter_interrupt(self.pic.acknowledge(line))
+
+    def _enter_interrupt(self, vector: int) -> None:
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        try:
+            self.cpu.deliver(vector, return_rip=rip)
+        except DeliveryFault as fault:
+            kind = CrashKind.DOUBLE_FAULT if fault.double else CrashKind.UNHANDLED
+            self._crash(kind, vector, rip, str(fault))
+            return
+        self.halted = False
+        self.boundary.note(self.icount, EventKind.INTERRUPT, vector)
+
+    def _crash(self, kind: str, vector: int | None, rip: int, detail: str,
+               fault_address: int | None = None) -> None:
+        report = CrashReport(kind, vector, rip, self.icount, detail, self.cpu.registers(),
+                             disassemble_around(self.uc, rip, self.symbols), fault_address)
+        self.result = RunResult(Outcome.CRASH, self.icount, crash=report)
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def apply(self, kind: EventKind, payload: object) -> None:
+        """Hand one host input to its device. Inputs from a trace are validated first.
+
+        Raises:
+            ReplayDivergence: the input cannot happen in the machine's current state.
+        """
+        if kind == EventKind.TIMER:
+            self.timer.expire()
+        elif kind == EventKind.SOCK_DATA:
+            chan, data = self._check_sock_data(payload)
+            self.sockets.on_data(chan, data)
+        elif kind == EventKind.SOCK_ACCEPT:
+            chan = self._check_channel(kind, payload, must_exist=False)
+            self.sockets.on_accept(chan)
+        elif kind == EventKind.SOCK_HUP:
+            self.sockets.on_hup(self._check_channel(kind, payload, must_exist=True))
+        elif kind == EventKind.CONSOLE_IN:
+            if not isinstance(payload, bytes) or len(payload) > self.console.input_room():
+                self._diverge(kind, "console input that does not fit the console's buffer")
+            self.console.receive(payload)
+        elif kind == EventKind.INTERRUPT:
+            self._replay_interrupt(payload)
+        else:
+            self._diverge(kind, "an input the machine cannot apply here")
+
+    def _replay_interrupt(self, vector: object) -> None:
+        line = self.pic.deliverable_line()
+        expected = None if line is None or not self.cpu.interrupts_enabled else 32 + line
+        if vector != expected:
+            seen = "no interrupt is deliverable" if expected is None else f"vector {expected} is"
+            self._diverge(EventKind.INTERRUPT, f"vector {vector} delivered, but {seen} here")
+        self._enter_interrupt(self.pic.acknowledge(line))
+
+    def _check_channel(self, kind: EventKind, chan: object, *, must_exist: bool) -> int:
+        if not isinstance(chan, int) or not 0 <= chan < CHANNELS:
+            self._diverge(kind, f"channel {chan!r} out of range")
+        if (self.sockets.channels[chan] is not None) != must_exist:
+            self._diverge(kind, f"channel {chan} is {'not ' if must_exist else ''}open")
+        return chan
+
+    def _check_sock_data(self, payload: object) -> tuple[int, bytes]:
+        if not (isinstance(payload, (list, tuple)) and len(payload) == 2 and isinstance(payload[1], bytes)):
+            self._diverge(EventKind.SOCK_DATA, "malformed payload")
+        chan = self._check_channel(EventKind.SOCK_DATA, payload[0], must_exist=True)
+        if len(payload[1]) > self.sockets.rx_room(chan):
+            self._diverge(EventKind.SOCK_DATA, f"{len(payload[1])} bytes overflow channel {chan}")
+        return chan, payload[1]
+
+    def _diverge(self, kind: EventKind, what: str) -> None:
+        raise ReplayDivergence(f"replay diverged at icount {self.icount}: {kind.name}: {what}")

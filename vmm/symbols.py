@@ -1,0 +1,70 @@
+"""Symbols of a guest image: address → function name, for reports, the TUI and gdb."""
+
+from __future__ import annotations
+
+import bisect
+import io
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    name: str
+    address: int
+    size: int
+
+
+class SymbolTable:
+    """Function and object symbols of an ELF, searchable by address and by name."""
+
+    def __init__(self, symbols: list[Symbol]) -> None:
+        self._symbols = sorted(symbols, key=lambda s: s.address)
+        self._starts = [s.address for s in self._symbols]
+        self._by_name = {s.name: s for s in self._symbols}
+
+    @classmethod
+    def from_elf(cls, elf_bytes: bytes) -> SymbolTable:
+        symbols = []
+        try:
+            elf = ELFFile(io.BytesIO(elf_bytes))
+            for section in elf.iter_sections():
+                if not isinstance(section, SymbolTableSection):
+                    continue
+                for sym in section.iter_symbols():
+                    kind = sym["st_info"]["type"]
+                    if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym["st_value"]:
+                        symbols.append(Symbol(sym.name, sym["st_value"], sym["st_size"]))
+        except ELFError:
+            pass
+        return cls(symbols)
+
+    def lookup(self, address: int) -> Symbol | None:
+        """The symbol containing ``address`` (or the nearest one below a sizeless symbol)."""
+        i = bisect.bisect_right(self._starts, address) - 1
+        while i >= 0:
+            sym = self._symbols[i]
+            if sym.size == 0 or address < sym.address + sym.size:
+                return sym
+            if address >= sym.address + sym.size and sym.size:
+                return None
+            i -= 1
+        return None
+
+    def describe(self, address: int) -> str:
+        """'name+0x12' for an address inside a symbol, else the bare hex address."""
+        sym = self.lookup(address)
+        if sym is None:
+            return f"{address:#x}"
+        offset = address - sym.address
+        return f"{sym.name}+{offset:#x}" if offset else sym.name
+
+    def address_of(self, name: str) -> int | None:
+        sym = self._by_name.get(name)
+        return None if sym is None else sym.address
+
+    def __iter__(self):
+        return iter(self._symbols)
