@@ -55,6 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a guest without recording")
     _machine_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("record", help="run a guest and record everything it receives into a trace")
+    _machine_options(p)
+    p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to create")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop recording after this long")
+    p.add_argument("--chaos", nargs="?", const=-1, type=_int_arg, metavar="SEED",
+                   help="perturb interrupt timing (rare interleavings become common); random seed if none given")
+    p.add_argument("--checkpoint-every", type=_int_arg, metavar="N", help="instructions between checkpoints")
+    p.add_argument("--force", action="store_true", help="overwrite TRACE if it exists")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("replay", help="replay a trace, with no host I/O")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--verify", action="store_true", help="check every state digest and the final state")
+    p.add_argument("--until", type=_int_arg, metavar="ICOUNT", help="stop at this instruction count")
+    p.add_argument("--quiet", action="store_true", help="do not reproduce the guest console")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("info", help="describe a trace: machine, run, events")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("events", help="list a trace's events, one JSON object per line with --json")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable), e.g. SOCK_DATA")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_events)
     return parser
 
 
@@ -112,6 +140,157 @@ def cmd_run(args) -> int:
     finally:
         boundary.close()
     return report_result(result, time.perf_counter() - start)
+
+
+def cmd_record(args) -> int:
+    import os
+    import random
+
+    from recorder import RecordSession
+    from recorder.session import DEFAULT_CHECKPOINT_EVERY
+    from vmm.hostio import parse_listen
+    from vmm.loader import load_image
+    from vmm.machine import parse_mem_size
+
+    mem_size = parse_mem_size(args.mem)
+    listen = parse_listen(args.listen) if args.listen else None
+    image = load_image(args.image)
+    seed = args.chaos
+    if seed == -1:
+        seed = random.SystemRandom().randrange(1 << 32)
+    session = RecordSession(image, args.output, mem_size=mem_size, boot_args=args.args, listen=listen,
+                            chaos_seed=seed, console_output=sys.stdout.buffer,
+                            console_input=not args.no_stdin, overwrite=args.force,
+                            checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
+                            tool_version=__version__)
+    if session.boundary.listen_address:
+        host, port = session.boundary.listen_address
+        say(f"listening on {host}:{port}")
+    if seed is not None:
+        say(f"chaos mode, seed {seed}")
+    say(f"recording to {args.output}")
+    install_interrupt_handler(session.machine)
+    summary = session.run(duration=args.duration, max_instructions=args.max_instructions)
+    code = report_result(summary.result, summary.wall_seconds)
+    for line in summary.lines():
+        say(line)
+    if code == EXIT_CRASH:
+        say(f"the crash was captured in full: vmrr replay {os.fspath(args.output)} --verify")
+    return code
+
+
+def cmd_replay(args) -> int:
+    from replay import Replay
+    from vmm.machine import Outcome
+
+    out = None if args.quiet else sys.stdout.buffer
+    with Replay(args.trace, verify=args.verify, console_output=out) as rep:
+        install_interrupt_handler(rep.machine)
+        start = time.perf_counter()
+        report = rep.run(until=args.until)
+        seconds = time.perf_counter() - start
+    result = report.result
+    if result.outcome is Outcome.CRASH:
+        print(result.crash.format(), file=sys.stderr)
+    elif result.outcome is Outcome.POWER_OFF:
+        say(f"guest powered off with status {result.exit_status}")
+    else:
+        say(f"replay stopped: {result.why}")
+    say(f"replayed {result.icount} instructions in {seconds:.2f} s")
+    if args.verify:
+        say(f"verified: {report.digests_checked} state digests")
+        for line in report.checks:
+            say(f"verified: {line}")
+    return EXIT_OK
+
+
+def _open_reader(path: str):
+    from trace_format import TraceReader
+
+    return TraceReader(path)
+
+
+def trace_info(reader) -> dict:
+    h = reader.header
+    c = h.config
+    return {
+        "path": reader.path if hasattr(reader, "path") else None,
+        "format_version": h.format_version, "tool_version": h.tool_version,
+        "created_unix": h.created_unix, "flags": h.flags,
+        "machine": {"mem_size": c.mem_size, "cpu_model": c.cpu_model, "boot_args": c.boot_args,
+                    "devices": c.devices, "image": c.image_name, "image_sha256": c.image_sha256,
+                    "image_bytes": len(c.image)},
+        "complete": reader.complete,
+        "instructions": reader.last_icount if not reader.end else reader.end.get("icount", reader.last_icount),
+        "events": {k.name: n for k, n in sorted(reader.event_counts.items())},
+        "checkpoints": len(reader.checkpoints),
+        "file_bytes": reader.file_size,
+        "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report")} or None,
+    }
+
+
+def cmd_info(args) -> int:
+    import json
+
+    with _open_reader(args.trace) as reader:
+        info = trace_info(reader)
+        info["path"] = args.trace
+    if args.json:
+        print(json.dumps(info, default=lambda b: b.hex()))
+        return EXIT_OK
+    m, end = info["machine"], info["end"]
+    print(f"trace       {args.trace} ({info['file_bytes']} bytes, format {info['format_version']}, "
+          f"vmrr {info['tool_version']})")
+    print(f"recorded    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['created_unix']))}"
+          + (f", chaos seed {info['flags']['chaos_seed']}" if "chaos_seed" in info["flags"] else ""))
+    print(f"machine     {m['image']} ({m['image_bytes']} bytes, sha256 {m['image_sha256'][:16]}), "
+          f"{m['mem_size'] >> 20} MiB, cpu {m['cpu_model']}, args {m['boot_args']!r}")
+    print(f"run         {info['instructions']} instructions, {info['checkpoints']} checkpoints")
+    print("events      " + (", ".join(f"{k} {n}" for k, n in info["events"].items()) or "none"))
+    if end is None:
+        print("ended       unknown: the trace is incomplete (recorder killed); replay recovers every complete chunk")
+    elif end.get("reason") == "crash":
+        print(f"ended       crash: {end.get('kind')} vector {end.get('vector')} at rip {end.get('rip'):#x}, "
+              f"icount {end.get('icount')}")
+    elif end.get("reason") == "poweroff":
+        print(f"ended       power-off, status {end.get('exit_status')}, icount {end.get('icount')}")
+    else:
+        print(f"ended       stopped ({end.get('why')}) at icount {end.get('icount')}")
+    return EXIT_OK
+
+
+def _event_json(event) -> dict:
+    payload = event.payload
+    if isinstance(payload, bytes):
+        payload = {"bytes": payload.hex()} if len(payload) > 0 else {"bytes": ""}
+    elif isinstance(payload, list):
+        payload = [p.hex() if isinstance(p, bytes) else p for p in payload]
+    elif isinstance(payload, dict):
+        payload = {k: v for k, v in payload.items() if k not in ("digest", "report")}
+    return {"icount": event.icount, "kind": event.kind.name, "payload": payload}
+
+
+def cmd_events(args) -> int:
+    import json
+
+    from trace_format.events import EventKind
+    from vmm.errors import UsageError
+
+    kinds = None
+    if args.kind:
+        try:
+            kinds = {EventKind[k.upper()] for k in args.kind}
+        except KeyError as exc:
+            names = ", ".join(k.name for k in EventKind)
+            raise UsageError(f"--kind {exc.args[0]}: unknown event kind (one of {names})") from None
+    with _open_reader(args.trace) as reader:
+        for event in reader.events(kinds=kinds):
+            obj = _event_json(event)
+            if args.json:
+                print(json.dumps(obj, default=lambda b: b.hex()))
+            else:
+                print(f"{obj['icount']:>14}  {obj['kind']:<12} {json.dumps(obj['payload'], default=lambda b: b.hex())}")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

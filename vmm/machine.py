@@ -16,7 +16,11 @@ import hashlib
 import mmap
 import struct
 import time
+import zlib
+
+import msgpack
 from dataclasses import dataclass
+from typing import Callable
 
 from unicorn import (UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_UNMAPPED,
                      UC_ERR_WRITE_UNMAPPED, UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR,
@@ -230,6 +234,12 @@ class Machine:
         if stream == "console":
             self.boundary.console_write(data)
 
+    def end_of_trace(self, why: str) -> None:
+        """Replay reached the end of its inputs: stop here (Outcome.END_OF_TRACE)."""
+        if self.result is None:
+            self.result = RunResult(Outcome.END_OF_TRACE, self.counter.icount, why=why)
+        self.counter.stop_soon()
+
     def request_shutdown(self, why: str) -> None:
         """Stop at the next slice boundary (SIGINT, a duration limit). Safe in a signal handler."""
         self._shutdown_reason = why
@@ -237,8 +247,15 @@ class Machine:
 
     # -- the run loop ----------------------------------------------------------------
 
-    def run(self, *, max_instructions: int | None = None) -> RunResult:
-        """Run until power-off, a crash, ``max_instructions``, a shutdown request or the trace's end."""
+    def run(self, *, max_instructions: int | None = None,
+            between: Callable[[], None] | None = None) -> RunResult:
+        """Run until power-off, a crash, ``max_instructions``, a shutdown request or the trace's end.
+
+        Args:
+            max_instructions: stop (Outcome.LIMIT) when icount reaches this.
+            between: called after every slice or idle wait, once its inputs are applied
+                (the recorder writes digests and checkpoints there).
+        """
         boundary = self.boundary
         while self.result is None:
             if self._shutdown_reason is not None:
@@ -264,6 +281,8 @@ class Machine:
                     break
             if boundary.decides_interrupts and self.result is None:
                 self._deliver_interrupt()
+            if between is not None and self.result is None:
+                between()
         self.console.flush()
         return self.result
 
@@ -373,6 +392,10 @@ class Machine:
             self.console.receive(payload)
         elif kind == EventKind.INTERRUPT:
             self._replay_interrupt(payload)
+        elif kind == EventKind.DIGEST:
+            self.verify_digest(payload)
+        elif kind == EventKind.END:
+            self.end_of_trace("the recording ends here")
         else:
             self._diverge(kind, "an input the machine cannot apply here")
 
@@ -398,6 +421,40 @@ class Machine:
         if len(payload[1]) > self.sockets.rx_room(chan):
             self._diverge(EventKind.SOCK_DATA, f"{len(payload[1])} bytes overflow channel {chan}")
         return chan, payload[1]
+
+    # -- state: digests and checkpoints -----------------------------------------------
+
+    def ram_digest(self) -> bytes:
+        """A hash of all of RAM: crc32 per MiB (fast), then blake2b over those."""
+        mv = memoryview(self.ram)
+        crcs = [zlib.crc32(mv[off:off + MiB]) for off in range(0, self.mem_size, MiB)]
+        return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
+
+    def cpu_state(self) -> dict:
+        """Registers plus the run loop's own state (halted)."""
+        regs = self.cpu.registers()
+        regs["halted"] = int(self.halted)
+        return regs
+
+    def device_state(self) -> dict:
+        return {dev.name: dev.state() for dev in self.devices}
+
+    def state_digest(self) -> list:
+        """[rip, hash of registers and devices, hash of RAM] — compared by replay."""
+        regs = self.cpu_state()
+        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True)
+        return [regs["rip"], hashlib.blake2b(blob, digest_size=16).digest(), self.ram_digest()]
+
+    def verify_digest(self, recorded: object) -> None:
+        """Raise ReplayDivergence naming what differs from a recorded DIGEST payload."""
+        mine = self.state_digest()
+        if not (isinstance(recorded, list) and len(recorded) == 3):
+            self._diverge(EventKind.DIGEST, "malformed digest")
+        if recorded == mine:
+            return
+        parts = [name for name, a, b in zip(("rip", "registers/devices", "RAM"), recorded, mine) if a != b]
+        rip = f" (recorded rip {recorded[0]:#x}, replay rip {mine[0]:#x})" if recorded[0] != mine[0] else ""
+        self._diverge(EventKind.DIGEST, f"state differs in {', '.join(parts)}{rip}")
 
     def _diverge(self, kind: EventKind, what: str) -> None:
         raise ReplayDivergence(f"replay diverged at icount {self.icount}: {kind.name}: {what}")

@@ -1,0 +1,166 @@
+"""One recording: a Machine on the live host, its inputs logged into a trace file."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from trace_format import MachineConfig, TraceHeader, TraceWriter
+from trace_format.events import EventKind
+from vmm.boundary import Chaos, LiveBoundary
+from vmm.loader import GuestImage
+from vmm.machine import PAGE, RAM_START, Machine, Outcome, RunResult
+
+DEFAULT_DIGEST_EVERY = 50_000_000
+DEFAULT_CHECKPOINT_EVERY = 500_000_000
+_ZERO_PAGE = bytes(PAGE)
+
+
+@dataclass
+class RecordSummary:
+    """What a recording did, for the user and for scripts."""
+
+    path: str
+    result: RunResult
+    wall_seconds: float
+    events_by_kind: dict[str, int] = field(default_factory=dict)
+    trace_bytes: int = 0
+    checkpoints: int = 0
+    input_bytes: int = 0
+
+    @property
+    def instructions(self) -> int:
+        return self.result.icount
+
+    def lines(self) -> list[str]:
+        mips = self.instructions / self.wall_seconds / 1e6 if self.wall_seconds > 0 else 0.0
+        ratio = self.input_bytes / self.trace_bytes if self.trace_bytes else 0.0
+        events = ", ".join(f"{k.lower()} {n}" for k, n in sorted(self.events_by_kind.items())) or "none"
+        return [
+            f"trace {self.path}: {self.trace_bytes} bytes, {self.checkpoints} checkpoints",
+            f"{self.instructions} instructions in {self.wall_seconds:.2f} s ({mips:.1f} MIPS)",
+            f"events: {events}",
+            f"host input {self.input_bytes} bytes; trace/input {1 / ratio if ratio else 0:.2f}x",
+        ]
+
+
+class RecordSession:
+    """Record ``image`` into ``path``.
+
+    Args:
+        image: the guest.
+        path: the trace to create (written as ``path.incomplete`` until closed).
+        mem_size, boot_args: the machine.
+        listen: (host, port) for the socket device, or None.
+        chaos_seed: perturb interrupt timing from this seed (``--chaos``), or None.
+        digest_every: instructions between state digests.
+        checkpoint_every: instructions between checkpoints (RAM pages changed since the last).
+        console_output: binary stream for the guest console, or None.
+        console_input: forward this process's stdin to the guest console.
+        overwrite: replace an existing trace.
+
+    Raises:
+        TraceError: the trace cannot be created. HostError: the listen address is busy.
+    """
+
+    def __init__(self, image: GuestImage, path: str, *, mem_size: int, boot_args: str = "",
+                 listen: tuple[str, int] | None = None, chaos_seed: int | None = None,
+                 digest_every: int = DEFAULT_DIGEST_EVERY,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+                 console_output=None, console_input: bool = False, overwrite: bool = False,
+                 tool_version: str = "unknown") -> None:
+        self.machine = Machine(image, mem_size=mem_size, boot_args=boot_args)
+        self.boundary = LiveBoundary(self.machine, listen=listen, console_input=console_input,
+                                     console_output=console_output,
+                                     chaos=Chaos(chaos_seed) if chaos_seed is not None else None)
+        self.machine.connect(self.boundary)
+        bound = self.boundary.listen_address
+        devices = {"pic": {}, "timer": {}, "clock": {}, "entropy": {}, "console": {}, "power": {},
+                   "sockets": {"listen": f"{bound[0]}:{bound[1]}" if bound else None}}
+        config = MachineConfig(mem_size=mem_size, cpu_model=self.machine.cpu_model,
+                               boot_args=boot_args, devices=devices, image_name=image.name,
+                               image=image.elf)
+        flags = {"chaos_seed": chaos_seed} if chaos_seed is not None else {}
+        try:
+            self.writer = TraceWriter(path, TraceHeader.new(config, tool_version=tool_version, flags=flags),
+                                      overwrite=overwrite)
+        except BaseException:
+            self.boundary.close()
+            raise
+        self.path = path
+        self.digest_every = digest_every
+        self.checkpoint_every = checkpoint_every
+        self._counts: Counter[int] = Counter()
+        self._input_bytes = 0
+        self._next_digest = digest_every
+        self._next_checkpoint = checkpoint_every
+        self._ram_at_checkpoint: bytes = b""
+        self._deadline: float | None = None
+        self.boundary.tap = self._log
+
+    def _log(self, icount: int, kind: EventKind, payload: object) -> None:
+        self._counts[kind] += 1
+        if kind == EventKind.SOCK_DATA:
+            self._input_bytes += len(payload[1])
+        elif kind == EventKind.CONSOLE_IN:
+            self._input_bytes += len(payload)
+        self.writer.append(icount, kind, payload)
+
+    def run(self, *, duration: float | None = None, max_instructions: int | None = None) -> RecordSummary:
+        """Record until power-off, a crash, ``duration`` seconds, ``max_instructions`` or shutdown."""
+        start = time.perf_counter()
+        self._deadline = time.monotonic() + duration if duration else None
+        try:
+            self._checkpoint(base=True)
+            result = self.machine.run(max_instructions=max_instructions, between=self._between)
+            self.writer.close(self._end_record(result), icount=result.icount)
+        finally:
+            self.boundary.close()
+            if not self.writer.closed:
+                self.writer.close({"reason": "stopped", "why": "error"})
+        return RecordSummary(self.path, result, time.perf_counter() - start,
+                             {EventKind(k).name: n for k, n in self._counts.items()},
+                             self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes)
+
+    def _between(self) -> None:
+        machine = self.machine
+        icount = machine.icount
+        if icount >= self._next_digest:
+            self._log(icount, EventKind.DIGEST, machine.state_digest())
+            self._next_digest = icount + self.digest_every
+        if icount >= self._next_checkpoint:
+            self._checkpoint(base=False)
+            self._next_checkpoint = icount + self.checkpoint_every
+        self.writer.flush_if_due()
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            machine.request_shutdown("duration reached")
+
+    def _checkpoint(self, *, base: bool) -> None:
+        """Write the machine state; RAM as the pages changed since the previous checkpoint."""
+        machine = self.machine
+        ram = bytes(machine.ram)
+        previous = self._ram_at_checkpoint
+        pages = {}
+        for offset in range(RAM_START, machine.mem_size, PAGE):
+            page = ram[offset:offset + PAGE]
+            if (page != _ZERO_PAGE) if base else (page != previous[offset:offset + PAGE]):
+                pages[offset // PAGE] = page
+        self.writer.write_checkpoint(machine.icount, machine.cpu_state(), machine.device_state(),
+                                     pages, full=base)
+        self._ram_at_checkpoint = ram
+
+    def _end_record(self, result: RunResult) -> dict:
+        machine = self.machine
+        end: dict = {"reason": result.outcome.value, "icount": result.icount,
+                     "digest": machine.state_digest(),
+                     "outputs": {name: [d.hexdigest(), machine.output_bytes[name]]
+                                 for name, d in machine.output_digests.items()}}
+        if result.outcome is Outcome.POWER_OFF:
+            end["exit_status"] = result.exit_status
+        elif result.outcome is Outcome.CRASH:
+            end.update(result.crash.to_dict())
+            end["report"] = result.crash.format()
+        else:
+            end["why"] = result.why
+        return end
