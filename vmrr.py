@@ -45,6 +45,7 @@ def _machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--args", default="", metavar="STRING", help="boot arguments passed to the guest")
     p.add_argument("--max-instructions", type=_int_arg, metavar="N", help="stop after N instructions")
     p.add_argument("--no-stdin", action="store_true", help="do not forward stdin to the guest console")
+    p.add_argument("--console-log", metavar="FILE", help="write the guest console to FILE instead of stdout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,12 +124,23 @@ def report_result(result, seconds: float) -> int:
     return EXIT_OK
 
 
+def console_stream(args):
+    """Where the guest console goes: stdout, or the --console-log file."""
+    if not args.console_log:
+        return sys.stdout.buffer
+    try:
+        return open(args.console_log, "ab")
+    except OSError as exc:
+        from vmm.errors import HostError
+        raise HostError(f"--console-log {args.console_log}: {exc.strerror}") from None
+
+
 def cmd_run(args) -> int:
     from vmm.boundary import LiveBoundary
 
     machine, listen = build_machine(args)
     boundary = LiveBoundary(machine, listen=listen, console_input=not args.no_stdin,
-                            console_output=sys.stdout.buffer)
+                            console_output=console_stream(args))
     machine.connect(boundary)
     if boundary.listen_address:
         host, port = boundary.listen_address
@@ -159,7 +171,7 @@ def cmd_record(args) -> int:
     if seed == -1:
         seed = random.SystemRandom().randrange(1 << 32)
     session = RecordSession(image, args.output, mem_size=mem_size, boot_args=args.args, listen=listen,
-                            chaos_seed=seed, console_output=sys.stdout.buffer,
+                            chaos_seed=seed, console_output=console_stream(args),
                             console_input=not args.no_stdin, overwrite=args.force,
                             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
                             tool_version=__version__)
