@@ -10,7 +10,7 @@ stops exactly there. No socket is opened, no clock read, no entropy drawn.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from trace_format.events import SYNC_KINDS, Event, EventKind
 from vmm.errors import ReplayDivergence
@@ -28,7 +28,7 @@ class TraceBoundary:
 
     Args:
         machine: the machine being replayed.
-        events: the trace's events from the machine's current icount on.
+        events_from: gives the trace's events from an icount on.
         last_icount: the last icount the trace covers (where a cut-short trace ends).
         verify: check state digests (DIGEST events) as they come.
         console_output: binary stream for the reproduced console, or None.
@@ -36,10 +36,11 @@ class TraceBoundary:
 
     decides_interrupts = False
 
-    def __init__(self, machine: Machine, events: Iterator[Event], *, last_icount: int,
-                 verify: bool = True, console_output=None) -> None:
+    def __init__(self, machine: Machine, events_from: Callable[[int], Iterator[Event]], *,
+                 last_icount: int, verify: bool = True, console_output=None) -> None:
         self.machine = machine
-        self._events = events
+        self._events_from = events_from
+        self._events = events_from(0)
         self._queue: deque[Event] = deque()
         self._exhausted = False
         self.last_icount = last_icount
@@ -50,6 +51,13 @@ class TraceBoundary:
         self.recent: deque[Event] = deque(maxlen=RECENT)
 
     # -- the event stream ------------------------------------------------------------
+
+    def reposition(self, icount: int) -> None:
+        """The machine was put back to position ``icount``: every event up to it is applied."""
+        self._events = self._events_from(icount + 1 if icount > 0 else 0)
+        self._queue.clear()
+        self._exhausted = False
+        self.recent.clear()
 
     def _fill(self, n: int) -> bool:
         while len(self._queue) < n and not self._exhausted:

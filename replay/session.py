@@ -48,7 +48,8 @@ class Replay:
         self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
         end = self.reader.end
         last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
-        self.boundary = TraceBoundary(self.machine, self.reader.events(), last_icount=last,
+        self.boundary = TraceBoundary(self.machine, lambda start: self.reader.events(start_icount=start),
+                                      last_icount=last,
                                       verify=verify, console_output=console_output)
         self.machine.connect(self.boundary)
         self.verify = verify

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +105,19 @@ def parse_image(name: str, data: bytes, *, where: str | None = None) -> GuestIma
             if addr < LOWEST_LOAD:
                 raise ImageError(f"image {where}: segment at {addr:#x} overlaps the null page "
                                  f"or boot information (link at {IMAGE_BASE:#x})")
+            offset, filesz = seg["p_offset"], seg["p_filesz"]
+            # pyelftools returns short data silently, or overflows on a huge offset.
+            if offset + filesz > len(data):
+                raise ImageError(f"image {where}: truncated: segment at {addr:#x} needs "
+                                 f"{filesz} bytes at file offset {offset}, the file has "
+                                 f"{len(data)} bytes")
+            if filesz > memsz:
+                raise ImageError(f"image {where}: segment at {addr:#x} has more file bytes "
+                                 f"({filesz}) than memory bytes ({memsz})")
             segments.append(Segment(addr, seg.data(), memsz))
         entry = elf["e_entry"]
-    except ELFError as exc:
+    except (ELFError, OverflowError, ValueError, struct.error) as exc:
+        # pyelftools reports offsets past any file size as OverflowError, not ELFError.
         raise ImageError(f"image {where}: malformed ELF ({exc})") from None
     if not segments:
         raise ImageError(f"image {where}: no loadable segments")

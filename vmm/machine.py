@@ -65,6 +65,7 @@ class Outcome(str, enum.Enum):
     LIMIT = "limit"                 # --max-instructions / --until reached
     STOPPED = "stopped"             # interrupted by the user or a limit of the recorder
     END_OF_TRACE = "end-of-trace"   # replay: the trace has no more inputs (it was cut short)
+    PAUSED = "paused"               # a debugger hook asked to stop (breakpoint, watchpoint)
 
 
 @dataclass
@@ -234,6 +235,12 @@ class Machine:
         if stream == "console":
             self.boundary.console_write(data)
 
+    def pause(self, why: str) -> None:
+        """A debugger hook asks the run loop to return (Outcome.PAUSED) at the next boundary."""
+        if self.result is None:
+            self.result = RunResult(Outcome.PAUSED, self.counter.icount, why=why)
+        self.counter.stop_soon()
+
     def end_of_trace(self, why: str) -> None:
         """Replay reached the end of its inputs: stop here (Outcome.END_OF_TRACE)."""
         if self.result is None:
@@ -257,6 +264,8 @@ class Machine:
                 (the recorder writes digests and checkpoints there).
         """
         boundary = self.boundary
+        if self.result is not None and self.result.outcome in (Outcome.LIMIT, Outcome.PAUSED):
+            self.result = None                       # a debugger resumes after a stop
         while self.result is None:
             if self._shutdown_reason is not None:
                 self.result = RunResult(Outcome.STOPPED, self.icount, why=self._shutdown_reason)
@@ -272,17 +281,19 @@ class Machine:
                 if max_instructions is not None:
                     limit = min(limit, max_instructions)
                 self._run_slice(limit)
-                if self.result is not None:
+                if self.result is not None and self.result.outcome is not Outcome.PAUSED:
                     break
                 inputs = boundary.poll(self.icount, idle=False)
             for kind, payload in inputs:
                 self.apply(kind, payload)
-                if self.result is not None:
+                if self.result is not None and self.result.outcome is not Outcome.PAUSED:
                     break
             if boundary.decides_interrupts and self.result is None:
                 self._deliver_interrupt()
             if between is not None and self.result is None:
                 between()
+            if self.result is not None and self.result.outcome is Outcome.PAUSED:
+                break
         self.console.flush()
         return self.result
 
@@ -299,7 +310,7 @@ class Machine:
         self.console.flush()
         if hasattr(self.boundary, "record_speed"):
             self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
-        if self.result is not None and self.result.outcome is not Outcome.POWER_OFF:
+        if self.result is not None and self.result.outcome not in (Outcome.POWER_OFF, Outcome.PAUSED):
             return
         if self._pending_exception is not None:
             self._raise_exception(self._pending_exception)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import struct
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
@@ -38,8 +39,8 @@ class SymbolTable:
                     kind = sym["st_info"]["type"]
                     if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym["st_value"]:
                         symbols.append(Symbol(sym.name, sym["st_value"], sym["st_size"]))
-        except ELFError:
-            pass
+        except (ELFError, OverflowError, ValueError, struct.error):
+            pass                  # damaged symbol tables only cost names in reports
         return cls(symbols)
 
     def lookup(self, address: int) -> Symbol | None:

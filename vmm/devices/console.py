@@ -29,6 +29,7 @@ class Console(Device):
         self.input = bytearray()
         self.rx_interrupt = False
         self._output = bytearray()
+        self.flush_at = _FLUSH_AT          # 1 in time travel: output is placed at its exact icount
 
     def port_read(self, port: int, size: int) -> int:
         if port == CON_DATA:
@@ -44,7 +45,7 @@ class Console(Device):
     def port_write(self, port: int, size: int, value: int) -> None:
         if port == CON_DATA:
             self._output.append(value & 0xFF)
-            if len(self._output) >= _FLUSH_AT:
+            if len(self._output) >= self.flush_at:
                 self.flush()
         elif port == CON_CTRL:
             self.rx_interrupt = bool(value & 1)

@@ -1,0 +1,663 @@
+"""Time travel: random access to a recorded run — seek, step and continue both ways, queries.
+
+Built on replay: a ``Replay`` machine that can be put back to earlier states. Snapshots
+hold the CPU (a Unicorn CPU context: every register including hidden segment state),
+the devices, the run loop's own state, and RAM. RAM is kept as a few full *keyframes*
+and, for every other snapshot, the pages that differ from its keyframe — so a snapshot
+costs only the pages the guest changed. Going to position P restores the nearest
+snapshot at or before P and replays forward; going forward takes snapshots on the way,
+densely near where the user is and sparsely far away, within a memory budget.
+
+Backward operations (reverse-continue, "who last wrote here?") replay the stretch
+between two snapshots with the relevant Unicorn hooks collecting every hit, and then
+seek to the last hit before the current position — the approach of rr and QEMU.
+
+Positions: position N is the state after N instructions ran and every input recorded at
+icount N was applied (see docs/timetravel-api.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import resource
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import capstone
+from unicorn import (UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UcError)
+
+from trace_format.events import Event, EventKind
+from vmm.errors import VmrrError
+from vmm.machine import PAGE, RAM_START, Outcome
+from replay.session import Replay
+
+DENSE = 1_000_000           # snapshot spacing right before the position the user went to
+SPARSE = 25_000_000         # snapshot spacing everywhere else on a forward pass
+KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
+_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+
+class UnreadableMemory(VmrrError):
+    """The guest-physical range is not RAM."""
+
+
+class StopReason(str, enum.Enum):
+    SEEK = "seek"
+    STEP = "step"
+    BREAKPOINT = "breakpoint"
+    WATCHPOINT = "watchpoint"
+    EVENT = "event"
+    HISTORY_START = "history-start"
+    HISTORY_END = "history-end"
+    CRASH = "crash"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: StopReason
+    icount: int
+    address: int | None = None
+    watch_kind: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Watchpoint:
+    addr: int
+    length: int
+    kind: str          # "w", "r" or "a"
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    icount: int        # the position just after the writing instruction ran
+    rip: int
+    address: int
+    old: bytes
+    new: bytes
+
+
+@dataclass
+class _Snapshot:
+    icount: int
+    cpu: object                        # UcContext (CPU only)
+    state: dict                        # devices, run-loop flags, output digests
+    keyframe: bytes | None = None      # full RAM, or None for a delta
+    base: "_Snapshot | None" = None    # the keyframe a delta is relative to
+    delta: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> int:
+        return len(self.keyframe) if self.keyframe is not None else len(self.delta) * PAGE
+
+
+@dataclass
+class _Hit:
+    icount: int        # instruction number of the hit (it begins as instruction #icount)
+    address: int
+    kind: str          # "b", "w", "r"
+    rip: int = 0
+    old: bytes = b""
+    new: bytes = b""
+
+
+def _never() -> bool:
+    return False
+
+
+class TimeTravel:
+    """A recorded run you can move around in. See docs/timetravel-api.md.
+
+    Args:
+        path: the trace.
+        memory_budget: bytes the snapshot store may use (keyframes and deltas).
+        progress: called with a fraction in [0, 1] during long operations.
+
+    Raises:
+        TraceError, ImageError: the trace cannot be opened or its image is bad.
+    """
+
+    def __init__(self, path: str, *, memory_budget: int = 1 << 30,
+                 progress: Callable[[float], None] | None = None) -> None:
+        self.replay = Replay(path, verify=False)
+        self.path = path
+        self.machine = self.replay.machine
+        self.machine.console.flush_at = 1
+        self.boundary = self.replay.boundary
+        self.reader = self.replay.reader
+        self.header = self.replay.header
+        self.image = self.replay.image
+        self.symbols = self.machine.symbols
+        self.end = self.reader.end
+        self.memory_budget = memory_budget
+        self.progress = progress
+        self.breakpoints: set[int] = set()
+        self.watchpoints: list[Watchpoint] = []
+        self._snaps: list[_Snapshot] = []
+        self._console: list[tuple[int, bytes]] = []
+        self._sockets: list[tuple[int, int, bytes]] = []
+        self._capturing = True              # outputs are collected on the first pass only
+        self.boundary.console_write = self._capture_console
+        self.boundary.sock_send = self._capture_socket
+        self._ended = False                 # the machine sits at the end of history
+        self.last_icount = 1 << 64          # until the first pass has found it
+        self._take_snapshot()
+        self.last_icount = self._find_last_icount()
+        self.seek(0)
+
+    # -- positions -------------------------------------------------------------------
+
+    @property
+    def icount(self) -> int:
+        return self.machine.icount
+
+    @property
+    def first_icount(self) -> int:
+        return 0
+
+    @property
+    def crash_icount(self) -> int | None:
+        if self.end and self.end.get("reason") == "crash":
+            return self.last_icount
+        return None
+
+    def _find_last_icount(self) -> int:
+        """Replay the whole run once: learn where history ends, capture outputs, lay snapshots."""
+        self._advance(None, cancel=None)
+        self._take_snapshot()
+        self._capturing = False
+        return self.icount
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def _take_snapshot(self) -> None:
+        machine = self.machine
+        icount = machine.icount
+        i = bisect.bisect_right([s.icount for s in self._snaps], icount)
+        if i and self._snaps[i - 1].icount == icount:
+            return
+        state = {
+            "devices": machine.device_state(), "halted": machine.halted, "result": machine.result,
+            "ended": self._ended,
+            "digests": {k: d.copy() for k, d in machine.output_digests.items()},
+            "out_bytes": dict(machine.output_bytes),
+        }
+        snap = _Snapshot(icount, machine.uc.context_save(), state)
+        ram = machine.ram
+        keyframe = next((s for s in reversed(self._snaps[:i]) if s.keyframe is not None), None)
+        if keyframe is not None:
+            key = keyframe.keyframe
+            delta = {}
+            limit = KEYFRAME_DELTA_LIMIT * machine.mem_size / PAGE
+            for off in range(RAM_START, machine.mem_size, PAGE):
+                page = ram[off:off + PAGE]
+                if page != key[off:off + PAGE]:
+                    delta[off] = page
+                    if len(delta) > limit:
+                        break
+            if len(delta) <= limit:
+                snap.base, snap.delta = keyframe, delta
+        if snap.base is None:
+            snap.keyframe = bytes(ram)
+        self._snaps.insert(i, snap)
+        self._enforce_budget()
+
+    def _restore(self, snap: _Snapshot) -> None:
+        machine = self.machine
+        ram = machine.ram
+        if snap.keyframe is not None:
+            ram[:] = snap.keyframe
+        else:
+            ram[:] = snap.base.keyframe
+            for off, page in snap.delta.items():
+                ram[off:off + PAGE] = page
+        machine.uc.ctl_flush_tb()                 # RAM changed behind Unicorn's back
+        machine.uc.context_restore(snap.cpu)
+        machine.counter.icount = snap.icount
+        state = snap.state
+        for dev in machine.devices:
+            dev.load_state(state["devices"][dev.name])
+        machine.halted = state["halted"]
+        machine.result = state["result"]
+        machine.output_digests = {k: d.copy() for k, d in state["digests"].items()}
+        machine.output_bytes = dict(state["out_bytes"])
+        self._ended = state["ended"]
+        self.boundary.reposition(snap.icount)
+
+    def _enforce_budget(self) -> None:
+        """Drop snapshots, far from the position first, until the store fits its budget."""
+        while sum(s.cost for s in self._snaps) > self.memory_budget and len(self._snaps) > 2:
+            here = self.icount
+            bases = {id(s.base) for s in self._snaps if s.base is not None}
+            candidates = [s for s in self._snaps[1:] if id(s) not in bases]
+            if not candidates:
+                return
+            victim = max(candidates, key=lambda s: abs(s.icount - here))
+            self._snaps.remove(victim)
+
+    def memory_used(self) -> int:
+        """Bytes held by the snapshot store."""
+        return sum(s.cost for s in self._snaps)
+
+    def _snapshot_before(self, icount: int) -> _Snapshot:
+        i = bisect.bisect_right([s.icount for s in self._snaps], icount) - 1
+        return self._snaps[max(i, 0)]
+
+    # -- running forward ---------------------------------------------------------------
+
+    def _advance(self, target: int | None, *, cancel) -> bool:
+        """Run forward to ``target`` (None: to the end), laying snapshots. False when cancelled.
+
+        Snapshots go every SPARSE instructions on a long run, and at halving distances
+        down to DENSE before the target, so that stepping back from it is cheap. Stops
+        early at the end of history or when a first-hit hook pauses the machine.
+        """
+        machine = self.machine
+        cancel = cancel or _NoCancel
+        start = self.icount
+        while not self._ended and (target is None or self.icount < target):
+            if cancel.is_set():
+                return False
+            gap = None if target is None else target - self.icount
+            if gap is None or gap > SPARSE:
+                spacing = SPARSE
+            else:
+                spacing = max(DENSE, gap // 2)
+            stop_at = self._snapshot_before(self.icount).icount + spacing
+            if stop_at <= self.icount:
+                stop_at = self.icount + spacing
+            if target is not None:
+                stop_at = min(stop_at, target)
+            result = machine.run(max_instructions=stop_at)
+            if result.outcome is Outcome.PAUSED:
+                return True
+            if result.outcome is not Outcome.LIMIT:
+                self._ended = True
+                break
+            if self.icount < (target if target is not None else 1 << 64):
+                self._take_snapshot()
+            if self.progress and target is not None and target > start:
+                self.progress((self.icount - start) / (target - start))
+        return True
+
+    def _capture_console(self, data: bytes) -> None:
+        if self._capturing:
+            self._console.append((self.icount, data))
+
+    def _capture_socket(self, chan: int, data: bytes) -> None:
+        if self._capturing:
+            self._sockets.append((self.icount, chan, data))
+
+    def _go(self, icount: int, *, cancel=None) -> bool:
+        """Put the machine at position ``icount`` exactly (clamped to history)."""
+        icount = max(0, min(icount, self.last_icount))
+        if icount == self.icount:
+            return True
+        snap = self._snapshot_before(icount)
+        if icount < self.icount or snap.icount > self.icount:
+            self._restore(snap)
+        return self._advance(icount, cancel=cancel)
+
+    def _stop_here(self, reason: StopReason, **kw) -> Stop:
+        return Stop(reason, self.icount, **kw)
+
+    # -- the API: looking --------------------------------------------------------------
+
+    def registers(self) -> dict[str, int]:
+        return self.machine.cpu.registers()
+
+    def read_memory(self, addr: int, size: int) -> bytes:
+        try:
+            return bytes(self.machine.uc.mem_read(addr, size))
+        except (UcError, OverflowError):
+            raise UnreadableMemory(f"memory {addr:#x}+{size} is not RAM") from None
+
+    def console_output(self, upto: int | None = None) -> bytes:
+        upto = self.icount if upto is None else upto
+        return b"".join(data for icount, data in self._console if icount <= upto)
+
+    def socket_output(self, upto: int | None = None) -> list[tuple[int, int, bytes]]:
+        upto = self.icount if upto is None else upto
+        return [entry for entry in self._sockets if entry[0] <= upto]
+
+    def events_between(self, start: int, end: int, kinds: Iterable[EventKind] | None = None) -> list[Event]:
+        kinds = set(kinds) if kinds else None
+        return list(self.reader.events(start_icount=max(0, start), end_icount=end, kinds=kinds))
+
+    def event_density(self, buckets: int) -> list[int]:
+        counts = [0] * max(1, buckets)
+        span = max(1, self.last_icount + 1)
+        for chunk in self.reader.chunks:
+            n = sum(c for k, c in chunk.counts.items() if k != EventKind.CHECKPOINT)
+            if not n:
+                continue
+            lo, hi = chunk.first_icount, max(chunk.first_icount, chunk.last_icount)
+            b_lo = min(len(counts) - 1, lo * len(counts) // span)
+            b_hi = min(len(counts) - 1, hi * len(counts) // span)
+            per = n / (b_hi - b_lo + 1)
+            for b in range(b_lo, b_hi + 1):
+                counts[b] += per
+        return [round(c) for c in counts]
+
+    # -- breakpoints and watchpoints ---------------------------------------------------
+
+    def add_breakpoint(self, addr: int) -> None:
+        self.breakpoints.add(addr)
+
+    def remove_breakpoint(self, addr: int) -> None:
+        self.breakpoints.discard(addr)
+
+    def add_watchpoint(self, addr: int, length: int, kind: str = "w") -> None:
+        if kind not in ("w", "r", "a") or length <= 0:
+            raise ValueError(f"bad watchpoint {addr:#x}+{length} {kind!r}")
+        wp = Watchpoint(addr, length, kind)
+        if wp not in self.watchpoints:
+            self.watchpoints.append(wp)
+
+    def remove_watchpoint(self, addr: int, length: int, kind: str = "w") -> None:
+        wp = Watchpoint(addr, length, kind)
+        if wp in self.watchpoints:
+            self.watchpoints.remove(wp)
+
+    def _install(self, hits: list[_Hit], *, first_only: bool, code: Iterable[int] = (),
+                 watches: Iterable[Watchpoint] = (),
+                 condition: Callable[[int], bool] | None = None) -> list[int]:
+        """Add Unicorn hooks that append to ``hits``; with ``first_only`` the first hit pauses.
+
+        Breakpoint hits stop *before* their instruction runs; watchpoint hits after it.
+        """
+        uc, machine, counter = self.machine.uc, self.machine, self.machine.counter
+        handles = []
+        # A breakpoint under the start position is stepped over when continuing.
+        skip_first = counter.icount + 1 if first_only else -1
+
+        def on_code(_uc, address, _size, _ud):
+            n = counter.icount
+            if n == skip_first or (condition is not None and not condition(address)):
+                return
+            hits.append(_Hit(n, address, "b", address))
+            if first_only:
+                counter.icount = n - 1            # the instruction will not run: uncount it
+                machine.pause("breakpoint")
+                uc.emu_stop()
+
+        for addr in set(code):
+            handles.append(uc.hook_add(UC_HOOK_CODE, on_code, None, addr, addr))
+
+        for wp in watches:
+            lo, hi = wp.addr, wp.addr + wp.length
+
+            def on_mem(_uc, access, address, size, value, _ud, lo=lo, hi=hi, wp=wp):
+                if address + size <= lo or address >= hi:
+                    return
+                is_write = access == 17                   # UC_MEM_WRITE
+                kind = "w" if is_write else "r"
+                if wp.kind != "a" and wp.kind != kind:
+                    return
+                hit = _Hit(counter.icount, max(address, lo), kind, counter.last_pc)
+                if is_write:
+                    try:
+                        hit.old = bytes(uc.mem_read(address, size))
+                    except UcError:
+                        hit.old = b""
+                    hit.new = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+                    hit.address = address
+                hits.append(hit)
+                if first_only:
+                    machine.pause("watchpoint")
+
+            types = 0
+            if wp.kind in ("w", "a"):
+                types |= UC_HOOK_MEM_WRITE
+            if wp.kind in ("r", "a"):
+                types |= UC_HOOK_MEM_READ
+            handles.append(uc.hook_add(types, on_mem, None, max(0, lo - 7), hi - 1))
+        return handles
+
+    def _uninstall(self, handles: list[int]) -> None:
+        for h in handles:
+            self.machine.uc.hook_del(h)
+
+    # -- the API: moving ---------------------------------------------------------------
+
+    def seek(self, icount: int, *, cancel=None) -> Stop:
+        if not self._go(icount, cancel=cancel):
+            return self._stop_here(StopReason.CANCELLED)
+        return self._stop_here(StopReason.SEEK)
+
+    def step(self) -> Stop:
+        if self.icount >= self.last_icount:
+            return self._end_stop()
+        self._go(self.icount + 1)
+        return self._stop_here(StopReason.STEP) if self.icount < self.last_icount else self._end_stop()
+
+    def step_back(self) -> Stop:
+        if self.icount <= 0:
+            return self._stop_here(StopReason.HISTORY_START)
+        self._go(self.icount - 1)
+        return self._stop_here(StopReason.STEP if self.icount > 0 else StopReason.HISTORY_START)
+
+    def _end_stop(self) -> Stop:
+        reason = StopReason.CRASH if self.crash_icount is not None else StopReason.HISTORY_END
+        return self._stop_here(reason)
+
+    def goto_start(self) -> Stop:
+        self._go(0)
+        return self._stop_here(StopReason.HISTORY_START)
+
+    def goto_end(self) -> Stop:
+        self._go(self.last_icount)
+        return self._end_stop()
+
+    def goto_crash(self) -> Stop:
+        if self.crash_icount is None:
+            return self.goto_end()
+        self._go(self.crash_icount)
+        return self._stop_here(StopReason.CRASH)
+
+    def cont(self, cancel=None) -> Stop:
+        """Continue forward to a breakpoint or watchpoint, or the end of history."""
+        return self._forward_until(code=self.breakpoints, watches=self.watchpoints, cancel=cancel)
+
+    def _forward_until(self, *, code, watches, cancel, condition=None) -> Stop:
+        if self.icount >= self.last_icount:
+            return self._end_stop()
+        hits: list[_Hit] = []
+        handles = self._install(hits, first_only=True, code=code, watches=watches, condition=condition)
+        try:
+            done = self._advance(self.last_icount, cancel=cancel)
+        finally:
+            self._uninstall(handles)
+            if self.machine.result is not None and self.machine.result.outcome is Outcome.PAUSED:
+                self.machine.result = None
+        if not done:
+            return self._stop_here(StopReason.CANCELLED)
+        if hits:
+            hit = hits[0]
+            if hit.kind == "b":
+                return self._stop_here(StopReason.BREAKPOINT, address=hit.address)
+            return self._stop_here(StopReason.WATCHPOINT, address=hit.address, watch_kind=hit.kind)
+        return self._end_stop()
+
+    def cont_back(self, cancel=None) -> Stop:
+        """Continue backward to the last breakpoint or watchpoint hit before now, or the start."""
+        hit = self._search_back(code=self.breakpoints, watches=self.watchpoints, cancel=cancel)
+        if hit is _CANCELLED:
+            return self._stop_here(StopReason.CANCELLED)
+        if hit is None:
+            self._go(0)
+            return self._stop_here(StopReason.HISTORY_START)
+        self._go(hit.icount - 1)
+        if hit.kind == "b":
+            return self._stop_here(StopReason.BREAKPOINT, address=hit.address)
+        return self._stop_here(StopReason.WATCHPOINT, address=hit.address, watch_kind=hit.kind)
+
+    def _search_back(self, *, code=(), watches=(), cancel=None, before: int | None = None,
+                     condition=None, accept: Callable[[_Hit], bool] | None = None):
+        """The last hit whose position (hit.icount - 1) is before ``before`` (default: now)."""
+        origin = self.icount
+        before = origin if before is None else before
+        cancel = cancel or _NoCancel
+        if not code and not watches:
+            return None
+        self._take_snapshot()                     # so that coming back here costs nothing
+        end = before
+        try:
+            while end > 0:
+                if cancel.is_set():
+                    return _CANCELLED
+                snap = self._snapshot_before(end - 1)
+                self._restore(snap)
+                hits: list[_Hit] = []
+                handles = self._install(hits, first_only=False, code=code, watches=watches,
+                                        condition=condition)
+                try:
+                    self.machine.run(max_instructions=end)
+                finally:
+                    self._uninstall(handles)
+                found = [h for h in hits if h.icount - 1 < before and h.icount <= end
+                         and (accept is None or accept(h))]
+                if found:
+                    return found[-1]
+                if self.progress and origin:
+                    self.progress(1 - snap.icount / origin)
+                end = snap.icount
+            return None
+        finally:
+            self._go(origin)
+
+    def step_over(self) -> Stop:
+        """One instruction; a call runs to its return."""
+        regs = self.registers()
+        insn = self._instruction_at(regs["rip"])
+        if insn is None or insn.mnemonic != "call":
+            return self.step()
+        ret_addr, rsp = regs["rip"] + insn.size, regs["rsp"]
+        return self._run_to_address(ret_addr, lambda _a: self.machine.cpu.reg("rsp") == rsp)
+
+    def _run_to_address(self, address: int, condition, cancel=None) -> Stop:
+        stop = self._forward_until(code={address}, watches=(), cancel=cancel, condition=condition)
+        if stop.reason is StopReason.BREAKPOINT:
+            return Stop(StopReason.STEP, stop.icount)
+        return stop
+
+    def step_over_back(self) -> Stop:
+        """Back one instruction; stepping back out of a callee's return goes to its call."""
+        before = self.registers()
+        stop = self.step_back()
+        if stop.reason is not StopReason.STEP:
+            return stop
+        insn = self._instruction_at(self.registers()["rip"])
+        if insn is not None and insn.mnemonic == "ret" and self.registers()["rsp"] < before["rsp"]:
+            slot = before["rsp"] - 8
+            record = self.last_write(slot, 8)
+            if record is not None:
+                self._go(record.icount - 1)
+                return self._stop_here(StopReason.STEP)
+        return stop
+
+    def finish_back(self, cancel=None) -> Stop:
+        """Back to the call that entered the current function."""
+        entry = self._function_entry(cancel)
+        if entry is _CANCELLED:
+            return self._stop_here(StopReason.CANCELLED)
+        if entry is None:
+            return self.step_back()
+        self._go(entry.icount - 1)
+        return self.step_back()
+
+    def finish(self, cancel=None) -> Stop:
+        """Forward to just after the current function returns."""
+        origin = self.icount
+        entry = self._function_entry(cancel)
+        if entry is _CANCELLED:
+            return self._stop_here(StopReason.CANCELLED)
+        if entry is None:
+            return self.step()
+        self._go(entry.icount - 1)
+        rsp = self.registers()["rsp"]
+        ret_addr = int.from_bytes(self.read_memory(rsp, 8), "little")
+        self._go(origin)
+        return self._run_to_address(ret_addr, lambda _a: self.machine.cpu.reg("rsp") == rsp + 8, cancel)
+
+    def _function_entry(self, cancel):
+        """The hit at which the current function was entered (its first instruction), or None."""
+        regs = self.registers()
+        sym = self.symbols.lookup(regs["rip"])
+        if sym is None:
+            return None
+        if sym.address == regs["rip"]:
+            return _Hit(self.icount + 1, sym.address, "b", sym.address)
+        rsp_now = regs["rsp"]
+        rsps: dict[int, int] = {}
+
+        def record_rsp(_addr):
+            rsps[self.machine.counter.icount] = self.machine.cpu.reg("rsp")
+            return True
+        return self._search_back(code={sym.address}, cancel=cancel, condition=record_rsp,
+                                 accept=lambda h: rsps.get(h.icount, -1) >= rsp_now)
+
+    def next_event(self, kinds: Iterable[EventKind] | None = None) -> Stop:
+        kinds = set(kinds) if kinds else None
+        for event in self.reader.events(start_icount=self.icount + 1, kinds=kinds):
+            if event.icount > self.icount and event.icount <= self.last_icount:
+                self._go(event.icount)
+                return self._stop_here(StopReason.EVENT, detail=event.kind.name)
+        return self.goto_end()
+
+    def prev_event(self, kinds: Iterable[EventKind] | None = None) -> Stop:
+        kinds = set(kinds) if kinds else None
+        previous = None
+        for event in self.reader.events(end_icount=self.icount - 1, kinds=kinds):
+            if event.icount < self.icount:
+                previous = event
+        if previous is None:
+            return self.goto_start()
+        self._go(previous.icount)
+        return self._stop_here(StopReason.EVENT, detail=previous.kind.name)
+
+    # -- the API: queries ----------------------------------------------------------------
+
+    def last_write(self, addr: int, size: int = 1, before: int | None = None) -> WriteRecord | None:
+        hit = self._search_back(watches=[Watchpoint(addr, size, "w")], before=before)
+        if hit is None or hit is _CANCELLED:
+            return None
+        return WriteRecord(hit.icount, hit.rip, hit.address, hit.old, hit.new)
+
+    def memory_history(self, addr: int, size: int, start: int, end: int) -> list[WriteRecord]:
+        origin = self.icount
+        self._take_snapshot()
+        hits: list[_Hit] = []
+        try:
+            self._go(start)
+            handles = self._install(hits, first_only=False, watches=[Watchpoint(addr, size, "w")])
+            try:
+                self._advance(min(end, self.last_icount), cancel=None)
+            finally:
+                self._uninstall(handles)
+        finally:
+            self._go(origin)
+        return [WriteRecord(h.icount, h.rip, h.address, h.old, h.new)
+                for h in hits if start < h.icount <= end]
+
+    def _instruction_at(self, address: int):
+        try:
+            code = self.read_memory(address, 16)
+        except UnreadableMemory:
+            return None
+        return next(_CS.disasm(code, address, 1), None)
+
+    def close(self) -> None:
+        self.replay.close()
+
+
+class _NoCancelType:
+    @staticmethod
+    def is_set() -> bool:
+        return False
+
+
+_NoCancel = _NoCancelType()
+_CANCELLED = object()
