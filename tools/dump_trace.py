@@ -22,7 +22,7 @@ import msgpack
 
 # --- from the spec -------------------------------------------------------------------
 MAGIC = b"\x89VMRR\r\n\x1a"
-SUPPORTED_VERSION = 1
+SUPPORTED_VERSION = 2
 HEADER_LEN = 28
 CHUNK_MAGIC = b"VMCK"
 CHUNK_FRAME = 40
@@ -163,11 +163,13 @@ def decode_chunk(data: bytes, offset: int, index: int) -> tuple[dict, list]:
     if len(raw) != raw_len:
         raise DumpError(f"chunk {index} at offset {offset}: sizes do not match the frame")
     records = []
+    icount = first
     for value in values:
         if not (isinstance(value, list) and len(value) == 3 and type(value[0]) is int
-                and value[1] in KIND_NAMES):
+                and value[0] >= 0 and value[1] in KIND_NAMES):
             raise DumpError(f"chunk {index} at offset {offset}: bad record {value!r:.80}")
-        records.append(tuple(value))
+        icount += value[0]                       # records hold icount deltas
+        records.append((icount, value[1], value[2]))
     if records[0][0] != first or records[-1][0] != last:
         raise DumpError(f"chunk {index} at offset {offset}: icounts do not match the frame")
     counts: dict[int, int] = {}

@@ -14,7 +14,7 @@ import msgpack
 
 # Bump on any change to the layout, the record encoding, or the order or meaning of
 # EventKind. Readers accept exactly this version.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: record icounts are deltas within a chunk
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12

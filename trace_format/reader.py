@@ -567,7 +567,10 @@ class TraceReader:
     @staticmethod
     def _check_records(records: list, corrupt: Callable[[str], TraceCorrupt],
                        floor: int) -> list[Event]:
-        """Events from decoded records, each checked to be [icount >= previous, known kind, payload]."""
+        """Events from decoded records, each checked to be [icount delta >= 0, known kind, payload].
+
+        ``floor`` is the chunk's first icount (from its frame); the first record's delta is 0.
+        """
         events: list[Event] = []
         add = events.append
         kind_of = KIND_BY_NUMBER.get
@@ -575,9 +578,10 @@ class TraceReader:
         for record in records:
             if type(record) is not list or len(record) != 3:
                 raise corrupt(f"record {len(events)} is not a [icount, kind, payload] array")
-            icount, kind, payload = record
-            if type(icount) is not int or icount < previous:
-                raise corrupt(f"record {len(events)} has icount {icount!r} (previous: {previous})")
+            delta, kind, payload = record
+            if type(delta) is not int or delta < 0 or (not events and delta):
+                raise corrupt(f"record {len(events)} has icount delta {delta!r} (previous icount: {previous})")
+            icount = previous + delta
             event_kind = kind_of(kind) if type(kind) is int else None
             if event_kind is None:
                 raise corrupt(f"record {len(events)} has unknown event kind {kind!r}")

@@ -111,8 +111,11 @@ class TraceWriter:
         """
         if type(icount) is not int or icount < self._last_icount or kind not in _APPENDABLE:
             self._reject_event(icount, kind)
+        parts = self._parts
         try:
-            packed = self._pack((icount, kind, payload))
+            # icounts are stored as the delta from the previous record of the chunk (the
+            # first record's is 0: the frame holds its icount), so they pack into 1-3 bytes.
+            packed = self._pack((icount - self._last_icount if parts else 0, kind, payload))
         except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"cannot record {_kind_name(kind)} payload at icount {icount}: "
                              f"{error}") from None
@@ -121,7 +124,6 @@ class TraceWriter:
             raise ValueError(f"{_kind_name(kind)} event at icount {icount} packs to {size} "
                              f"bytes; the format caps a record at {layout.MAX_RECORD_LEN}")
         self._last_icount = icount
-        parts = self._parts
         if not parts:
             self._first_icount = icount
             self._deadline = self._clock() + self._interval
@@ -195,7 +197,7 @@ class TraceWriter:
         number = len(self._checkpoints)
 
         def record(part: int) -> bytes:
-            return self._pack((icount, _CHECKPOINT, {
+            return self._pack((0, _CHECKPOINT, {               # alone in its chunk: delta 0
                 "n": number, "part": part, "parts": len(batches), "full": full,
                 "cpu": dict(cpu) if part == 0 else None,
                 "devices": dict(devices) if part == 0 else None,
@@ -246,7 +248,7 @@ class TraceWriter:
             raise ValueError(f"END icount {icount!r} is not an int >= the last recorded "
                              f"icount {self._last_icount}")
         try:
-            packed = self._pack((icount, _END, end))
+            packed = self._pack((icount - int(self._last_icount) if self._parts else 0, _END, end))
         except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"cannot record the end {end!r}: {error}") from None
         if len(packed) > layout.MAX_RECORD_LEN:

@@ -610,12 +610,13 @@ def trace_with_raw_chunk(tmp_path: Path, raw: bytes, n_records: int = 1, first: 
     ([[1000, 2]], "record 0 is not a [icount, kind, payload] array"),
     ([[1, 2, None, None]], "record 0 is not a [icount, kind, payload] array"),
     (["text"], "record 0 is not a [icount, kind, payload] array"),
-    ([[-1, 2, None]], "record 0 has icount -1"),
-    ([[1.5, 2, None]], "record 0 has icount 1.5"),
-    ([[5, 2, None], [4, 2, None]], "record 1 has icount 4 (previous: 5)"),
-    ([[1, 99, None]], "record 0 has unknown event kind 99"),
-    ([[1, "RDTSC", None]], "record 0 has unknown event kind 'RDTSC'"),
-    ([[1, True, None]], "record 0 has unknown event kind True"),
+    ([[-1, 2, None]], "record 0 has icount delta -1"),
+    ([[1.5, 2, None]], "record 0 has icount delta 1.5"),
+    ([[5, 2, None]], "record 0 has icount delta 5"),                  # the first delta must be 0
+    ([[0, 2, None], [-1, 2, None]], "record 1 has icount delta -1 (previous icount: 0)"),
+    ([[0, 99, None]], "record 0 has unknown event kind 99"),
+    ([[0, "RDTSC", None]], "record 0 has unknown event kind 'RDTSC'"),
+    ([[0, True, None]], "record 0 has unknown event kind True"),
 ])
 def test_malformed_records_are_corruption(tmp_path, records, message):
     raw = b"".join(msgpack.packb(record) for record in records)
@@ -626,14 +627,14 @@ def test_malformed_records_are_corruption(tmp_path, records, message):
 
 
 def test_truncated_and_mismatched_records_are_corruption(tmp_path):
-    good = msgpack.packb([3, 2, 70000])
+    good = msgpack.packb([0, 2, 70000])          # the chunk's first record: delta 0, icount 3
     cases = [
         (good[:-1], 1, 3, 3, "records are truncated"),
         (good + b"\xc1", 2, 3, 3, "malformed"),
         (good, 2, 3, 3, "records are truncated"),
         (good, 3, 3, 3, "3 records cannot fit in 8 bytes"),
         (good + good, 1, 3, 3, "more records than the 1"),
-        (good, 1, 2, 3, "records span icounts 3..3, the chunk header says 2..3"),
+        (good, 1, 3, 4, "records span icounts 3..3, the chunk header says 3..4"),
     ]
     for raw, n, first, last, message in cases:
         path = trace_with_raw_chunk(tmp_path, raw, n, first, last)
@@ -642,7 +643,7 @@ def test_truncated_and_mismatched_records_are_corruption(tmp_path):
 
 
 def test_lz4_data_that_lies_about_its_size_is_corruption(tmp_path):
-    path = trace_with_raw_chunk(tmp_path, msgpack.packb([3, 2, 7]), 1, 3, 3)
+    path = trace_with_raw_chunk(tmp_path, msgpack.packb([0, 2, 7]), 1, 3, 3)
     data = bytearray(path.read_bytes())
     with TraceReader(path) as trace:
         offset = trace.chunks[0].offset
@@ -861,7 +862,7 @@ def test_dump_tool_command_line(tmp_path):
     write_sample(path)
     tool = str(ROOT / "tools" / "dump_trace.py")
     out = subprocess.run([sys.executable, tool, str(path)], capture_output=True, text=True, check=True).stdout
-    assert "format version 1" in out and "127.0.0.1:7000" in out
+    assert "format version 2" in out and "127.0.0.1:7000" in out
     assert "SOCK_DATA    [0, <7 bytes 474554202f0d0a>]" in out
     assert "end: {'reason': 'poweroff', 'exit_status': 0}" in out
     js = subprocess.run([sys.executable, tool, "--json", str(path)], capture_output=True, text=True, check=True)
