@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not reproduce the guest console")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("demo", help="record the kvstore appliance under real clients, then replay and verify it")
+    p.add_argument("-o", "--output", default="vmrr-demo.vmrr", metavar="TRACE", help="trace to write (default vmrr-demo.vmrr)")
+    p.add_argument("--requests", type=_int_arg, default=5000, metavar="N", help="requests per client run (default 5000)")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("info", help="describe a trace: machine, run, events")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -84,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable), e.g. SOCK_DATA")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("gdbserver", help="serve a trace to gdb (target remote HOST:PORT), reverse execution included")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_int_arg, default=1234, help="TCP port (default 1234; 0 picks a free one)")
+    p.add_argument("--at", default="start", metavar="POSITION",
+                   help="where gdb finds the guest: start (default), end, crash, or an icount")
+    p.set_defaults(func=cmd_gdbserver)
     return parser
 
 
@@ -142,10 +155,10 @@ def cmd_run(args) -> int:
     boundary = LiveBoundary(machine, listen=listen, console_input=not args.no_stdin,
                             console_output=console_stream(args))
     machine.connect(boundary)
+    install_interrupt_handler(machine)         # before "listening on": clients may signal at once
     if boundary.listen_address:
         host, port = boundary.listen_address
         say(f"listening on {host}:{port}")
-    install_interrupt_handler(machine)
     start = time.perf_counter()
     try:
         result = machine.run(max_instructions=args.max_instructions)
@@ -175,13 +188,13 @@ def cmd_record(args) -> int:
                             console_input=not args.no_stdin, overwrite=args.force,
                             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
                             tool_version=__version__)
+    install_interrupt_handler(session.machine)  # before "listening on": clients may signal at once
     if session.boundary.listen_address:
         host, port = session.boundary.listen_address
         say(f"listening on {host}:{port}")
     if seed is not None:
         say(f"chaos mode, seed {seed}")
     say(f"recording to {args.output}")
-    install_interrupt_handler(session.machine)
     summary = session.run(duration=args.duration, max_instructions=args.max_instructions)
     code = report_result(summary.result, summary.wall_seconds)
     for line in summary.lines():
@@ -214,6 +227,13 @@ def cmd_replay(args) -> int:
         for line in report.checks:
             say(f"verified: {line}")
     return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    """The main job end to end: a server recorded under real TCP clients, replayed, verified."""
+    import demo
+
+    return demo.run_demo(args.output, args.requests, say)
 
 
 def _open_reader(path: str):
@@ -302,6 +322,42 @@ def cmd_events(args) -> int:
                 print(json.dumps(obj, default=lambda b: b.hex()))
             else:
                 print(f"{obj['icount']:>14}  {obj['kind']:<12} {json.dumps(obj['payload'], default=lambda b: b.hex())}")
+    return EXIT_OK
+
+
+def cmd_gdbserver(args) -> int:
+    from gdbstub.server import GdbServer, bind_listener
+    from replay.timetravel import TimeTravel
+    from vmm.errors import UsageError
+
+    at = args.at.lower()
+    if at not in ("start", "end", "crash"):
+        try:
+            at = _int_arg(at)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--at: {exc}") from None
+    listener = bind_listener(args.host, args.port)      # a busy port fails before the replay
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        tt = TimeTravel(args.trace)
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        if at == "end":
+            tt.goto_end()
+        elif at == "crash":
+            tt.goto_crash()
+        elif at != "start":
+            tt.seek(at)
+        with GdbServer(tt, listener=listener) as server:
+            host, port = server.address
+            say(f"gdbserver listening on {host}:{port} (trace {args.trace}, icount {tt.icount})")
+            server.serve_forever()
+    except KeyboardInterrupt:
+        say("gdbserver stopped")
+    finally:
+        tt.close()
     return EXIT_OK
 
 
