@@ -48,6 +48,11 @@ def _machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--console-log", metavar="FILE", help="write the guest console to FILE instead of stdout")
 
 
+def _recover_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recover", action="store_true",
+                   help="salvage the complete chunks of a cut or damaged trace (.incomplete files always are)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmrr", description="Record and replay a virtual machine, instruction for instruction.")
     parser.add_argument("--version", action="version", version=f"vmrr {__version__}")
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check every state digest and the final state")
     p.add_argument("--until", type=_int_arg, metavar="ICOUNT", help="stop at this instruction count")
     p.add_argument("--quiet", action="store_true", help="do not reproduce the guest console")
+    _recover_option(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="record the kvstore appliance under real clients, then replay and verify it")
@@ -82,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a trace: machine, run, events")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _recover_option(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("events", help="list a trace's events, one JSON object per line with --json")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable), e.g. SOCK_DATA")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _recover_option(p)
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("gdbserver", help="serve a trace to gdb (target remote HOST:PORT), reverse execution included")
@@ -97,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", default="start", metavar="POSITION",
                    help="where gdb finds the guest: start (default), end, crash, or an icount")
     p.set_defaults(func=cmd_gdbserver)
+
+    p = sub.add_parser("tui", help="terminal debugger: open a trace at its crash, step forward and backward")
+    p.add_argument("trace", metavar="TRACE")
+    p.set_defaults(func=cmd_tui)
     return parser
 
 
@@ -209,7 +221,7 @@ def cmd_replay(args) -> int:
     from vmm.machine import Outcome
 
     out = None if args.quiet else sys.stdout.buffer
-    with Replay(args.trace, verify=args.verify, console_output=out) as rep:
+    with Replay(args.trace, verify=args.verify, console_output=out, recover=args.recover) as rep:
         install_interrupt_handler(rep.machine)
         start = time.perf_counter()
         report = rep.run(until=args.until)
@@ -236,10 +248,10 @@ def cmd_demo(args) -> int:
     return demo.run_demo(args.output, args.requests, say)
 
 
-def _open_reader(path: str):
+def _open_reader(path: str, recover: bool = False):
     from trace_format import TraceReader
 
-    return TraceReader(path)
+    return TraceReader(path, recover=recover)
 
 
 def trace_info(reader) -> dict:
@@ -264,7 +276,7 @@ def trace_info(reader) -> dict:
 def cmd_info(args) -> int:
     import json
 
-    with _open_reader(args.trace) as reader:
+    with _open_reader(args.trace, args.recover) as reader:
         info = trace_info(reader)
         info["path"] = args.trace
     if args.json:
@@ -315,7 +327,7 @@ def cmd_events(args) -> int:
         except KeyError as exc:
             names = ", ".join(k.name for k in EventKind)
             raise UsageError(f"--kind {exc.args[0]}: unknown event kind (one of {names})") from None
-    with _open_reader(args.trace) as reader:
+    with _open_reader(args.trace, args.recover) as reader:
         for event in reader.events(kinds=kinds):
             obj = _event_json(event)
             if args.json:
@@ -359,6 +371,12 @@ def cmd_gdbserver(args) -> int:
     finally:
         tt.close()
     return EXIT_OK
+
+
+def cmd_tui(args) -> int:
+    from tui import run_tui
+
+    return run_tui(args.trace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,13 +33,15 @@ class Replay:
         path: the trace file (a ``.incomplete`` file from a killed recorder works too).
         verify: check state digests while replaying and the final state at the end.
         console_output: binary stream for the reproduced guest console, or None.
+        recover: salvage the complete chunks of a cut or damaged trace.
 
     Raises:
         TraceError: the trace cannot be opened. ImageError: its embedded image is bad.
     """
 
-    def __init__(self, path: str, *, verify: bool = True, console_output=None) -> None:
-        self.reader = TraceReader(path)
+    def __init__(self, path: str, *, verify: bool = True, console_output=None,
+                 recover: bool = False) -> None:
+        self.reader = TraceReader(path, recover=recover)
         self.path = path
         header = self.reader.header
         config = header.config

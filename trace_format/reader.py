@@ -124,8 +124,14 @@ class TraceReader:
             if not recover and self._has_trailer():
                 self._read_footer()
                 self.complete = True
-            else:
+            elif recover or self.path.endswith(".incomplete"):
                 self._scan()
+            else:
+                # A finished trace always ends in its trailer: this one was cut short.
+                raise TraceCorrupt(self.path, self.file_size,
+                                   "truncated: the trace has no footer (a killed recording "
+                                   "is named .incomplete); to salvage its complete chunks, "
+                                   "open it with --recover")
             self._chunk_lasts = [chunk.last_icount for chunk in self.chunks]
             self.last_icount = self.chunks[-1].last_icount if self.chunks else 0
             self.checkpoints = [CheckpointRef(entry.icount, i)

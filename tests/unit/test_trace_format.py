@@ -414,7 +414,7 @@ def test_recovery_keeps_every_chunk_before_the_cut(tmp_path):
         chunks = full.chunks
     for chunk in chunks[3:]:
         for cut in (chunk.offset, chunk.offset + 1, chunk.offset + 39, chunk.offset + chunk.length - 1):
-            cut_path = tmp_path / f"cut{cut}.vmrr"
+            cut_path = tmp_path / f"cut{cut}.vmrr.incomplete"
             cut_path.write_bytes(data[:cut])
             with TraceReader(cut_path) as trace:
                 assert not trace.complete
@@ -441,7 +441,7 @@ def test_unfinished_checkpoint_is_dropped_by_recovery(tmp_path):
         assert len(trace.checkpoints) == 3
         *_, first_part, last_part = trace.chunks
         assert first_part.counts == last_part.counts == {EventKind.CHECKPOINT: 1}
-    cut = tmp_path / "cut.vmrr"
+    cut = tmp_path / "cut.vmrr.incomplete"
     cut.write_bytes(data[:last_part.offset + 10])
     with TraceReader(cut) as trace:
         assert [ref.icount for ref in trace.checkpoints] == [2, 3]
@@ -458,8 +458,8 @@ def test_cut_inside_the_footer_recovers_every_chunk_and_the_end(tmp_path):
     data = path.read_bytes()
     (footer_offset,) = struct.unpack_from("<Q", data, len(data) - 32)
     for cut in (footer_offset, footer_offset + 5, len(data) - 1):
-        (tmp_path / "cut.vmrr").write_bytes(data[:cut])
-        with TraceReader(tmp_path / "cut.vmrr") as trace:
+        (tmp_path / "cut.vmrr.incomplete").write_bytes(data[:cut])
+        with TraceReader(tmp_path / "cut.vmrr.incomplete") as trace:
             assert not trace.complete and trace.recovery_offset == footer_offset
             assert as_tuples(trace.events()) == expected
             assert trace.end == {"reason": "poweroff", "exit_status": 0}
@@ -527,7 +527,7 @@ def test_other_format_versions_are_refused_with_advice(tmp_path, version, relati
 def patched(path: Path, offset: int, fmt: str, value: int) -> Path:
     data = bytearray(path.read_bytes())
     struct.pack_into(fmt, data, offset, value)
-    out = path.with_name("patched.vmrr")
+    out = path.with_name("patched.vmrr.incomplete")
     out.write_bytes(bytes(data))
     return out
 
@@ -600,7 +600,7 @@ def trace_with_raw_chunk(tmp_path: Path, raw: bytes, n_records: int = 1, first: 
     del writer  # killed before any chunk
     incomplete = tmp_path / "run.vmrr.incomplete"
     frame = layout.pack_chunk(0, raw, n_records, first, last)
-    out = tmp_path / "hand.vmrr"
+    out = tmp_path / "hand.vmrr.incomplete"   # footer-less: opened by scanning
     out.write_bytes(incomplete.read_bytes() + frame)
     incomplete.unlink()
     return out
@@ -846,7 +846,7 @@ def test_dump_tool_agrees_on_a_recovered_trace(tmp_path):
     write_sample(path, close=False, events_per_kind=4, chunk_target=100)
     incomplete = tmp_path / "run.vmrr.incomplete"
     data = incomplete.read_bytes()
-    cut = tmp_path / "cut.vmrr"
+    cut = tmp_path / "cut.vmrr.incomplete"
     cut.write_bytes(data[:len(data) * 2 // 3])
     decoded = dump_trace.decode(str(cut))
     with TraceReader(cut) as trace:
@@ -871,3 +871,16 @@ def test_dump_tool_command_line(tmp_path):
     bad.write_bytes(b"nope")
     failed = subprocess.run([sys.executable, tool, str(bad)], capture_output=True, text=True)
     assert failed.returncode == 2 and "bad magic" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_a_cut_finished_trace_is_an_error_unless_recovery_is_asked_for(tmp_path):
+    path = tmp_path / "run.vmrr"
+    write_sample(path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.vmrr"
+    cut.write_bytes(data[:-100])                 # the trailer and part of the footer are gone
+    with pytest.raises(TraceCorrupt) as caught:
+        TraceReader(cut)
+    assert "truncated" in str(caught.value) and "--recover" in str(caught.value)
+    with TraceReader(cut, recover=True) as trace:
+        assert not trace.complete and trace.recovered_chunks > 0
