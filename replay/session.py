@@ -42,6 +42,8 @@ class Replay:
     def __init__(self, path: str, *, verify: bool = True, console_output=None,
                  recover: bool = False) -> None:
         self.reader = TraceReader(path, recover=recover)
+        if verify:
+            self.reader.verify_checksums()
         self.path = path
         header = self.reader.header
         config = header.config
