@@ -414,11 +414,15 @@ class TimeTravel:
             if wp.kind in ("r", "a"):
                 types |= UC_HOOK_MEM_READ
             handles.append(uc.hook_add(types, on_mem, None, max(0, lo - 7), hi - 1))
+        if handles:
+            uc.ctl_flush_tb()            # blocks translated before the hooks would miss them
         return handles
 
     def _uninstall(self, handles: list[int]) -> None:
         for h in handles:
             self.machine.uc.hook_del(h)
+        if handles:
+            self.machine.uc.ctl_flush_tb()
 
     # -- the API: moving ---------------------------------------------------------------
 

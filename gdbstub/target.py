@@ -1,0 +1,103 @@
+"""What gdb sees of the guest CPU: the register layout and the target description.
+
+gdb numbers registers in the order the target description (``target.xml``) lists them,
+and the ``g`` packet carries them all in that order, little-endian. For i386:x86-64 gdb 13
+requires the ``org.gnu.gdb.i386.core`` feature with the x87 registers in it; SSE and the
+rest are optional. The VMM does not expose x87 state, so those registers are sent as
+*unavailable* (``xx`` bytes), which gdb shows as ``<unavailable>`` rather than inventing
+zeros. ``fs_base``/``gs_base`` come in the ``org.gnu.gdb.i386.segments`` feature, and the
+control registers in a vmrr feature gdb lists with ``info registers cr0`` etc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterDef:
+    """One register as gdb sees it.
+
+    Attributes:
+        name: gdb's name.
+        bitsize: width on the wire.
+        gdb_type: the type named in the target description.
+        source: key in ``TimeTravel.registers()``, or None if the VMM does not have it.
+        group: register group for the description, if not the default.
+    """
+
+    name: str
+    bitsize: int
+    gdb_type: str
+    source: str | None
+    group: str | None = None
+
+    @property
+    def size(self) -> int:
+        return self.bitsize // 8
+
+
+def _gprs() -> list[RegisterDef]:
+    names = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+    types = {"rbp": "data_ptr", "rsp": "data_ptr"}
+    regs = [RegisterDef(n, 64, types.get(n, "int64"), n) for n in names]
+    regs.append(RegisterDef("rip", 64, "code_ptr", "rip"))
+    regs.append(RegisterDef("eflags", 32, "i386_eflags", "rflags"))
+    regs += [RegisterDef(s, 32, "int32", s) for s in ("cs", "ss", "ds", "es", "fs", "gs")]
+    return regs
+
+
+def _x87() -> list[RegisterDef]:
+    regs = [RegisterDef(f"st{i}", 80, "i387_ext", None) for i in range(8)]
+    regs += [RegisterDef(n, 32, "int", None, "float")
+             for n in ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop")]
+    return regs
+
+
+CORE = tuple(_gprs() + _x87())
+SEGMENTS = (RegisterDef("fs_base", 64, "int", "fs_base"), RegisterDef("gs_base", 64, "int", "gs_base"))
+SYSTEM = tuple(RegisterDef(n, 64, "int", n, "system") for n in ("cr0", "cr2", "cr3", "cr4"))
+REGISTERS: tuple[RegisterDef, ...] = CORE + SEGMENTS + SYSTEM
+REGISTER_NUMBERS = {reg.name: i for i, reg in enumerate(REGISTERS)}
+RIP, RSP, RBP = REGISTER_NUMBERS["rip"], REGISTER_NUMBERS["rsp"], REGISTER_NUMBERS["rbp"]
+
+_EFLAGS_FIELDS = (("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8),
+                  ("IF", 9), ("DF", 10), ("OF", 11), ("NT", 14), ("RF", 16), ("VM", 17),
+                  ("AC", 18), ("VIF", 19), ("VIP", 20), ("ID", 21))
+
+
+def _reg_xml(reg: RegisterDef) -> str:
+    group = f' group="{reg.group}"' if reg.group else ""
+    return f'  <reg name="{reg.name}" bitsize="{reg.bitsize}" type="{reg.gdb_type}"{group}/>'
+
+
+def _feature_xml(name: str, regs: tuple[RegisterDef, ...], prologue: list[str] | None = None) -> list[str]:
+    return [f'<feature name="{name}">', *(prologue or []), *(_reg_xml(r) for r in regs), "</feature>"]
+
+
+def target_xml() -> bytes:
+    """The target description gdb reads with ``qXfer:features:read:target.xml``."""
+    flags = ['  <flags id="i386_eflags" size="4">',
+             *(f'    <field name="{n}" start="{b}" end="{b}"/>' for n, b in _EFLAGS_FIELDS),
+             "  </flags>"]
+    lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', "<target>",
+             "<architecture>i386:x86-64</architecture>",
+             *_feature_xml("org.gnu.gdb.i386.core", CORE, flags),
+             *_feature_xml("org.gnu.gdb.i386.segments", SEGMENTS),
+             *_feature_xml("org.vmrr.x86.system", SYSTEM),
+             "</target>"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def encode_register(reg: RegisterDef, values: dict[str, int]) -> str:
+    """One register's bytes as hex, little-endian; ``xx`` bytes when it is unavailable."""
+    if reg.source is None or reg.source not in values:
+        return "xx" * reg.size
+    value = values[reg.source] & ((1 << reg.bitsize) - 1)
+    return value.to_bytes(reg.size, "little").hex()
+
+
+def encode_registers(values: dict[str, int]) -> str:
+    """The ``g`` reply: every register of ``REGISTERS`` in order."""
+    return "".join(encode_register(reg, values) for reg in REGISTERS)
