@@ -10,7 +10,7 @@ from trace_format import MachineConfig, TraceHeader, TraceWriter
 from trace_format.events import EventKind
 from vmm.boundary import Chaos, LiveBoundary
 from vmm.loader import GuestImage
-from vmm.machine import PAGE, RAM_START, Machine, Outcome, RunResult
+from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
 
 DEFAULT_DIGEST_EVERY = 50_000_000
 DEFAULT_CHECKPOINT_EVERY = 500_000_000
@@ -95,7 +95,8 @@ class RecordSession:
         self._input_bytes = 0
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
-        self._ram_at_checkpoint: bytes = b""
+        self._ram_at_checkpoint: bytes | None = None     # None: RAM as booted (the base)
+        self._base_pages: dict[int, bytes] = {}
         self._deadline: float | None = None
         self.boundary.tap = self._log
 
@@ -137,18 +138,37 @@ class RecordSession:
             machine.request_shutdown("duration reached")
 
     def _checkpoint(self, *, base: bool) -> None:
-        """Write the machine state; RAM as the pages changed since the previous checkpoint."""
+        """Write the machine state; RAM as the pages changed since the previous checkpoint.
+
+        The base, at boot, needs only the pages the loader wrote: the rest of RAM is zero.
+        """
         machine = self.machine
-        ram = bytes(machine.ram)
-        previous = self._ram_at_checkpoint
-        pages = {}
-        for offset in range(RAM_START, machine.mem_size, PAGE):
-            page = ram[offset:offset + PAGE]
-            if (page != _ZERO_PAGE) if base else (page != previous[offset:offset + PAGE]):
-                pages[offset // PAGE] = page
+        ram = machine.ram
+        if base:
+            pages = {off // PAGE: ram[off:off + PAGE] for off in self._boot_page_offsets()
+                     if ram[off:off + PAGE] != _ZERO_PAGE}
+            self._base_pages = pages
+            self._ram_at_checkpoint = None
+        else:
+            previous = self._ram_at_checkpoint
+            pages = {}
+            for off in range(RAM_START, machine.mem_size, PAGE):
+                page = ram[off:off + PAGE]
+                before = (self._base_pages.get(off // PAGE, _ZERO_PAGE) if previous is None
+                          else previous[off:off + PAGE])
+                if page != before:
+                    pages[off // PAGE] = page
+            self._ram_at_checkpoint = bytes(ram)
         self.writer.write_checkpoint(machine.icount, machine.cpu_state(), machine.device_state(),
                                      pages, full=base)
-        self._ram_at_checkpoint = ram
+
+    def _boot_page_offsets(self) -> list[int]:
+        """Offsets of every page the loader may have written (boot information, segments)."""
+        offsets = {BOOT_INFO & ~(PAGE - 1)}
+        for seg in self.machine.image.segments:
+            first = seg.guest_phys & ~(PAGE - 1)
+            offsets.update(range(first, seg.guest_phys + seg.mem_size, PAGE))
+        return sorted(offsets)
 
     def _end_record(self, result: RunResult) -> dict:
         machine = self.machine
