@@ -12,7 +12,7 @@ from vmm.boundary import Chaos, LiveBoundary
 from vmm.loader import GuestImage
 from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
 
-DEFAULT_DIGEST_EVERY = 50_000_000
+DEFAULT_DIGEST_EVERY = 200_000_000
 DEFAULT_CHECKPOINT_EVERY = 500_000_000
 _ZERO_PAGE = bytes(PAGE)
 
