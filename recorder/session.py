@@ -28,6 +28,8 @@ class RecordSummary:
     trace_bytes: int = 0
     checkpoints: int = 0
     input_bytes: int = 0
+    compression: float = 0.0          # chunk bytes before / after lz4
+
 
     @property
     def instructions(self) -> int:
@@ -35,13 +37,13 @@ class RecordSummary:
 
     def lines(self) -> list[str]:
         mips = self.instructions / self.wall_seconds / 1e6 if self.wall_seconds > 0 else 0.0
-        ratio = self.input_bytes / self.trace_bytes if self.trace_bytes else 0.0
         events = ", ".join(f"{k.lower()} {n}" for k, n in sorted(self.events_by_kind.items())) or "none"
         return [
-            f"trace {self.path}: {self.trace_bytes} bytes, {self.checkpoints} checkpoints",
+            f"trace {self.path}: {self.trace_bytes} bytes, {self.checkpoints} checkpoints, "
+            f"compression {self.compression:.1f}x",
             f"{self.instructions} instructions in {self.wall_seconds:.2f} s ({mips:.1f} MIPS)",
             f"events: {events}",
-            f"host input {self.input_bytes} bytes; trace/input {1 / ratio if ratio else 0:.2f}x",
+            f"host input: {self.input_bytes} bytes",
         ]
 
 
@@ -122,7 +124,8 @@ class RecordSession:
                 self.writer.close({"reason": "stopped", "why": "error"})
         return RecordSummary(self.path, result, time.perf_counter() - start,
                              {EventKind(k).name: n for k, n in self._counts.items()},
-                             self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes)
+                             self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes,
+                             self.writer.raw_chunk_bytes / max(1, self.writer.compressed_chunk_bytes))
 
     def _between(self) -> None:
         machine = self.machine

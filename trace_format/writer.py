@@ -81,6 +81,8 @@ class TraceWriter:
         self._event_counts: Counter[int] = Counter()
         self._flushed_events = 0
         self.end: dict | None = None
+        self.raw_chunk_bytes = 0              # msgpack bytes before compression, for summaries
+        self.compressed_chunk_bytes = 0       # the same chunks on disk, frames included
         self._fd = self._create()
         try:
             self._write(header_bytes)
@@ -375,6 +377,8 @@ class TraceWriter:
         frame = layout.pack_chunk(len(self._chunks), raw, n_records, first_icount, last_icount)
         offset = self._offset
         self._write(frame)
+        self.raw_chunk_bytes += len(raw)
+        self.compressed_chunk_bytes += len(frame)
         self._chunks.append([offset, len(frame), first_icount, last_icount, n_records,
                              sorted([int(kind), n] for kind, n in counts.items())])
 
