@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import bisect
 import enum
-import resource
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 import capstone
-from unicorn import (UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UcError)
+from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MODE_64,
+                     UcError)
+from unicorn.unicorn_py3.unicorn import UcContext
 
 from trace_format.events import Event, EventKind
 from vmm.errors import VmrrError
-from vmm.machine import PAGE, RAM_START, Outcome
+from vmm.crash import CrashReport
+from vmm.machine import PAGE, RAM_START, Outcome, RunResult
+from replay import sidecar
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
@@ -120,7 +123,7 @@ class TimeTravel:
     """
 
     def __init__(self, path: str, *, memory_budget: int = 1 << 30,
-                 progress: Callable[[float], None] | None = None) -> None:
+                 progress: Callable[[float], None] | None = None, sidecar: bool = True) -> None:
         self.replay = Replay(path, verify=False)
         self.path = path
         self.machine = self.replay.machine
@@ -143,8 +146,12 @@ class TimeTravel:
         self.boundary.sock_send = self._capture_socket
         self._ended = False                 # the machine sits at the end of history
         self.last_icount = 1 << 64          # until the first pass has found it
-        self._take_snapshot()
-        self.last_icount = self._find_last_icount()
+        self.loaded_from_sidecar = sidecar and self._load_sidecar()
+        if not self.loaded_from_sidecar:
+            self._take_snapshot()
+            self.last_icount = self._find_last_icount()
+            if sidecar:
+                self._save_sidecar()
         self.seek(0)
 
     # -- positions -------------------------------------------------------------------
@@ -169,6 +176,64 @@ class TimeTravel:
         self._take_snapshot()
         self._capturing = False
         return self.icount
+
+    # -- the sidecar index -----------------------------------------------------------
+
+    def _save_sidecar(self) -> None:
+        index = {id(snap): i for i, snap in enumerate(self._snaps)}
+        snaps = []
+        for snap in self._snaps:
+            state = snap.state
+            result = state["result"]
+            snaps.append({
+                "icount": snap.icount, "cpu": bytes(snap.cpu), "cpu_size": snap.cpu.size,
+                "devices": state["devices"], "halted": state["halted"], "ended": state["ended"],
+                "result": None if result is None else [result.outcome.value, result.icount, result.exit_status,
+                                                       None if result.crash is None else asdict(result.crash),
+                                                       result.why],
+                "keyframe": snap.keyframe, "base": None if snap.base is None else index[id(snap.base)],
+                "delta": snap.delta,
+            })
+        try:
+            sidecar.write(self.path, {"last_icount": self.last_icount, "console": self._console,
+                                      "sockets": self._sockets, "snapshots": snaps})
+        except OSError:
+            pass                               # a read-only directory: reopening just costs a pass
+
+    def _load_sidecar(self) -> bool:
+        """Take the first pass's results from TRACE.idx; False (and rebuild) if it is not right."""
+        try:
+            content = sidecar.read(self.path)
+            snaps = []
+            for entry in content["snapshots"]:
+                ctx = UcContext.__new__(UcContext)
+                ctx.__setstate__((entry["cpu"], entry["cpu_size"], UC_ARCH_X86, UC_MODE_64))
+                result = entry["result"]
+                if result is not None:
+                    crash = CrashReport(**result[3]) if result[3] is not None else None
+                    result = RunResult(Outcome(result[0]), result[1], result[2], crash, result[4])
+                state = {"devices": entry["devices"], "halted": entry["halted"], "result": result,
+                         "ended": entry["ended"], "digests": {}, "out_bytes": {}}
+                snap = _Snapshot(entry["icount"], ctx, state, entry["keyframe"],
+                                 None if entry["base"] is None else snaps[entry["base"]],
+                                 {int(k): v for k, v in entry["delta"].items()})
+                snaps.append(snap)
+            if not snaps or snaps[0].icount != 0 or snaps[0].keyframe is None:
+                raise sidecar.SidecarInvalid("no snapshot at position 0")
+            boot_registers = self.machine.cpu.registers()
+            self._snaps = snaps
+            self._restore(snaps[0])
+            if self.machine.cpu.registers() != boot_registers:
+                raise sidecar.SidecarInvalid("its CPU state does not restore to the boot state")
+            self.last_icount = int(content["last_icount"])
+            self._console = [(int(i), bytes(d)) for i, d in content["console"]]
+            self._sockets = [(int(i), int(c), bytes(d)) for i, c, d in content["sockets"]]
+            self._capturing = False
+            return True
+        except (sidecar.SidecarInvalid, KeyError, TypeError, ValueError, IndexError, UcError):
+            self._snaps = []
+            self.machine = self.replay.machine
+            return False
 
     # -- snapshots -------------------------------------------------------------------
 

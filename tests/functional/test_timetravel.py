@@ -195,3 +195,62 @@ def test_race_worked_example_reverse_continue_lands_in_the_timer_interrupt(tmp_p
         assert int.from_bytes(engine.read_memory(field, 8), "little") == bad
     finally:
         engine.close()
+
+
+def test_the_sidecar_index_skips_the_first_pass_and_gives_the_same_positions(kv_trace):
+    import os
+    idx = kv_trace + ".idx"
+    if os.path.exists(idx):
+        os.unlink(idx)
+    first = TimeTravel(kv_trace)
+    assert not first.loaded_from_sidecar and os.path.exists(idx)
+    assert oct(os.stat(idx).st_mode & 0o777) == "0o600"
+    second = TimeTravel(kv_trace)
+    try:
+        assert second.loaded_from_sidecar and second.last_icount == first.last_icount
+        assert second.console_output(second.last_icount) == first.console_output(first.last_icount)
+        for fraction in (0.8, 0.2, 0.5):
+            target = int(fraction * first.last_icount)
+            first.seek(target)
+            second.seek(target)
+            assert first.registers() == second.registers()
+            assert first.machine.ram_digest() == second.machine.ram_digest()
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "stale", "garbage"])
+def test_a_corrupt_or_stale_sidecar_is_detected_and_rebuilt(kv_trace, tmp_path, damage):
+    import os
+    import shutil as sh
+    trace = str(tmp_path / "copy.vmrr")
+    sh.copy(kv_trace, trace)
+    TimeTravel(trace).close()                          # writes copy.vmrr.idx
+    idx = trace + ".idx"
+    data = bytearray(open(idx, "rb").read())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40
+    elif damage == "truncate":
+        data = data[: len(data) // 3]
+    elif damage == "garbage":
+        data = bytearray(os.urandom(len(data)))
+    else:                                              # the trace changed under its sidecar
+        with open(trace, "ab") as f:
+            f.write(b"\0")
+        os.truncate(trace, os.path.getsize(trace) - 1)
+        other = str(tmp_path / "other.vmrr")
+        proc = vmrr("record", "t_interrupts", "-o", other, "--no-stdin")
+        assert proc.returncode == 0, describe(proc)
+        TimeTravel(other).close()
+        data = bytearray(open(other + ".idx", "rb").read())
+    open(idx, "wb").write(bytes(data))
+    engine = TimeTravel(trace)
+    try:
+        assert not engine.loaded_from_sidecar
+        regs, ram = _straight(trace, engine.last_icount // 2)
+        engine.seek(engine.last_icount // 2)
+        assert engine.registers() == regs and engine.machine.ram_digest() == ram
+    finally:
+        engine.close()
+    assert TimeTravel(trace).loaded_from_sidecar       # rebuilt, and good again
