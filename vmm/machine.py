@@ -140,6 +140,7 @@ class Machine:
         self._shutdown_reason: str | None = None
         self._pending_exception: int | None = None
         self._fault: tuple[int, int, int] | None = None
+        self._hook_error: BaseException | None = None    # raised in a hook, re-raised by _run_slice
         self.output_digests: dict[str, hashlib._Hash] = {}
         self.output_bytes: dict[str, int] = {}
         self._boot()
@@ -186,7 +187,10 @@ class Machine:
 
     def _on_in(self, uc, port: int, size: int, _ud) -> int:
         dev = self._ports.get(port)
-        return 0xFFFFFFFF if dev is None else dev.port_read(port, size) & 0xFFFFFFFF
+        try:
+            return 0xFFFFFFFF if dev is None else dev.port_read(port, size) & 0xFFFFFFFF
+        except BaseException as exc:    # the binding would hand ctypes None and print a traceback
+            return self._hook_failed(exc, 0)
 
     def _on_out(self, uc, port: int, size: int, value: int, _ud) -> None:
         dev = self._ports.get(port)
@@ -194,13 +198,26 @@ class Machine:
             dev.port_write(port, size, value)
 
     def _on_rdtsc(self, _uc, _ud) -> int:
+        try:
+            self._rdtsc()
+        except BaseException as exc:    # a raw ctypes callback would print and swallow it
+            self._hook_failed(exc, 1)
+        return 1                                                    # skip the real instruction
+
+    def _rdtsc(self) -> None:
         tsc = self.boundary.rdtsc(self.counter.icount)
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         writes = [(x86.UC_X86_REG_RAX, tsc & 0xFFFFFFFF), (x86.UC_X86_REG_RDX, tsc >> 32)]
         if bytes(self.uc.mem_read(rip, 3)) == b"\x0f\x01\xf9":      # RDTSCP: TSC_AUX = 0
             writes.append((x86.UC_X86_REG_RCX, 0))
         self.uc.reg_write_batch(writes)
-        return 1                                                    # skip the real instruction
+
+    def _hook_failed(self, exc: BaseException, result: int) -> int:
+        """Keep an exception raised in a value-returning hook; ``_run_slice`` re-raises it."""
+        if self._hook_error is None:
+            self._hook_error = exc
+        self.counter.stop_soon()
+        return result
 
     def _on_interrupt(self, uc, intno: int, _ud) -> None:
         self._pending_exception = intno
@@ -307,6 +324,9 @@ class Machine:
             self.uc.emu_start(self.uc.reg_read(x86.UC_X86_REG_RIP), UNTIL)
         except UcError as exc:
             self._on_emu_error(exc)
+        if self._hook_error is not None:
+            error, self._hook_error = self._hook_error, None
+            raise error
         self.console.flush()
         if hasattr(self.boundary, "record_speed"):
             self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
