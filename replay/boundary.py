@@ -157,6 +157,9 @@ class TraceBoundary:
             raise self._diverge(icount, f"the guest halted, but the recording goes on with "
                                         f"{event.kind.name} at icount {event.icount}")
 
+    def record_speed(self, instructions: int, seconds: float) -> None:
+        pass                                     # slices end at recorded icounts, not by time
+
     def note(self, icount: int, kind: EventKind, payload: object) -> None:
         if kind != EventKind.EXCEPTION:
             return                                   # interrupts came from the trace itself

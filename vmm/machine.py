@@ -328,8 +328,7 @@ class Machine:
             error, self._hook_error = self._hook_error, None
             raise error
         self.console.flush()
-        if hasattr(self.boundary, "record_speed"):
-            self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
+        self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
         if self.result is not None and self.result.outcome not in (Outcome.POWER_OFF, Outcome.PAUSED):
             return
         if self._pending_exception is not None:
