@@ -497,9 +497,17 @@ class TimeTravel:
         return self._stop_here(StopReason.SEEK)
 
     def step(self) -> Stop:
+        """One instruction forward; a watched access by it is reported as a watchpoint stop."""
         if self.icount >= self.last_icount:
             return self._end_stop()
-        self._go(self.icount + 1)
+        hits: list[_Hit] = []
+        handles = self._install(hits, first_only=False, watches=self.watchpoints)
+        try:
+            self._go(self.icount + 1)
+        finally:
+            self._uninstall(handles)
+        if hits:
+            return self._stop_here(StopReason.WATCHPOINT, address=hits[0].address, watch_kind=hits[0].kind)
         return self._stop_here(StopReason.STEP) if self.icount < self.last_icount else self._end_stop()
 
     def step_back(self) -> Stop:
