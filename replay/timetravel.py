@@ -36,7 +36,7 @@ from replay import sidecar
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
-SPARSE = 25_000_000         # snapshot spacing everywhere else on a forward pass
+SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
