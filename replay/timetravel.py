@@ -497,17 +497,11 @@ class TimeTravel:
         return self._stop_here(StopReason.SEEK)
 
     def step(self) -> Stop:
-        """One instruction forward; a watched access by it is reported as a watchpoint stop."""
+        """One instruction forward. Watchpoints are reported by continuing, not by steps,
+        in both directions, so that a debugger's idea of a watched value stays consistent."""
         if self.icount >= self.last_icount:
             return self._end_stop()
-        hits: list[_Hit] = []
-        handles = self._install(hits, first_only=False, watches=self.watchpoints)
-        try:
-            self._go(self.icount + 1)
-        finally:
-            self._uninstall(handles)
-        if hits:
-            return self._stop_here(StopReason.WATCHPOINT, address=hits[0].address, watch_kind=hits[0].kind)
+        self._go(self.icount + 1)
         return self._stop_here(StopReason.STEP) if self.icount < self.last_icount else self._end_stop()
 
     def step_back(self) -> Stop:
