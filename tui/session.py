@@ -1,0 +1,812 @@
+"""The debugger's model: one TimeTravel, the moves a user makes, and what the screen shows.
+
+No textual here. ``DebugSession`` owns the ``TimeTravel`` and is the only code that
+touches it. TimeTravel is not thread-safe, so every call goes through one lock taken
+without waiting: while a worker thread runs a long move, a call from the UI thread raises
+``SessionBusy`` instead of blocking the screen. After every move the session builds a
+``Moment`` — an immutable picture of the machine at the new position (code, registers,
+stack, memory, events, outputs) with what changed since the previous position — and the
+widgets only render Moments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import inspect
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import capstone
+from capstone import x86 as cs_x86
+
+from trace_format.events import Event, EventKind
+from tui.source import LineTable, SourceLocation
+from tui.targets import BadInput, SearchKind, SearchSpec, TargetKind, WatchSpec
+
+STACK_SLOTS = 32             # qwords shown from RSP up
+STACK_BELOW = 8              # qwords read below RSP, so a push shows as a change
+MEMORY_ROWS = 16             # 16-byte rows in the memory window
+MAX_FUNCTION_BYTES = 64 * 1024
+CONSOLE_TAIL = 16 * 1024     # bytes of console output kept in a Moment
+SOCKET_TAIL = 200            # socket sends kept in a Moment
+DENSITY_BUCKETS = 1024
+SIZELESS_REACH = 0x1000      # how far past a sizeless symbol (an asm label) an address still belongs to it
+# Verification and format records: noise in the event list unless asked for.
+QUIET_KINDS = frozenset({EventKind.DIGEST, EventKind.OUTPUT, EventKind.CHECKPOINT})
+FLAG_BITS = (("CF", 0), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9),
+             ("DF", 10), ("OF", 11))
+
+
+class SessionBusy(RuntimeError):
+    """A long move is running in another thread; TimeTravel cannot be touched now."""
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    """One line of the disassembly panel.
+
+    Attributes:
+        kind: "label" (a symbol starts here), "source" (the line the code below comes
+            from) or "insn".
+        address: of the instruction or the symbol.
+        text: the label, the source line, or the instruction (mnemonic and operands).
+        raw: the instruction's bytes ("insn" only).
+        location: the source line ("source" rows, and "insn" rows when known).
+    """
+
+    kind: str
+    address: int
+    text: str
+    raw: bytes = b""
+    location: SourceLocation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StackSlot:
+    address: int
+    value: int | None          # None: not readable
+    symbol: str | None         # when the value points into the image's code
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWindow:
+    address: int               # 16-byte aligned
+    data: tuple[int | None, ...]   # None: not RAM
+    changed: frozenset[int]    # addresses whose byte changed since the previous position
+
+    def byte_map(self) -> dict[int, int | None]:
+        return {self.address + i: b for i, b in enumerate(self.data)}
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Everything the screen shows about one position. Built by ``DebugSession``."""
+
+    icount: int
+    stop: object | None                        # the replay.timetravel.Stop that got here
+    registers: dict[str, int]
+    changed_registers: frozenset[str]
+    code: tuple[CodeRow, ...]
+    current_row: int                           # index in ``code`` of the instruction at RIP (-1: none)
+    access: int | None                         # address of the current instruction's memory operand
+    stack: tuple[StackSlot, ...]
+    stack_values: dict[int, int | None]        # qwords around RSP (some below it), for change marks
+    memory: MemoryWindow
+    event_index: int                           # the last event at or before this position (-1: none)
+    console: bytes                             # the tail of the console output so far
+    console_total: int                         # bytes of console output so far
+    sockets: tuple[tuple[int, int, bytes], ...]  # the last socket sends so far
+    sockets_total: int                         # socket sends so far
+    breakpoints: frozenset[int]
+    watchpoints: tuple                         # replay.timetravel.Watchpoint records
+    hits: tuple[int, ...]                      # positions where a breakpoint or watchpoint stopped us
+    note: str = ""                             # what the last operation wants the user to know
+
+    @property
+    def rip(self) -> int:
+        return self.registers.get("rip", 0)
+
+    def flags(self) -> list[tuple[str, bool]]:
+        rflags = self.registers.get("rflags", 0)
+        return [(name, bool(rflags >> bit & 1)) for name, bit in FLAG_BITS]
+
+
+def end_summary(end: dict | None, describe: Callable[[int], str]) -> str:
+    """How the recording ended, in a few words, for the status bar."""
+    if not end:
+        return "incomplete trace (the recorder was killed)"
+    reason = end.get("reason")
+    if reason == "crash":
+        where = f" at {describe(end['rip'])}" if isinstance(end.get("rip"), int) else ""
+        vector = f" vector {end['vector']}" if end.get("vector") is not None else ""
+        return f"crash: {end.get('kind', '?')}{vector}{where}"
+    if reason == "poweroff":
+        return f"power-off, status {end.get('exit_status')}"
+    return f"{reason or 'stopped'} ({end.get('why', '')})".replace(" ()", "")
+
+
+@dataclass
+class _Listing:
+    start: int
+    end: int
+    rows: tuple[CodeRow, ...]
+    index: dict[int, int] = field(default_factory=dict)   # insn address → row
+
+
+class DebugSession:
+    """The TimeTravel of one trace, with the user's moves and the current Moment.
+
+    Args:
+        timetravel: an open ``replay.timetravel.TimeTravel``; the session owns it now.
+        trace_name: shown in the status bar.
+
+    Use ``DebugSession.open(path)`` to open a trace.
+    """
+
+    def __init__(self, timetravel, trace_name: str) -> None:
+        self.tt = timetravel
+        self.trace_name = trace_name
+        self.progress: float | None = None        # set by TimeTravel during long work (any thread)
+        self._lock = threading.Lock()
+        self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        self._cs_detail = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        self._cs_detail.detail = True
+        self.lines = LineTable.from_elf(timetravel.image.elf)
+        self.symbols = timetravel.symbols
+        self.image_start = min((s.guest_phys for s in timetravel.image.segments), default=0)
+        self.image_end = timetravel.image.end
+        self.code_ranges = _executable_ranges(timetravel.image.elf)
+        self.mem_size = timetravel.header.config.mem_size
+        self.last_icount = timetravel.last_icount
+        self.crash_icount = timetravel.crash_icount
+        self.end = timetravel.end
+        self.end_text = end_summary(self.end, self.describe)
+        self.events: list[Event] = timetravel.events_between(0, self.last_icount)
+        self._event_icounts = [e.icount for e in self.events]
+        self.density: list[int] = timetravel.event_density(min(DENSITY_BUCKETS, self.last_icount + 1))
+        self.event_filter: frozenset[EventKind] | None = frozenset(EventKind) - QUIET_KINDS
+        self.memory_address: int | None = None      # None until the first Moment picks one
+        self._hits: list[int] = []
+        self._listings: list[_Listing] = []
+        self._last_search: tuple[SearchSpec, int] | None = None
+        self.moment: Moment = self._build(None, None)
+        self._before: Moment = self.moment          # the Moment at the previous position
+
+    @classmethod
+    def open(cls, path: str, *, start_at_crash: bool = True) -> DebugSession:
+        """Open a trace and go to the crash (when the run ended in one), else to the start.
+
+        Raises:
+            VmrrError: the trace or its image cannot be opened.
+        """
+        from replay.timetravel import TimeTravel
+
+        session_ref: list[DebugSession] = []
+
+        def progress(fraction: float) -> None:
+            if session_ref:
+                session_ref[0].progress = fraction
+
+        tt = TimeTravel(path, progress=progress)
+        session = cls(tt, os.path.basename(path))
+        session_ref.append(session)
+        if start_at_crash and tt.crash_icount is not None:
+            session.memory_address = None           # pick the window for the crash, not for boot
+            session.move("crash")
+            session._before = session.moment        # nothing "changed": we did not step here
+            session.refresh()
+        return session
+
+    def describe(self, address: int) -> str:
+        """'name+0x12' for an address in (or just after a sizeless) symbol, else the hex address."""
+        sym = self.symbols.lookup(address)
+        if sym is None or (sym.size == 0 and address - sym.address > SIZELESS_REACH):
+            return f"{address:#x}"
+        return self.symbols.describe(address)
+
+    def close(self) -> None:
+        with self._guard():
+            close = getattr(self.tt, "close", None)
+            if close is not None:
+                close()
+
+    # -- serialising access to TimeTravel -------------------------------------------------
+
+    def _guard(self):
+        if not self._lock.acquire(blocking=False):
+            raise SessionBusy("busy: a long operation is running (Esc cancels it)")
+        return _Release(self._lock)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    # -- moves ------------------------------------------------------------------------
+
+    MOVES = ("step", "step_back", "step_over", "step_over_back", "cont", "cont_back",
+             "finish", "finish_back", "next_event", "prev_event", "crash", "start", "end",
+             "seek", "goto", "last_write", "search", "seek_event")
+
+    def move(self, op: str, *args, cancel: threading.Event | None = None) -> Moment:
+        """Run one move and return the new Moment (also kept as ``self.moment``).
+
+        Args:
+            op: one of ``MOVES``; ``seek`` takes an icount, ``goto`` a Target or text,
+                ``last_write`` (address, length), ``search`` a SearchSpec or None (again),
+                ``seek_event`` an event number.
+            cancel: set it to stop a long move early (where TimeTravel supports it).
+
+        Raises:
+            SessionBusy: another move is running.
+            BadInput: a target that does not resolve.
+            VmrrError: TimeTravel failed (a divergence, a bad trace).
+        """
+        if op not in self.MOVES:
+            raise ValueError(f"unknown move {op!r}")
+        with self._guard():
+            self.progress = 0.0
+            try:
+                before = self.moment
+                stop, note = getattr(self, f"_op_{op}")(*args, cancel=cancel)
+                if stop is not None and stop.reason.name == "WATCHPOINT" and not note:
+                    kind = {"r": "reads", "w": "writes", "a": "accesses"}.get(stop.watch_kind or "", "accesses")
+                    where = f"{stop.address:#x}" if stop.address is not None else "the watched memory"
+                    # Backward stops are before the access, forward ones after it (like hardware).
+                    note = (f"the current instruction {kind} {where}" if op.endswith("_back")
+                            else f"the previous instruction {kind} {where}")
+                if stop is not None and stop.reason.name in ("BREAKPOINT", "WATCHPOINT"):
+                    if stop.icount not in self._hits:
+                        bisect.insort(self._hits, stop.icount)
+                    if stop.reason.name == "WATCHPOINT" and stop.address is not None:
+                        self.memory_address = stop.address & ~0xF
+                if self.tt.icount != before.icount:
+                    self._before = before
+                self.moment = self._build(stop, self._before, note)
+                return self.moment
+            finally:
+                self.progress = None
+
+    def _call(self, fn, *args, cancel=None):
+        """Call a TimeTravel move, passing ``cancel`` when it accepts one."""
+        try:
+            accepts = "cancel" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        return fn(*args, cancel=cancel) if accepts and cancel is not None else fn(*args)
+
+    def _kinds(self):
+        return None if self.event_filter is None else set(self.event_filter)
+
+    def _op_step(self, cancel=None):
+        return self.tt.step(), ""
+
+    def _op_step_back(self, cancel=None):
+        return self.tt.step_back(), ""
+
+    def _op_step_over(self, cancel=None):
+        return self._call(self.tt.step_over, cancel=cancel), ""
+
+    def _op_step_over_back(self, cancel=None):
+        return self._call(self.tt.step_over_back, cancel=cancel), ""
+
+    def _op_cont(self, cancel=None):
+        return self._call(self.tt.cont, cancel=cancel), ""
+
+    def _op_cont_back(self, cancel=None):
+        return self._call(self.tt.cont_back, cancel=cancel), ""
+
+    def _op_finish(self, cancel=None):
+        return self._call(self.tt.finish, cancel=cancel), ""
+
+    def _op_finish_back(self, cancel=None):
+        return self._call(self.tt.finish_back, cancel=cancel), ""
+
+    def _op_next_event(self, cancel=None):
+        return self._call(self.tt.next_event, self._kinds(), cancel=cancel), ""
+
+    def _op_prev_event(self, cancel=None):
+        return self._call(self.tt.prev_event, self._kinds(), cancel=cancel), ""
+
+    def _op_crash(self, cancel=None):
+        if self.crash_icount is None:
+            return None, f"the run did not crash ({self.end_text})"
+        return self.tt.goto_crash(), ""
+
+    def _op_start(self, cancel=None):
+        return self.tt.goto_start(), ""
+
+    def _op_end(self, cancel=None):
+        return self.tt.goto_end(), ""
+
+    def _op_seek(self, icount: int, cancel=None):
+        return self._call(self.tt.seek, icount, cancel=cancel), ""
+
+    def _op_seek_event(self, number: int, cancel=None):
+        if not 0 <= number < len(self.events):
+            raise BadInput(f"no event #{number} (the trace has {len(self.events)})")
+        event = self.events[number]
+        stop = self._call(self.tt.seek, event.icount, cancel=cancel)
+        return stop, f"event #{number}: {event.kind.name} at icount {event.icount}"
+
+    def _op_goto(self, target, cancel=None):
+        if isinstance(target, str):
+            from tui.targets import parse_target
+            target = parse_target(target)
+        kind = target.kind
+        if kind is TargetKind.ICOUNT:
+            return self._op_seek(target.value, cancel=cancel)
+        if kind is TargetKind.EVENT:
+            return self._op_seek_event(target.value, cancel=cancel)
+        if kind is TargetKind.CRASH:
+            return self._op_crash(cancel=cancel)
+        if kind is TargetKind.START:
+            return self._op_start()
+        if kind is TargetKind.END:
+            return self._op_end()
+        address, label = target.value, f"{target.value:#x}"
+        if kind is TargetKind.SYMBOL:
+            base = self.symbols.address_of(target.name)
+            if base is None:
+                raise BadInput(f"no symbol {target.name!r} in the image")
+            address = base + target.value
+            label = self.describe(address)
+        return self._run_to(address, label, cancel)
+
+    def _run_to(self, address: int, label: str, cancel):
+        """The next time RIP is at ``address``: a temporary breakpoint and a continue."""
+        tt = self.tt
+        temporary = address not in tt.breakpoints
+        if temporary:
+            tt.add_breakpoint(address)
+        try:
+            stop = self._call(tt.cont, cancel=cancel)
+        finally:
+            if temporary:
+                tt.remove_breakpoint(address)
+        if stop.reason.name == "BREAKPOINT" and stop.address == address:
+            return replace(stop, reason=type(stop.reason)["STEP"]), f"at {label}"   # not a user breakpoint
+        if stop.reason.name == "CANCELLED":
+            return stop, ""
+        return stop, f"{label} is not reached after icount {self.moment.icount}"
+
+    def _op_last_write(self, address: int, length: int, cancel=None):
+        record = self._call(self.tt.last_write, address, length, cancel=cancel)
+        self.memory_address = address & ~0xF
+        if record is None:
+            return None, f"no write to {address:#x}+{length} before icount {self.tt.icount}"
+        stop = self._call(self.tt.seek, record.icount - 1, cancel=cancel)
+        note = (f"last write to {record.address:#x}: {record.old.hex() or '?'} → {record.new.hex()} "
+                f"by {self.describe(record.rip)} (the current instruction)")
+        return stop, note
+
+    def _op_search(self, spec: SearchSpec | None, cancel=None):
+        if spec is None:
+            if self._last_search is None:
+                raise BadInput("no search to repeat")
+            spec, _ = self._last_search
+        note = None
+        stop = None
+        if spec.kind in (SearchKind.ANY, SearchKind.EVENTS):
+            number = self._find_event(spec)
+            if number is not None:
+                event = self.events[number]
+                stop = self._call(self.tt.seek, event.icount, cancel=cancel)
+                note = f"found in event #{number} ({event.kind.name} at icount {event.icount})"
+        if note is None and spec.kind in (SearchKind.ANY, SearchKind.MEMORY):
+            address = self._find_memory(spec.pattern, cancel)
+            if address is not None:
+                self.memory_address = address & ~0xF
+                note = f"found in memory at {address:#x} ({self.describe(address)})"
+        self._last_search = (spec, self.tt.icount)
+        if note is None:
+            where = {SearchKind.ANY: "events after now or memory", SearchKind.EVENTS: "events after now",
+                     SearchKind.MEMORY: "memory"}[spec.kind]
+            note = f"{spec.text!r} not found in {where}"
+        return stop, note
+
+    def _find_event(self, spec: SearchSpec) -> int | None:
+        """The first event after the current one whose kind or payload mentions the text."""
+        needle = spec.text.lower()
+        start = bisect.bisect_right(self._event_icounts, self.tt.icount)
+        kinds = {k for k in EventKind if k.name.lower() == needle}
+        for number in range(start, len(self.events)):
+            event = self.events[number]
+            if kinds:
+                if event.kind in kinds:
+                    return number
+            elif needle in format_payload(event).lower() or needle.encode() in _payload_bytes(event).lower():
+                return number
+        return None
+
+    def _find_memory(self, pattern: bytes, cancel) -> int | None:
+        """The first occurrence of ``pattern`` after the memory window's address, wrapping."""
+        chunk = 1 << 20
+        origin = (self.memory_address or 0) + 1
+        spans = [(origin, self.mem_size), (0, origin + len(pattern))]
+        for lo, hi in spans:
+            addr = lo
+            while addr < hi:
+                if cancel is not None and cancel.is_set():
+                    return None
+                size = min(chunk + len(pattern) - 1, hi - addr)
+                try:
+                    data = self.tt.read_memory(addr, size)
+                except Exception:          # not RAM (the null page): skip to the next page
+                    addr = (addr | 0xFFF) + 1
+                    continue
+                found = data.find(pattern)
+                if found >= 0:
+                    return addr + found
+                addr += chunk
+                self.progress = addr / self.mem_size
+        return None
+
+    # -- changes that do not move --------------------------------------------------------
+
+    def refresh(self, note: str = "") -> Moment:
+        """Rebuild the Moment at the same position (after a breakpoint or view change)."""
+        with self._guard():
+            self.moment = self._build(self.moment.stop, self._before, note)
+            return self.moment
+
+    def toggle_breakpoint(self, address: int) -> Moment:
+        with self._guard():
+            if address in self.tt.breakpoints:
+                self.tt.remove_breakpoint(address)
+                note = f"breakpoint removed at {self.describe(address)}"
+            else:
+                self.tt.add_breakpoint(address)
+                note = f"breakpoint at {self.describe(address)}"
+        return self.refresh(note)
+
+    def clear_breakpoints(self) -> Moment:
+        with self._guard():
+            for address in list(self.tt.breakpoints):
+                self.tt.remove_breakpoint(address)
+            for wp in list(self.tt.watchpoints):
+                self.tt.remove_watchpoint(wp.addr, wp.length, wp.kind)
+        return self.refresh("breakpoints and watchpoints cleared")
+
+    def resolve_address(self, spec: WatchSpec) -> tuple[int, int | None]:
+        """A watch spec's (address, length) with symbols resolved. Raises BadInput."""
+        if spec.address is not None:
+            return spec.address, spec.length
+        address = self.symbols.address_of(spec.name)
+        if address is None:
+            raise BadInput(f"no symbol {spec.name!r} in the image")
+        length = spec.length
+        if length is None:
+            sym = self.symbols.lookup(address)
+            length = sym.size if sym is not None and 0 < sym.size <= 4096 else None
+        return address, length
+
+    def toggle_watchpoint(self, spec: WatchSpec) -> Moment:
+        address, length = self.resolve_address(spec)
+        length = length or 8
+        with self._guard():
+            existing = [wp for wp in self.tt.watchpoints
+                        if (wp.addr, wp.length, wp.kind) == (address, length, spec.kind)]
+            if existing:
+                self.tt.remove_watchpoint(address, length, spec.kind)
+                note = f"watchpoint removed at {address:#x}+{length}"
+            else:
+                self.tt.add_watchpoint(address, length, spec.kind)
+                note = f"watching {address:#x}+{length} ({_WATCH_WORDS[spec.kind]}): c/C continue to an access"
+                self.memory_address = address & ~0xF
+        return self.refresh(note)
+
+    def set_memory_address(self, address: int) -> Moment:
+        self.memory_address = address & ~0xF
+        return self.refresh(f"memory at {address:#x}")
+
+    def set_event_filter(self, kinds: frozenset[EventKind] | None) -> Moment:
+        self.event_filter = kinds
+        return self.refresh()
+
+    def event_number_at(self, icount: int) -> int:
+        """Index of the last event at or before ``icount`` (-1 when none)."""
+        return bisect.bisect_right(self._event_icounts, icount) - 1
+
+    # -- building a Moment ---------------------------------------------------------------
+
+    def _build(self, stop, before: Moment | None, note: str = "") -> Moment:
+        tt = self.tt
+        regs = tt.registers()
+        rip = regs["rip"]
+        code, current = self._code_around(rip)
+        access = self._memory_operand(rip, regs)
+        if self.memory_address is None:
+            self.memory_address = self._first_memory_address(access, regs)
+        changed_regs = frozenset()
+        if before is not None and before.icount != tt.icount:
+            changed_regs = frozenset(k for k, v in regs.items() if before.registers.get(k) != v)
+        stack, stack_values = self._stack(regs["rsp"], before if before is not None and before.icount != tt.icount else None)
+        memory = self._memory(self.memory_address,
+                              before if before is not None and before.icount != tt.icount else None)
+        console = tt.console_output()
+        sockets = tt.socket_output()
+        return Moment(
+            icount=tt.icount, stop=stop, registers=regs, changed_registers=changed_regs,
+            code=code, current_row=current, access=access, stack=stack, stack_values=stack_values,
+            memory=memory,
+            event_index=self.event_number_at(tt.icount),
+            console=bytes(console[-CONSOLE_TAIL:]), console_total=len(console),
+            sockets=tuple(sockets[-SOCKET_TAIL:]), sockets_total=len(sockets),
+            breakpoints=frozenset(tt.breakpoints), watchpoints=tuple(tt.watchpoints),
+            hits=tuple(self._hits), note=note)
+
+    def _first_memory_address(self, access: int | None, regs: dict[str, int]) -> int:
+        candidates = []
+        if self.end and isinstance(self.end.get("fault_address"), int):
+            candidates.append(self.end["fault_address"])
+        if access is not None:
+            candidates.append(access)
+        for address in candidates:
+            if self._readable(address):
+                return address & ~0xF
+        # The stack: at boot RSP is 16 bytes below the end of RAM; keep the window in RAM.
+        return max(0, min(regs["rsp"] & ~0xF, self.mem_size - 16 * MEMORY_ROWS))
+
+    def _readable(self, address: int) -> bool:
+        try:
+            self.tt.read_memory(address, 1)
+            return True
+        except Exception:
+            return False
+
+    def _read(self, address: int, size: int) -> bytes | None:
+        try:
+            return self.tt.read_memory(address, size)
+        except Exception:                  # UnreadableMemory: not RAM
+            return None
+
+    def _stack(self, rsp: int, before: Moment | None) -> tuple[tuple[StackSlot, ...], dict[int, int | None]]:
+        """The slots from RSP up, and every qword read (some below RSP, to see pushes change)."""
+        old = before.stack_values if before is not None else {}
+        low = rsp - 8 * STACK_BELOW
+        count = STACK_BELOW + STACK_SLOTS
+        data = self._read(low, 8 * count)
+        values: dict[int, int | None] = {}
+        for i in range(count):
+            address = low + 8 * i
+            if data is not None:
+                values[address] = int.from_bytes(data[8 * i:8 * i + 8], "little")
+            else:
+                raw = self._read(address, 8)
+                values[address] = None if raw is None else int.from_bytes(raw, "little")
+        slots = []
+        for i in range(STACK_SLOTS):
+            address = rsp + 8 * i
+            value = values[address]
+            symbol = None
+            if value is not None and any(lo <= value < hi for lo, hi in self.code_ranges):
+                if self.symbols.lookup(value) is not None:
+                    symbol = self.describe(value)
+            changed = address in old and old[address] != value
+            slots.append(StackSlot(address, value, symbol, changed))
+        return tuple(slots), values
+
+    def _memory(self, address: int, before: Moment | None) -> MemoryWindow:
+        size = 16 * MEMORY_ROWS
+        data = self._read(address, size)
+        if data is not None:
+            values: tuple[int | None, ...] = tuple(data)
+        else:
+            row_values: list[int | None] = []
+            for row in range(MEMORY_ROWS):
+                chunk = self._read(address + 16 * row, 16)
+                row_values += list(chunk) if chunk is not None else [None] * 16
+            values = tuple(row_values)
+        changed: frozenset[int] = frozenset()
+        if before is not None:
+            old = before.memory.byte_map()
+            changed = frozenset(address + i for i, b in enumerate(values)
+                                if address + i in old and old[address + i] != b)
+        return MemoryWindow(address, values, changed)
+
+    # -- code ---------------------------------------------------------------------------
+
+    def _code_around(self, rip: int) -> tuple[tuple[CodeRow, ...], int]:
+        for listing in self._listings:
+            if listing.start <= rip < listing.end and rip in listing.index:
+                return listing.rows, listing.index[rip]
+        listing = self._make_listing(rip)
+        self._listings = [listing] + self._listings[:15]
+        return listing.rows, listing.index.get(rip, -1)
+
+    def _make_listing(self, rip: int) -> _Listing:
+        sym = self.symbols.lookup(rip)
+        start, end = rip, rip + 256
+        if sym is not None and 0 < sym.size <= MAX_FUNCTION_BYTES and sym.address <= rip < sym.address + sym.size:
+            start, end = sym.address, sym.address + sym.size
+        elif sym is not None and sym.size == 0 and rip - sym.address <= 4096:
+            start, end = sym.address, rip + 256
+        else:
+            start = self._resync_start(rip)
+        rows = self._decode(start, end)
+        if rip not in {r.address for r in rows if r.kind == "insn"}:
+            rows = self._decode(rip, rip + 256)
+            start = rip
+        listing = _Listing(start, end, tuple(rows))
+        listing.index = {r.address: i for i, r in enumerate(rows) if r.kind == "insn"}
+        return listing
+
+    def _resync_start(self, rip: int) -> int:
+        """A start before RIP from which decoding lands exactly on RIP (x86 is not self-syncing)."""
+        for back in range(48, 0, -1):
+            start = rip - back
+            code = self._read(start, back + 16)
+            if code is None:
+                continue
+            for address, size, _m, _o in self._cs.disasm_lite(code, start):
+                if address >= rip:
+                    if address == rip:
+                        return start
+                    break
+        return rip
+
+    def _decode(self, start: int, end: int) -> list[CodeRow]:
+        code = self._read(start, end - start)
+        if code is None:
+            code = self._read(start, 16) or b""
+            end = start + len(code)
+        rows: list[CodeRow] = []
+        last_location = None
+        address = start
+        while address < end:
+            offset = address - start
+            for insn_addr, size, mnemonic, op_str in self._cs.disasm_lite(code[offset:], address):
+                self._emit(rows, insn_addr, code[insn_addr - start:insn_addr - start + size],
+                           f"{mnemonic} {op_str}".strip(), last_location)
+                last_location = rows[-1].location
+                address = insn_addr + size
+                if address >= end:
+                    break
+            if address < end:
+                if address - start >= len(code):
+                    break
+                byte = code[address - start]          # not an instruction: show the byte
+                self._emit(rows, address, bytes([byte]), f".byte {byte:#04x}", last_location)
+                address += 1
+        return rows
+
+    def _emit(self, rows: list[CodeRow], address: int, raw: bytes, text: str,
+              last_location: SourceLocation | None) -> None:
+        sym = self.symbols.lookup(address)
+        if sym is not None and sym.address == address:
+            rows.append(CodeRow("label", address, sym.name))
+        location = self.lines.lookup(address)
+        if location is not None and location != last_location and location.line > 0:
+            source = self.lines.source_text(location)
+            rows.append(CodeRow("source", address, (source or "").strip(), location=location))
+        rows.append(CodeRow("insn", address, text, raw, location))
+
+    def _memory_operand(self, rip: int, regs: dict[str, int]) -> int | None:
+        """Effective address of the memory operand of the instruction at RIP, if it has one."""
+        code = self._read(rip, 16)
+        if code is None:
+            return None
+        insn = next(self._cs_detail.disasm(code, rip, 1), None)
+        if insn is None:
+            return None
+        for op in insn.operands:
+            if op.type != cs_x86.X86_OP_MEM:
+                continue
+            mem = op.mem
+            total = mem.disp
+            for reg, scale in ((mem.base, 1), (mem.index, mem.scale)):
+                if reg == 0:
+                    continue
+                name = insn.reg_name(reg)
+                if name == "rip":
+                    value = rip + insn.size
+                else:
+                    value = _register_value(name, regs)
+                    if value is None:
+                        return None
+                total += value * scale
+            if mem.segment != 0:
+                seg = insn.reg_name(mem.segment)
+                total += regs.get(f"{seg}_base", 0) if seg in ("fs", "gs") else 0
+            return total & (1 << 64) - 1
+        return None
+
+
+def _executable_ranges(elf_bytes: bytes) -> list[tuple[int, int]]:
+    """[start, end) of the image's executable PT_LOAD segments (where return addresses point)."""
+    import io
+
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    ranges = []
+    try:
+        for segment in ELFFile(io.BytesIO(elf_bytes)).iter_segments():
+            if segment["p_type"] == "PT_LOAD" and segment["p_flags"] & 1:       # PF_X
+                ranges.append((segment["p_paddr"], segment["p_paddr"] + segment["p_memsz"]))
+    except (ELFError, ValueError, OverflowError):
+        pass
+    return ranges
+
+
+_WATCH_WORDS = {"w": "writes", "r": "reads", "a": "reads and writes"}
+_SUBREGISTERS = {f"e{r}": f"r{r}" for r in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp")}
+_SUBREGISTERS.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
+
+
+def _register_value(name: str, regs: dict[str, int]) -> int | None:
+    if name in regs:
+        return regs[name]
+    full = _SUBREGISTERS.get(name)
+    if full is not None and full in regs:
+        return regs[full] & 0xFFFFFFFF
+    return None
+
+
+class _Release:
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+# -- event payloads, in words ---------------------------------------------------------------
+
+_VECTOR_NAMES = {0: "#DE", 1: "#DB", 3: "#BP", 6: "#UD", 8: "#DF", 13: "#GP", 14: "#PF",
+                 32: "timer", 33: "console", 34: "sockets"}
+
+
+def _short_bytes(data: bytes, limit: int = 40) -> str:
+    text = repr(data[:limit])[2:-1]
+    return text + ("…" if len(data) > limit else "")
+
+
+def format_payload(event: Event) -> str:
+    """An event's payload in a few words (the event list, search)."""
+    kind, p = event.kind, event.payload
+    try:
+        if kind is EventKind.SOCK_DATA:
+            chan, data = p
+            return f"ch {chan} +{len(data)}B '{_short_bytes(data)}'"
+        if kind in (EventKind.SOCK_ACCEPT, EventKind.SOCK_HUP):
+            return f"ch {p}"
+        if kind is EventKind.CONSOLE_IN:
+            return f"'{_short_bytes(p)}'"
+        if kind is EventKind.INTERRUPT:
+            return f"vector {p} ({_VECTOR_NAMES.get(p, 'irq')})"
+        if kind is EventKind.EXCEPTION:
+            vector, error = p
+            return f"vector {vector} ({_VECTOR_NAMES.get(vector, 'exception')}) error {error}"
+        if kind in (EventKind.RDTSC, EventKind.ENTROPY):
+            return f"{p:#x}"
+        if kind is EventKind.CLOCK:
+            return f"{p} ns"
+        if kind is EventKind.DIGEST:
+            return f"rip {p[0]:#x}"
+        if kind is EventKind.OUTPUT:
+            return f"{p[0]} {p[2]} bytes"
+        if kind is EventKind.END:
+            return str(p.get("reason")) if isinstance(p, dict) else str(p)
+    except (TypeError, ValueError, IndexError, AttributeError):
+        pass
+    return "" if p is None else str(p)[:60]
+
+
+def _payload_bytes(event: Event) -> bytes:
+    p = event.payload
+    if isinstance(p, bytes):
+        return p
+    if isinstance(p, list):
+        return b"".join(x for x in p if isinstance(x, bytes))
+    return b""
+
+
+__all__ = ["CodeRow", "DebugSession", "MemoryWindow", "Moment", "SessionBusy", "StackSlot",
+           "end_summary", "format_payload"]

@@ -1,0 +1,1 @@
+"""One widget per file; each renders a ``tui.session.Moment`` and never touches TimeTravel."""
