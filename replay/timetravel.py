@@ -45,6 +45,10 @@ class UnreadableMemory(VmrrError):
     """The guest-physical range is not RAM."""
 
 
+class OperationCancelled(VmrrError):
+    """A long query was cancelled; the position is unchanged."""
+
+
 class StopReason(str, enum.Enum):
     SEEK = "seek"
     STEP = "step"
@@ -146,12 +150,15 @@ class TimeTravel:
         self.boundary.sock_send = self._capture_socket
         self._ended = False                 # the machine sits at the end of history
         self.last_icount = 1 << 64          # until the first pass has found it
+        end_icount = self.end.get("icount") if self.end else None
+        self._expected_end = end_icount if isinstance(end_icount, int) else self.reader.last_icount
         self.loaded_from_sidecar = sidecar and self._load_sidecar()
         if not self.loaded_from_sidecar:
             self._take_snapshot()
             self.last_icount = self._find_last_icount()
             if sidecar:
                 self._save_sidecar()
+        self._index_outputs()
         self.seek(0)
 
     # -- positions -------------------------------------------------------------------
@@ -343,8 +350,9 @@ class TimeTravel:
                 break
             if self.icount < (target if target is not None else 1 << 64):
                 self._take_snapshot()
-            if self.progress and target is not None and target > start:
-                self.progress((self.icount - start) / (target - start))
+            goal = target if target is not None else self._expected_end
+            if self.progress and goal > start:
+                self.progress(min(1.0, (self.icount - start) / (goal - start)))
         return True
 
     def _capture_console(self, data: bytes) -> None:
@@ -379,13 +387,27 @@ class TimeTravel:
         except (UcError, OverflowError):
             raise UnreadableMemory(f"memory {addr:#x}+{size} is not RAM") from None
 
+    def _index_outputs(self) -> None:
+        """After the first pass: index the captured output by icount for O(log n) lookups."""
+        self._console_marks = [icount for icount, _ in self._console]
+        self._console_blob = b"".join(data for _, data in self._console)
+        ends, total = [], 0
+        for _, data in self._console:
+            total += len(data)
+            ends.append(total)
+        self._console_ends = ends
+        self._socket_marks = [entry[0] for entry in self._sockets]
+
     def console_output(self, upto: int | None = None) -> bytes:
+        """The guest's console output written up to position ``upto`` (default: now)."""
         upto = self.icount if upto is None else upto
-        return b"".join(data for icount, data in self._console if icount <= upto)
+        i = bisect.bisect_right(self._console_marks, upto)
+        return self._console_blob[:self._console_ends[i - 1]] if i else b""
 
     def socket_output(self, upto: int | None = None) -> list[tuple[int, int, bytes]]:
+        """(icount, channel, bytes) the guest sent up to position ``upto`` (default: now)."""
         upto = self.icount if upto is None else upto
-        return [entry for entry in self._sockets if entry[0] <= upto]
+        return self._sockets[:bisect.bisect_right(self._socket_marks, upto)]
 
     def events_between(self, start: int, end: int, kinds: Iterable[EventKind] | None = None) -> list[Event]:
         kinds = set(kinds) if kinds else None
@@ -514,19 +536,21 @@ class TimeTravel:
         reason = StopReason.CRASH if self.crash_icount is not None else StopReason.HISTORY_END
         return self._stop_here(reason)
 
-    def goto_start(self) -> Stop:
-        self._go(0)
-        return self._stop_here(StopReason.HISTORY_START)
+    def goto_start(self, cancel=None) -> Stop:
+        return self._goto(0, StopReason.HISTORY_START, cancel)
 
-    def goto_end(self) -> Stop:
-        self._go(self.last_icount)
-        return self._end_stop()
+    def goto_end(self, cancel=None) -> Stop:
+        return self._goto(self.last_icount, None, cancel)
 
-    def goto_crash(self) -> Stop:
+    def goto_crash(self, cancel=None) -> Stop:
         if self.crash_icount is None:
-            return self.goto_end()
-        self._go(self.crash_icount)
-        return self._stop_here(StopReason.CRASH)
+            return self.goto_end(cancel)
+        return self._goto(self.crash_icount, StopReason.CRASH, cancel)
+
+    def _goto(self, icount: int, reason: StopReason | None, cancel) -> Stop:
+        if not self._go(icount, cancel=cancel):
+            return self._stop_here(StopReason.CANCELLED)
+        return self._stop_here(reason) if reason is not None else self._end_stop()
 
     def cont(self, cancel=None) -> Stop:
         """Continue forward to a breakpoint or watchpoint, or the end of history."""
@@ -599,14 +623,14 @@ class TimeTravel:
         finally:
             self._go(origin)
 
-    def step_over(self) -> Stop:
+    def step_over(self, cancel=None) -> Stop:
         """One instruction; a call runs to its return."""
         regs = self.registers()
         insn = self._instruction_at(regs["rip"])
         if insn is None or insn.mnemonic != "call":
             return self.step()
         ret_addr, rsp = regs["rip"] + insn.size, regs["rsp"]
-        return self._run_to_address(ret_addr, lambda _a: self.machine.cpu.reg("rsp") == rsp)
+        return self._run_to_address(ret_addr, lambda _a: self.machine.cpu.reg("rsp") == rsp, cancel)
 
     def _run_to_address(self, address: int, condition, cancel=None) -> Stop:
         stop = self._forward_until(code={address}, watches=(), cancel=cancel, condition=condition)
@@ -670,30 +694,40 @@ class TimeTravel:
         return self._search_back(code={sym.address}, cancel=cancel, condition=record_rsp,
                                  accept=lambda h: rsps.get(h.icount, -1) >= rsp_now)
 
-    def next_event(self, kinds: Iterable[EventKind] | None = None) -> Stop:
+    def next_event(self, kinds: Iterable[EventKind] | None = None, cancel=None) -> Stop:
         kinds = set(kinds) if kinds else None
         for event in self.reader.events(start_icount=self.icount + 1, kinds=kinds):
             if event.icount > self.icount and event.icount <= self.last_icount:
-                self._go(event.icount)
+                if not self._go(event.icount, cancel=cancel):
+                    return self._stop_here(StopReason.CANCELLED)
                 return self._stop_here(StopReason.EVENT, detail=event.kind.name)
-        return self.goto_end()
+        return self.goto_end(cancel)
 
-    def prev_event(self, kinds: Iterable[EventKind] | None = None) -> Stop:
+    def prev_event(self, kinds: Iterable[EventKind] | None = None, cancel=None) -> Stop:
         kinds = set(kinds) if kinds else None
         previous = None
-        for event in self.reader.events(end_icount=self.icount - 1, kinds=kinds):
+        for event in self.reader.events(end_icount=self.icount, kinds=kinds):
             if event.icount < self.icount:
                 previous = event
         if previous is None:
-            return self.goto_start()
-        self._go(previous.icount)
+            return self.goto_start(cancel)
+        if not self._go(previous.icount, cancel=cancel):
+            return self._stop_here(StopReason.CANCELLED)
         return self._stop_here(StopReason.EVENT, detail=previous.kind.name)
 
     # -- the API: queries ----------------------------------------------------------------
 
-    def last_write(self, addr: int, size: int = 1, before: int | None = None) -> WriteRecord | None:
-        hit = self._search_back(watches=[Watchpoint(addr, size, "w")], before=before)
-        if hit is None or hit is _CANCELLED:
+    def last_write(self, addr: int, size: int = 1, before: int | None = None,
+                   cancel=None) -> WriteRecord | None:
+        """The last write to [addr, addr+size) before ``before`` (default now); None if none.
+
+        Raises:
+            OperationCancelled: ``cancel`` was set before the search finished.
+        """
+        hit = self._search_back(watches=[Watchpoint(addr, size, "w")], before=before, cancel=cancel)
+        if hit is _CANCELLED:
+            raise OperationCancelled("the search for the last write was cancelled")
+        if hit is None:
             return None
         return WriteRecord(hit.icount, hit.rip, hit.address, hit.old, hit.new)
 

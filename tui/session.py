@@ -21,6 +21,7 @@ from typing import Callable
 import capstone
 from capstone import x86 as cs_x86
 
+from replay.timetravel import OperationCancelled, Stop, StopReason
 from trace_format.events import Event, EventKind
 from tui.source import LineTable, SourceLocation
 from tui.targets import BadInput, SearchKind, SearchSpec, TargetKind, WatchSpec
@@ -373,7 +374,10 @@ class DebugSession:
         return stop, f"{label} is not reached after icount {self.moment.icount}"
 
     def _op_last_write(self, address: int, length: int, cancel=None):
-        record = self._call(self.tt.last_write, address, length, cancel=cancel)
+        try:
+            record = self._call(self.tt.last_write, address, length, cancel=cancel)
+        except OperationCancelled:
+            return Stop(StopReason.CANCELLED, self.tt.icount), ""
         self.memory_address = address & ~0xF
         if record is None:
             return None, f"no write to {address:#x}+{length} before icount {self.tt.icount}"
