@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 Input = tuple[EventKind, object]
 Tap = Callable[[int, EventKind, object], None]
 
-MAX_SLICE = 2_000_000           # instructions; bounds how late a host event is noticed
+MAX_SLICE = 1_000_000           # instructions; bounds how late a host event is noticed
 MIN_SLICE = 1_000
 INTERRUPT_WINDOW = 500          # short slices while an interrupt waits for IF=1
 IDLE_WAIT_MAX = 0.25            # seconds; the loop re-checks for shutdown this often

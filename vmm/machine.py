@@ -55,6 +55,7 @@ BOOT_MAGIC = int.from_bytes(b"VMRRBOOT", "little")
 UNTIL = 0xFFFF_FFFF_FFFF_F000      # never reached: slices end through the instruction counter
 CR4_OSFXSR_OSXMMEXCPT = 0x600
 HLT = 0xF4
+STI = 0xFB
 
 _RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -293,7 +294,8 @@ class Machine:
             if self.halted:
                 inputs = boundary.poll(self.icount, idle=True)
             else:
-                waiting = self.pic.deliverable_line() is not None and not self.cpu.interrupts_enabled
+                waiting = self.pic.deliverable_line() is not None and (
+                    not self.cpu.interrupts_enabled or self._in_sti_shadow())
                 limit = boundary.slice_limit(self.icount, waiting)
                 if max_instructions is not None:
                     limit = min(limit, max_instructions)
@@ -377,9 +379,23 @@ class Machine:
 
     def _deliver_interrupt(self) -> None:
         line = self.pic.deliverable_line()
-        if line is None or not self.cpu.interrupts_enabled:
+        if line is None or not self.cpu.interrupts_enabled or self._in_sti_shadow():
             return
         self._enter_interrupt(self.pic.acknowledge(line))
+
+    def _in_sti_shadow(self) -> bool:
+        """True right after STI: like the CPU, take no interrupt before the next instruction.
+
+        Without this, a slice ending between ``sti`` and ``hlt`` would deliver there and
+        the handler would return to the HLT: a lost wakeup.
+        """
+        last = self.counter.last_pc
+        if self.counter.icount == 0 or self.uc.reg_read(x86.UC_X86_REG_RIP) != last + 1:
+            return False
+        try:
+            return self.uc.mem_read(last, 1)[0] == STI
+        except UcError:
+            return False
 
     def _enter_interrupt(self, vector: int) -> None:
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)

@@ -5,7 +5,7 @@
  * entropy: the same image and arguments always execute the same
  * instructions and print the same checksum.
  *
- * Boot arguments: rounds=N (default 15: about 1e8 instructions).
+ * Boot arguments: rounds=N (default 15: about 1.1e8 instructions).
  */
 #include "sdk.h"
 

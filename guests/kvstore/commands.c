@@ -7,6 +7,7 @@
  * themselves so a long copy does not hold off the timer.
  */
 #include "kvstore.h"
+#include "collections.h"
 #include "db.h"
 #include "sdk.h"
 
@@ -479,6 +480,11 @@ static void cmd_exists(struct client *c, const struct arg *argv, size_t argc)
     reply_int(&c->out, found);
 }
 
+static const char *const type_names[] = {
+    [TYPE_STRING] = "string", [TYPE_LIST] = "list", [TYPE_HASH] = "hash",
+    [TYPE_SET] = "set",       [TYPE_ZSET] = "zset",
+};
+
 static void cmd_type(struct client *c, const struct arg *argv, size_t argc)
 {
     (void)argc;
@@ -486,7 +492,7 @@ static void cmd_type(struct client *c, const struct arg *argv, size_t argc)
     if (!e)
         reply_simple(&c->out, "none");
     else
-        reply_simple(&c->out, entry_type(e) == TYPE_LIST ? "list" : "string");
+        reply_simple(&c->out, type_names[entry_type(e)]);
 }
 
 /* EXPIRE and PEXPIRE: a time in the past deletes the key, as in Redis. */
@@ -704,6 +710,351 @@ static void cmd_lrange(struct client *c, const struct arg *argv, size_t argc)
     }
 }
 
+/* ---- hashes, sets, sorted sets ---- */
+
+static uint64_t random_state = 0x9e3779b97f4a7c15ULL;
+
+void commands_seed(uint64_t seed)
+{
+    random_state = seed | 1;
+}
+
+/* xorshift64, seeded from the entropy device at boot: SPOP's choice. */
+static uint64_t random_next(void)
+{
+    random_state ^= random_state << 13;
+    random_state ^= random_state >> 7;
+    random_state ^= random_state << 17;
+    return random_state;
+}
+
+/*
+ * The value of the given type under key, created empty by make() if the key
+ * is absent; NULL after replying an error.
+ */
+static void *collection_for_write(struct client *c, const struct arg *key, uint32_t type,
+                                  void *(*make)(void))
+{
+    struct entry *e = lookup(key);
+    if (e) {
+        if (entry_type(e) == type)
+            return e->value.any;
+        reply_error(&c->out, "%s", WRONGTYPE);
+        return NULL;
+    }
+    union kv_value v = {.any = make()};
+    if (v.any && db_add(key->ptr, key->len, v))
+        return v.any;
+    if (v.any)
+        value_free(v);
+    reply_error(&c->out, "%s", OOM);
+    return NULL;
+}
+
+/* The entry under key if it holds type; NULL if absent, or after a WRONGTYPE error. */
+static struct entry *collection_entry(struct client *c, const struct arg *key, uint32_t type,
+                                      bool *wrong_type)
+{
+    struct entry *e = lookup(key);
+    *wrong_type = e && entry_type(e) != type;
+    if (*wrong_type) {
+        reply_error(&c->out, "%s", WRONGTYPE);
+        return NULL;
+    }
+    return e;
+}
+
+static void *make_hash(void) { return hash_new(); }
+static void *make_set(void) { return set_new(); }
+static void *make_zset(void) { return zset_new(); }
+
+static void cmd_hset(struct client *c, const struct arg *argv, size_t argc)
+{
+    if (argc % 2 != 0) {
+        reply_error(&c->out, "ERR wrong number of arguments for 'hset' command");
+        return;
+    }
+    struct kv_hash *hash = collection_for_write(c, &argv[1], TYPE_HASH, make_hash);
+    if (!hash)
+        return;
+    int64_t added = 0;
+    for (size_t i = 2; i < argc; i += 2) {
+        int result = hash_set(hash, argv[i].ptr, argv[i].len, argv[i + 1].ptr, argv[i + 1].len);
+        if (result < 0) {
+            reply_error(&c->out, "%s", OOM);
+            return;
+        }
+        added += result;
+    }
+    reply_int(&c->out, added);
+}
+
+static void cmd_hget(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_HASH, &wrong_type);
+    if (wrong_type)
+        return;
+    struct bstr *value = e ? hash_get(e->value.hash, argv[2].ptr, argv[2].len) : NULL;
+    if (value)
+        reply_bulk(&c->out, value->data, value->len);
+    else
+        reply_null(&c->out);
+}
+
+static void cmd_hdel(struct client *c, const struct arg *argv, size_t argc)
+{
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_HASH, &wrong_type);
+    if (wrong_type)
+        return;
+    int64_t deleted = 0;
+    for (size_t i = 2; e && i < argc; i++)
+        deleted += hash_delete(e->value.hash, argv[i].ptr, argv[i].len);
+    if (e && e->value.hash->count == 0)
+        db_delete_entry(e);
+    reply_int(&c->out, deleted);
+}
+
+static void cmd_hlen(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_HASH, &wrong_type);
+    if (!wrong_type)
+        reply_int(&c->out, e ? e->value.hash->count : 0);
+}
+
+static void cmd_hgetall(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_HASH, &wrong_type);
+    if (wrong_type)
+        return;
+    uint32_t count = e ? e->value.hash->count : 0;
+    reply_array(&c->out, 2 * (int64_t)count);
+    for (uint32_t i = 0; i < 2 * count; i++) {
+        const struct bstr *s = e->value.hash->items[i];
+        reply_bulk(&c->out, s->data, s->len);
+    }
+}
+
+static void cmd_sadd(struct client *c, const struct arg *argv, size_t argc)
+{
+    struct kv_set *set = collection_for_write(c, &argv[1], TYPE_SET, make_set);
+    if (!set)
+        return;
+    int64_t added = 0;
+    for (size_t i = 2; i < argc; i++) {
+        int result = set_add(set, argv[i].ptr, argv[i].len);
+        if (result < 0) {
+            reply_error(&c->out, "%s", OOM);
+            return;
+        }
+        added += result;
+    }
+    reply_int(&c->out, added);
+}
+
+static void cmd_srem(struct client *c, const struct arg *argv, size_t argc)
+{
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_SET, &wrong_type);
+    if (wrong_type)
+        return;
+    int64_t removed = 0;
+    for (size_t i = 2; e && i < argc; i++)
+        removed += set_remove(e->value.set, argv[i].ptr, argv[i].len);
+    if (e && e->value.set->count == 0)
+        db_delete_entry(e);
+    reply_int(&c->out, removed);
+}
+
+static void cmd_spop(struct client *c, const struct arg *argv, size_t argc)
+{
+    int64_t count = 1;
+    if (argc > 3 || (argc == 3 && (!arg_int(&argv[2], &count) || count < 0))) {
+        reply_error(&c->out, argc > 3 ? "ERR syntax error" : "ERR value is out of range, must be positive");
+        return;
+    }
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_SET, &wrong_type);
+    if (wrong_type)
+        return;
+    if (!e) {
+        if (argc == 3)
+            reply_array(&c->out, 0);
+        else
+            reply_null(&c->out);
+        return;
+    }
+    struct kv_set *set = e->value.set;
+    if (argc == 3)
+        reply_array(&c->out, count < set->count ? count : set->count);
+    for (int64_t i = 0; i < count && set->count; i++) {
+        struct bstr *member = set_take(set, (uint32_t)(random_next() % set->count));
+        reply_bulk(&c->out, member->data, member->len);
+        bstr_free(member);
+    }
+    if (set->count == 0)
+        db_delete_entry(e);
+}
+
+static void cmd_scard(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_SET, &wrong_type);
+    if (!wrong_type)
+        reply_int(&c->out, e ? e->value.set->count : 0);
+}
+
+static void cmd_sismember(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_SET, &wrong_type);
+    if (!wrong_type)
+        reply_int(&c->out, e && set_contains(e->value.set, argv[2].ptr, argv[2].len));
+}
+
+static void cmd_smembers(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_SET, &wrong_type);
+    if (wrong_type)
+        return;
+    uint32_t count = e ? e->value.set->count : 0;
+    reply_array(&c->out, count);
+    for (uint32_t i = 0; i < count; i++) {
+        const struct bstr *s = e->value.set->members[i];
+        reply_bulk(&c->out, s->data, s->len);
+    }
+}
+
+static void reply_score(struct reply_buf *out, int64_t score)
+{
+    char digits[24];
+    int n = snprintf(digits, sizeof(digits), "%ld", (long)score);
+    reply_bulk(out, digits, (size_t)n);
+}
+
+static void cmd_zadd(struct client *c, const struct arg *argv, size_t argc)
+{
+    if (argc % 2 != 0) {
+        reply_error(&c->out, "ERR syntax error");
+        return;
+    }
+    for (size_t i = 2; i < argc; i += 2) {
+        int64_t score;
+        if (!arg_int(&argv[i], &score)) {
+            reply_error(&c->out, "ERR value is not a valid float (kvstore: integer scores only)");
+            return;
+        }
+    }
+    struct kv_zset *zset = collection_for_write(c, &argv[1], TYPE_ZSET, make_zset);
+    if (!zset)
+        return;
+    int64_t added = 0;
+    for (size_t i = 2; i < argc; i += 2) {
+        int64_t score;
+        arg_int(&argv[i], &score);
+        int result = zset_add(zset, score, argv[i + 1].ptr, argv[i + 1].len);
+        if (result < 0) {
+            reply_error(&c->out, "%s", OOM);
+            return;
+        }
+        added += result;
+    }
+    reply_int(&c->out, added);
+}
+
+static void cmd_zpopmin(struct client *c, const struct arg *argv, size_t argc)
+{
+    int64_t count = 1;
+    if (argc > 3 || (argc == 3 && (!arg_int(&argv[2], &count) || count < 0))) {
+        reply_error(&c->out, argc > 3 ? "ERR syntax error" : "ERR value is out of range, must be positive");
+        return;
+    }
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_ZSET, &wrong_type);
+    if (wrong_type)
+        return;
+    struct kv_zset *zset = e ? e->value.zset : NULL;
+    int64_t popped = zset ? (count < zset->count ? count : zset->count) : 0;
+    reply_array(&c->out, 2 * popped);
+    for (int64_t i = 0; i < popped; i++) {
+        struct zset_item item = zset_pop_min(zset);
+        reply_bulk(&c->out, item.member->data, item.member->len);
+        reply_score(&c->out, item.score);
+        bstr_free(item.member);
+    }
+    if (zset && zset->count == 0)
+        db_delete_entry(e);
+}
+
+static void cmd_zcard(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_ZSET, &wrong_type);
+    if (!wrong_type)
+        reply_int(&c->out, e ? e->value.zset->count : 0);
+}
+
+static void cmd_zscore(struct client *c, const struct arg *argv, size_t argc)
+{
+    (void)argc;
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_ZSET, &wrong_type);
+    if (wrong_type)
+        return;
+    int64_t score;
+    if (e && zset_score(e->value.zset, argv[2].ptr, argv[2].len, &score))
+        reply_score(&c->out, score);
+    else
+        reply_null(&c->out);
+}
+
+static void cmd_zrange(struct client *c, const struct arg *argv, size_t argc)
+{
+    int64_t start, stop;
+    bool with_scores = argc == 5 && arg_is(&argv[4], "withscores");
+    if (argc > 5 || (argc == 5 && !with_scores)) {
+        reply_error(&c->out, "ERR syntax error");
+        return;
+    }
+    if (!arg_int(&argv[2], &start) || !arg_int(&argv[3], &stop)) {
+        reply_error(&c->out, "%s", NOT_INTEGER);
+        return;
+    }
+    bool wrong_type;
+    struct entry *e = collection_entry(c, &argv[1], TYPE_ZSET, &wrong_type);
+    if (wrong_type)
+        return;
+    int64_t len = e ? e->value.zset->count : 0;
+    if (start < 0)
+        start = start + len < 0 ? 0 : start + len;
+    if (stop < 0)
+        stop += len;
+    if (stop >= len)
+        stop = len - 1;
+    if (start > stop) {
+        reply_array(&c->out, 0);
+        return;
+    }
+    reply_array(&c->out, (stop - start + 1) * (with_scores ? 2 : 1));
+    for (int64_t i = start; i <= stop; i++) {
+        const struct zset_item *item = &e->value.zset->items[i];
+        reply_bulk(&c->out, item->member->data, item->member->len);
+        if (with_scores)
+            reply_score(&c->out, item->score);
+    }
+}
+
 /* ---- dispatch ---- */
 
 static const struct command commands[] = {
@@ -742,6 +1093,22 @@ static const struct command commands[] = {
     {"command", 7, cmd_command, -1, 0},
     {"client", 6, cmd_client, -2, 0},
     {"quit", 4, cmd_quit, -1, 0},
+    {"hset", 4, cmd_hset, -4, 0},
+    {"hget", 4, cmd_hget, 3, 0},
+    {"hdel", 4, cmd_hdel, -3, 0},
+    {"hlen", 4, cmd_hlen, 2, 0},
+    {"hgetall", 7, cmd_hgetall, 2, 0},
+    {"sadd", 4, cmd_sadd, -3, 0},
+    {"srem", 4, cmd_srem, -3, 0},
+    {"spop", 4, cmd_spop, -2, 0},
+    {"scard", 5, cmd_scard, 2, 0},
+    {"sismember", 9, cmd_sismember, 3, 0},
+    {"smembers", 8, cmd_smembers, 2, 0},
+    {"zadd", 4, cmd_zadd, -4, 0},
+    {"zpopmin", 7, cmd_zpopmin, -2, 0},
+    {"zcard", 5, cmd_zcard, 2, 0},
+    {"zscore", 6, cmd_zscore, 3, 0},
+    {"zrange", 6, cmd_zrange, -4, 0},
 };
 
 static const struct command *find_command(const struct arg *name)

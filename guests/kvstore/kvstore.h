@@ -53,6 +53,8 @@ void now_invalidate(void);
 
 /* commands.c */
 void command_execute(struct client *c, struct request *req);
+/* Seed the generator SPOP uses to pick members. */
+void commands_seed(uint64_t seed);
 
 /* expire.c */
 void expire_init(void);

@@ -50,6 +50,7 @@ int kmain(struct vmrr_boot_info *bi)
     malloc_poison_freed = true;
 #endif
     db_init(entropy_u64(), entropy_u64());
+    commands_seed(entropy_u64());
     expire_init();
     printf("%s: %lu MiB RAM, hz=%lu reap_buckets=%lu reap_max=%lu latency_sample=%lu%s\n",
            KV_APPLIANCE, bi->mem_size >> 20, config.hz, config.reap_buckets, config.reap_max,

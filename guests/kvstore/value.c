@@ -110,5 +110,5 @@ void value_free(union kv_value value)
     if (value_type(value) == TYPE_STRING)
         bstr_free(value.str);
     else
-        list_free(value.list);
+        collection_free(value);
 }

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum value_type { TYPE_STRING = 1, TYPE_LIST = 2 };
+enum value_type { TYPE_STRING = 1, TYPE_LIST = 2, TYPE_HASH = 3, TYPE_SET = 4, TYPE_ZSET = 5 };
 
 /* Every value starts with its type, so code learns the type through the value pointer. */
 struct value_header {
@@ -47,10 +47,17 @@ struct bstr *list_pop_front(struct kv_list *list);
 struct bstr *list_pop_back(struct kv_list *list);
 struct bstr *list_at(const struct kv_list *list, uint32_t index);
 
+struct kv_hash;
+struct kv_set;
+struct kv_zset;
+
 union kv_value {
     struct value_header *any;
     struct bstr *str;
     struct kv_list *list;
+    struct kv_hash *hash;
+    struct kv_set *set;
+    struct kv_zset *zset;
 };
 
 static inline uint32_t value_type(union kv_value value)
@@ -59,5 +66,7 @@ static inline uint32_t value_type(union kv_value value)
 }
 
 void value_free(union kv_value value);
+/* Free a list, hash, set or sorted set: value_free's non-string half (collections.c). */
+void collection_free(union kv_value value);
 
 #endif

@@ -160,6 +160,8 @@ static struct block *take_free_block(uint64_t size)
     return NULL;
 }
 
+static void release_block(struct block *b);
+
 static void set_next_prev_in_use(struct block *b, bool in_use)
 {
     uint64_t next = (uint64_t)next_block(b);
@@ -183,9 +185,9 @@ static void split_block(struct block *b, uint64_t size)
     b->size_flags = size | (b->size_flags & FLAG_MASK);
     struct block *rest = next_block(b);
     rest->size_flags = (have - size) | IN_USE | PREV_IN_USE;
-    /* The caller counted the whole block as used; free() uncounts the tail. */
+    /* The caller counted the whole block as used; release_block uncounts the tail. */
     heap.allocations++;
-    free(payload(rest)); /* coalesces with whatever follows */
+    release_block(rest); /* coalesces with whatever follows; no poisoning: nothing pointed here */
 }
 
 static struct block *carve_from_top(uint64_t size)
@@ -248,16 +250,9 @@ static void poison_payload(struct block *b)
         *word++ = POISON_POINTER;
 }
 
-void free(void *ptr)
+/* Return a block to the free lists, merging it with free neighbours or the top. */
+static void release_block(struct block *b)
 {
-    if (!ptr)
-        return;
-    uint64_t flags = irq_save();
-    struct block *b = block_of(ptr);
-    if (!(b->size_flags & IN_USE))
-        panic("heap: double free of %p", ptr);
-    if (malloc_poison_freed)
-        poison_payload(b);
     heap.used_bytes -= block_size(b);
     heap.allocations--;
     uint64_t size = block_size(b);
@@ -272,16 +267,29 @@ void free(void *ptr)
     uint64_t next = (uint64_t)b + size;
     if (next == heap.top) {
         heap.top = (uint64_t)b;
-    } else {
-        struct block *n = block_at(next);
-        if (!(n->size_flags & IN_USE)) {
-            bin_remove(n);
-            size += block_size(n);
-        }
-        b->size_flags = size | prev_flag;
-        bin_insert(b);
-        set_next_prev_in_use(b, false);
+        return;
     }
+    struct block *n = block_at(next);
+    if (!(n->size_flags & IN_USE)) {
+        bin_remove(n);
+        size += block_size(n);
+    }
+    b->size_flags = size | prev_flag;
+    bin_insert(b);
+    set_next_prev_in_use(b, false);
+}
+
+void free(void *ptr)
+{
+    if (!ptr)
+        return;
+    uint64_t flags = irq_save();
+    struct block *b = block_of(ptr);
+    if (!(b->size_flags & IN_USE))
+        panic("heap: double free of %p", ptr);
+    if (malloc_poison_freed)
+        poison_payload(b);
+    release_block(b);
     irq_restore(flags);
 }
 

@@ -34,9 +34,22 @@ int sock_recv(int chan, void *buf, size_t len)
     return sock_command(SOCK_CMD_RECV, chan, buf, len);
 }
 
+/* The VMM refuses one SEND above 1 MiB (-22), so large buffers go in pieces. */
+#define SEND_CHUNK (256 * 1024)
+
 int sock_send(int chan, const void *buf, size_t len)
 {
-    return sock_command(SOCK_CMD_SEND, chan, buf, len);
+    const char *p = buf;
+    size_t left = len;
+    do {
+        size_t piece = left < SEND_CHUNK ? left : SEND_CHUNK;
+        int result = sock_command(SOCK_CMD_SEND, chan, p, piece);
+        if (result < 0)
+            return result;
+        p += piece;
+        left -= piece;
+    } while (left > 0);
+    return (int)len;
 }
 
 int sock_close(int chan)

@@ -13,7 +13,10 @@
 int sock_accept(void);
 /* Bytes read (> 0); 0 = peer closed and all data read; -VMRR_EAGAIN; -VMRR_EBADF. */
 int sock_recv(int chan, void *buf, size_t len);
-/* len on success (the device takes every byte); -VMRR_EBADF; -VMRR_EPIPE. */
+/*
+ * len on success (the device takes every byte; large buffers are sent in
+ * several commands); -VMRR_EBADF; -VMRR_EPIPE; another negative errno.
+ */
 int sock_send(int chan, const void *buf, size_t len);
 int sock_close(int chan);
 /* Bit c set: channel c has data or a hang-up to read. */

@@ -22,12 +22,18 @@ static void wait_for_handled(uint32_t target)
     sti();
 }
 
-/* No timer may be running here, so poll the clock instead of halting. */
+/*
+ * No timer may be running here, so poll the clock instead of halting. Each
+ * clock read is an event in a recording: read it only every few thousand
+ * instructions.
+ */
 static void spin_ms(uint64_t ms)
 {
     uint64_t until = clock_monotonic_ns() + ms * NS_PER_MS;
-    while (clock_monotonic_ns() < until)
-        cpu_relax();
+    while (clock_monotonic_ns() < until) {
+        for (volatile int i = 0; i < 5000; i++)
+            cpu_relax();
+    }
 }
 
 static int fail(const char *why)

@@ -122,7 +122,10 @@ class Sockets(Device):
             self.machine.cpu.uc.mem_write(self.arg_addr, bytes(ch.rx[:count]))
         except UcError:
             return EFAULT
+        was_full = len(ch.rx) >= RX_CAPACITY
         del ch.rx[:count]
+        if was_full:
+            self.machine.request_stop()       # the host held data back: let it refill now
         return count
 
     def _send(self, chan: int, ch: Channel) -> int:
