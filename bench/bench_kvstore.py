@@ -1,10 +1,11 @@
 """kvstore under real clients: throughput, recording overhead, trace size, idle behaviour.
 
-    python bench/bench_kvstore.py [--requests 20000] [--clients 10] [--repeat 2] [--idle 30]
+    python bench/bench_kvstore.py [--requests 20000] [--clients 10] [--keyspace 100000] [--repeat 2] [--idle 30]
 
 Runs, side by side in one process tree and interleaved:
   * `vmrr run kvstore` and `vmrr record kvstore` under
-    `redis-benchmark -t set,get -c CLIENTS -n REQUESTS` (target >= 5000 req/s; record/run >= 0.9);
+    `redis-benchmark -t set,get -c CLIENTS -n REQUESTS -r KEYSPACE` (random keys, so the
+    trace cannot shrink identical requests to nothing; target >= 5000 req/s; record/run >= 0.9);
   * trace bytes per request (event chunks only; the embedded image and the base
     checkpoint are a fixed cost) — target close to the request's own size, < 64 B;
   * an idle recording with a few requests spread over --idle seconds, one volatile key
@@ -60,9 +61,10 @@ def stop(proc: subprocess.Popen) -> str:
     return err
 
 
-def benchmark(port: int, requests: int, clients: int) -> dict[str, float]:
+def benchmark(port: int, requests: int, clients: int, keyspace: int) -> dict[str, float]:
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-c", str(clients),
-                          "-n", str(requests), "-q"], capture_output=True, text=True, timeout=300).stdout
+                          "-n", str(requests), "-r", str(keyspace), "-q"],
+                         capture_output=True, text=True, timeout=300).stdout
     rates = {}
     for line in out.replace("\r", "\n").splitlines():
         m = re.match(r"\s*(SET|GET): ([\d.]+) requests per second", line)
@@ -86,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--keyspace", type=int, default=100000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--idle", type=float, default=30.0)
     opts = parser.parse_args()
@@ -96,7 +99,7 @@ def main() -> None:
             for mode in ("run", "record"):
                 port = free_port()
                 proc = start(mode, port, trace if mode == "record" else None)
-                rates = benchmark(port, opts.requests, opts.clients)
+                rates = benchmark(port, opts.requests, opts.clients, opts.keyspace)
                 stop(proc)
                 best[mode] = max(best[mode], sum(rates.values()) / max(1, len(rates)))
         ev_bytes, _ = event_bytes(trace)
@@ -122,10 +125,11 @@ def main() -> None:
                        check=True, capture_output=True, timeout=600)
         idle_replay = time.perf_counter() - start_t
 
-    print(f"redis-benchmark -t set,get -c {opts.clients} -n {opts.requests} (best of {opts.repeat}, mean of SET/GET):")
+    print(f"redis-benchmark -t set,get -c {opts.clients} -n {opts.requests} -r {opts.keyspace} "
+          f"(best of {opts.repeat}, mean of SET/GET):")
     print(f"  run     {best['run']:8.0f} req/s   (target >= 5000)")
     print(f"  record  {best['record']:8.0f} req/s   record/run {best['record'] / best['run']:.2f} (target >= 0.90)")
-    print(f"  trace   {ev_bytes / total_requests:8.1f} bytes/request of events (a SET request is ~45 bytes on the wire)")
+    print(f"  trace   {ev_bytes / total_requests:8.1f} bytes/request of events (a SET request is ~60 bytes on the wire, a GET ~45)")
     print(f"  replay --verify of the last load trace: {load_replay:.1f} s")
     print(f"idle recording, {idle_wall:.0f} s with a request every 5 s and the 100 Hz timer on:")
     print(f"  growth  {idle_bytes / idle_wall:8.0f} bytes/s  (target <= 2048)")
