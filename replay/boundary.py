@@ -52,6 +52,13 @@ class TraceBoundary:
 
     # -- the event stream ------------------------------------------------------------
 
+    def reposition_after_checkpoint(self, events: Iterator[Event]) -> None:
+        """The machine was loaded from a recorded checkpoint: continue with the events after it."""
+        self._events = events
+        self._queue.clear()
+        self._exhausted = False
+        self.recent.clear()
+
     def reposition(self, icount: int) -> None:
         """The machine was put back to position ``icount``: every event up to it is applied."""
         self._events = self._events_from(icount + 1 if icount > 0 else 0)

@@ -146,6 +146,7 @@ class TimeTravel:
         self._console: list[tuple[int, bytes]] = []
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
+        self.disk_checkpoints_loaded = 0
         self.boundary.console_write = self._capture_console
         self.boundary.sock_send = self._capture_socket
         self._ended = False                 # the machine sits at the end of history
@@ -364,14 +365,36 @@ class TimeTravel:
             self._sockets.append((self.icount, chan, data))
 
     def _go(self, icount: int, *, cancel=None) -> bool:
-        """Put the machine at position ``icount`` exactly (clamped to history)."""
+        """Put the machine at position ``icount`` exactly (clamped to history).
+
+        Starts from the nearest in-memory snapshot, or from the trace's own on-disk
+        checkpoint when that is much nearer (snapshots far from here may have been
+        dropped to stay within the memory budget).
+        """
         icount = max(0, min(icount, self.last_icount))
         if icount == self.icount:
             return True
         snap = self._snapshot_before(icount)
-        if icount < self.icount or snap.icount > self.icount:
+        backward = icount < self.icount or snap.icount > self.icount
+        start = snap.icount if backward else self.icount
+        disk = self._disk_checkpoint_before(icount)
+        if disk is not None and disk.icount > start + SPARSE:
+            self._load_disk_checkpoint(disk.index)
+        elif backward:
             self._restore(snap)
         return self._advance(icount, cancel=cancel)
+
+    def _disk_checkpoint_before(self, icount: int):
+        marks = [ref.icount for ref in self.reader.checkpoints]
+        i = bisect.bisect_right(marks, icount) - 1
+        return self.reader.checkpoints[i] if i >= 0 else None
+
+    def _load_disk_checkpoint(self, index: int) -> None:
+        """Load the trace's checkpoint ``index`` into the machine and keep it as a snapshot."""
+        self.replay.start_from_checkpoint(index)
+        self._ended = False
+        self.disk_checkpoints_loaded += 1
+        self._take_snapshot()
 
     def _stop_here(self, reason: StopReason, **kw) -> Stop:
         return Stop(reason, self.icount, **kw)

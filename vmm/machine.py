@@ -30,7 +30,7 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 from trace_format.events import EventKind
-from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, Cpu, DeliveryFault
+from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, GPR_NAMES, STATE_REG_NAMES, Cpu, DeliveryFault
 from vmm.crash import CrashKind, CrashReport, disassemble_around
 from vmm.devices.clock import Clock
 from vmm.devices.console import Console
@@ -57,6 +57,7 @@ CR4_OSFXSR_OSXMMEXCPT = 0x600
 HLT = 0xF4
 STI = 0xFB
 
+_STATE_REGS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
 
 
@@ -501,6 +502,47 @@ class Machine:
         parts = [name for name, a, b in zip(("rip", "registers/devices", "RAM"), recorded, mine) if a != b]
         rip = f" (recorded rip {recorded[0]:#x}, replay rip {mine[0]:#x})" if recorded[0] != mine[0] else ""
         self._diverge(EventKind.DIGEST, f"state differs in {', '.join(parts)}{rip}")
+
+    def restore_checkpoint(self, icount: int, cpu: dict, devices: dict, pages: dict[int, bytes]) -> None:
+        """Put the machine in the state of a recorded checkpoint (trace data: checked first).
+
+        Args:
+            icount: the checkpoint's instruction count.
+            cpu: ``cpu_state()`` as recorded: register name -> value, and "halted".
+            devices: ``device_state()`` as recorded.
+            pages: the whole RAM, page number -> 4096 bytes; missing pages are zero.
+
+        Raises:
+            ReplayDivergence: the checkpoint does not fit this machine.
+        """
+        needed = set(STATE_REG_NAMES) | {"gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit", "halted"}
+        if not isinstance(cpu, dict) or not needed <= cpu.keys() or \
+                not all(isinstance(cpu[name], int) for name in needed):
+            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed CPU state")
+        if not isinstance(devices, dict) or {dev.name for dev in self.devices} - devices.keys():
+            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed device state")
+        last_page = self.mem_size // PAGE
+        if any(not RAM_START // PAGE <= n < last_page or len(page) != PAGE for n, page in pages.items()):
+            raise ReplayDivergence(f"checkpoint at icount {icount}: a page lies outside RAM")
+        ctypes.memset(self._ram_ptr + RAM_START, 0, self.mem_size - RAM_START)
+        ram = self.ram
+        for number, page in pages.items():
+            ram[number * PAGE:(number + 1) * PAGE] = page
+        self.uc.ctl_flush_tb()                       # RAM changed behind Unicorn's back
+        uc = self.uc
+        uc.reg_write(x86.UC_X86_REG_GDTR, (0, cpu["gdtr_base"], cpu["gdtr_limit"], 0))
+        uc.reg_write(x86.UC_X86_REG_IDTR, (0, cpu["idtr_base"], cpu["idtr_limit"], 0))
+        for name in ("cr0", "cr3", "cr4", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base", "cr2"):
+            uc.reg_write(_STATE_REGS[name], cpu[name])
+        uc.reg_write_batch([(_STATE_REGS[name], cpu[name]) for name in GPR_NAMES + ("rip", "rflags")])
+        try:
+            for dev in self.devices:
+                dev.load_state(devices[dev.name])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ReplayDivergence(f"checkpoint at icount {icount}: bad device state ({exc})") from None
+        self.counter.icount = icount
+        self.halted = bool(cpu["halted"])
+        self.result = None
 
     def _diverge(self, kind: EventKind, what: str) -> None:
         raise ReplayDivergence(f"replay diverged at icount {self.icount}: {kind.name}: {what}")

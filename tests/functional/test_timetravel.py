@@ -254,3 +254,21 @@ def test_a_corrupt_or_stale_sidecar_is_detected_and_rebuilt(kv_trace, tmp_path, 
     finally:
         engine.close()
     assert TimeTravel(trace).loaded_from_sidecar       # rebuilt, and good again
+
+
+def test_on_disk_checkpoints_serve_seeks_when_snapshots_were_dropped(tmp_path):
+    trace = tmp_path / "cpu.vmrr"
+    proc = vmrr("record", "cpubench", "-o", trace, "--no-stdin", "--args", "rounds=4",
+                "--checkpoint-every", "10000000", timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    replay_verify(trace)
+    engine = TimeTravel(str(trace), memory_budget=70 << 20, sidecar=False)   # about one keyframe
+    try:
+        for fraction in (0.9, 0.3, 0.8, 0.55):
+            target = int(fraction * engine.last_icount)
+            engine.seek(target)
+            regs, ram = _straight(str(trace), target)
+            assert engine.registers() == regs and engine.machine.ram_digest() == ram, target
+        assert engine.disk_checkpoints_loaded > 0
+    finally:
+        engine.close()
