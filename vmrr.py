@@ -258,7 +258,7 @@ def trace_info(reader) -> dict:
     h = reader.header
     c = h.config
     return {
-        "path": reader.path if hasattr(reader, "path") else None,
+        "path": reader.path,
         "format_version": h.format_version, "tool_version": h.tool_version,
         "created_unix": h.created_unix, "flags": h.flags,
         "machine": {"mem_size": c.mem_size, "cpu_model": c.cpu_model, "boot_args": c.boot_args,
@@ -278,7 +278,6 @@ def cmd_info(args) -> int:
 
     with _open_reader(args.trace, args.recover) as reader:
         info = trace_info(reader)
-        info["path"] = args.trace
     if args.json:
         print(json.dumps(info, default=lambda b: b.hex()))
         return EXIT_OK

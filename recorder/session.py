@@ -177,8 +177,7 @@ class RecordSession:
         machine = self.machine
         end: dict = {"reason": result.outcome.value, "icount": result.icount,
                      "digest": machine.state_digest(),
-                     "outputs": {name: [d.hexdigest(), machine.output_bytes[name]]
-                                 for name, d in machine.output_digests.items()}}
+                     "outputs": machine.output_summary()}
         if result.outcome is Outcome.POWER_OFF:
             end["exit_status"] = result.exit_status
         elif result.outcome is Outcome.CRASH:

@@ -132,8 +132,7 @@ class Replay:
             except ReplayDivergence as exc:
                 raise ReplayDivergence(f"{exc} (final state)") from None
             report.checks.append("final registers, devices and RAM match")
-        outputs = {name: [d.hexdigest(), machine.output_bytes[name]]
-                   for name, d in machine.output_digests.items()}
+        outputs = machine.output_summary()
         recorded = end.get("outputs")
         if recorded is not None and not self._from_checkpoint:
             if recorded != outputs:

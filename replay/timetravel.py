@@ -110,10 +110,6 @@ class _Hit:
     new: bytes = b""
 
 
-def _never() -> bool:
-    return False
-
-
 class TimeTravel:
     """A recorded run you can move around in. See docs/timetravel-api.md.
 

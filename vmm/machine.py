@@ -266,6 +266,10 @@ class Machine:
             self.result = RunResult(Outcome.END_OF_TRACE, self.counter.icount, why=why)
         self.counter.stop_soon()
 
+    def output_summary(self) -> dict[str, list]:
+        """{stream: [sha256 hex, bytes]} of all guest output so far (recorded, then verified)."""
+        return {name: [d.hexdigest(), self.output_bytes[name]] for name, d in self.output_digests.items()}
+
     def request_shutdown(self, why: str) -> None:
         """Stop at the next slice boundary (SIGINT, a duration limit). Safe in a signal handler."""
         self._shutdown_reason = why
@@ -343,11 +347,15 @@ class Machine:
                 self.power_off(0)
 
     def _stopped_on_hlt(self) -> bool:
+        return self._just_ran(HLT)
+
+    def _just_ran(self, opcode: int) -> bool:
+        """The last instruction begun was the one-byte ``opcode`` and it completed."""
         last = self.counter.last_pc
         if self.counter.icount == 0 or self.uc.reg_read(x86.UC_X86_REG_RIP) != last + 1:
             return False
         try:
-            return self.uc.mem_read(last, 1)[0] == HLT
+            return self.uc.mem_read(last, 1)[0] == opcode
         except UcError:
             return False
 
@@ -390,13 +398,7 @@ class Machine:
         Without this, a slice ending between ``sti`` and ``hlt`` would deliver there and
         the handler would return to the HLT: a lost wakeup.
         """
-        last = self.counter.last_pc
-        if self.counter.icount == 0 or self.uc.reg_read(x86.UC_X86_REG_RIP) != last + 1:
-            return False
-        try:
-            return self.uc.mem_read(last, 1)[0] == STI
-        except UcError:
-            return False
+        return self._just_ran(STI)
 
     def _enter_interrupt(self, vector: int) -> None:
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
