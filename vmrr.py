@@ -39,9 +39,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _machine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE", help="built-in appliance (kvstore, kvstore-race, cpubench, ...) or a guest ELF")
+    p.add_argument("image", metavar="IMAGE", nargs="?",
+                   help="built-in appliance (kvstore, kvstore-race, cpubench, ...) or a guest ELF; "
+                        "or, after --, a Linux program and its arguments")
     p.add_argument("--listen", metavar="HOST:PORT", help="host address for the socket device, e.g. 127.0.0.1:6380")
-    p.add_argument("--mem", metavar="SIZE", default="64M", help="guest RAM, e.g. 64M or 1G (default 64M)")
+    p.add_argument("--mem", metavar="SIZE", default=None,
+                   help="guest RAM, e.g. 64M or 1G (default 64M for an appliance, 1G for a Linux program)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a Linux program: set this environment variable (repeatable)")
+    p.add_argument("--clear-env", action="store_true",
+                   help="a Linux program: start from an empty environment instead of vmrr's own")
     p.add_argument("--args", default="", metavar="STRING", help="boot arguments passed to the guest")
     p.add_argument("--max-instructions", type=_int_arg, metavar="N", help="stop after N instructions")
     p.add_argument("--no-stdin", action="store_true", help="do not forward stdin to the guest console")
@@ -93,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("events", help="list a trace's events, one JSON object per line with --json")
     p.add_argument("trace", metavar="TRACE")
-    p.add_argument("--kind", action="append", metavar="KIND", help="only this kind (repeatable), e.g. SOCK_DATA")
+    p.add_argument("--kind", action="append", metavar="KIND",
+                   help="only these kinds (repeatable or comma-separated), e.g. SOCK_DATA,CONSOLE_IN")
+    p.add_argument("--syscall", action="append", metavar="NAME[,NAME...]",
+                   help="only these system calls of a Linux program (implies --kind SYSCALL)")
+    p.add_argument("-s", "--string-limit", type=_int_arg, default=32, metavar="N",
+                   help="bytes of data to show before '...' (default 32, as strace; 0: all)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     _recover_option(p)
     p.set_defaults(func=cmd_events)
@@ -112,15 +124,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_machine(args):
-    """IMAGE and machine options → (Machine, listen address)."""
+def load_guest(args):
+    """IMAGE, or the Linux program after --, and the machine options → (image, mem_size, listen)."""
+    import os
+
+    from vmm.errors import UsageError
     from vmm.hostio import parse_listen
     from vmm.loader import load_image
-    from vmm.machine import Machine, parse_mem_size
+    from vmm.machine import parse_mem_size
 
-    mem_size = parse_mem_size(args.mem)
+    program = getattr(args, "program", None)
+    if program and args.image:
+        raise UsageError(f"give an IMAGE or a program after --, not both ({args.image!r} and {program[0]!r})")
+    if program is not None and not program:
+        raise UsageError("no program after --")
+    if not program and not args.image:
+        raise UsageError("give an IMAGE, or a Linux program after --: vmrr run -- /bin/ls -l")
     listen = parse_listen(args.listen) if args.listen else None
-    image = load_image(args.image)
+    if program:
+        from vmm.linux.program import LinuxProgram
+        if listen is not None:
+            raise UsageError("--listen is for appliances; a Linux program opens its own sockets")
+        env = {} if args.clear_env else dict(os.environ)
+        for item in args.env:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--env {item}: expected NAME=VALUE")
+            env[name] = value
+        image = LinuxProgram.from_host(program, [f"{k}={v}" for k, v in env.items()])
+        return image, parse_mem_size("1G" if args.mem is None else args.mem), None
+    if args.env or args.clear_env:
+        raise UsageError("--env and --clear-env are for a Linux program (after --)")
+    return load_image(args.image), parse_mem_size("64M" if args.mem is None else args.mem), listen
+
+
+def build_machine(args):
+    """IMAGE and machine options → (Machine, listen address)."""
+    from vmm.machine import Machine
+
+    image, mem_size, listen = load_guest(args)
     return Machine(image, mem_size=mem_size, boot_args=args.args), listen
 
 
@@ -143,7 +185,11 @@ def report_result(result, seconds: float) -> int:
         print(result.crash.format(), file=sys.stderr)
         return EXIT_CRASH
     if result.outcome is Outcome.POWER_OFF:
-        say(f"guest powered off with status {result.exit_status} after {speed}")
+        if getattr(result, "why", "") and result.why.startswith("terminated by signal"):
+            say(f"program {result.why} after {speed}")
+        else:
+            say(f"{'program exited' if result.why == 'exit' else 'guest powered off'} with status "
+                f"{result.exit_status} after {speed}")
         return EXIT_OK if result.exit_status == 0 else EXIT_CHECK
     say(f"stopped ({result.why}) after {speed}")
     return EXIT_OK
@@ -185,13 +231,8 @@ def cmd_record(args) -> int:
 
     from recorder import RecordSession
     from recorder.session import DEFAULT_CHECKPOINT_EVERY
-    from vmm.hostio import parse_listen
-    from vmm.loader import load_image
-    from vmm.machine import parse_mem_size
 
-    mem_size = parse_mem_size(args.mem)
-    listen = parse_listen(args.listen) if args.listen else None
-    image = load_image(args.image)
+    image, mem_size, listen = load_guest(args)
     seed = args.chaos
     if seed == -1:
         seed = random.SystemRandom().randrange(1 << 32)
@@ -302,37 +343,59 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
-def _event_json(event) -> dict:
-    payload = event.payload
-    if isinstance(payload, bytes):
-        payload = {"bytes": payload.hex()} if len(payload) > 0 else {"bytes": ""}
-    elif isinstance(payload, list):
-        payload = [p.hex() if isinstance(p, bytes) else p for p in payload]
-    elif isinstance(payload, dict):
-        payload = {k: v for k, v in payload.items() if k not in ("digest", "report")}
-    return {"icount": event.icount, "kind": event.kind.name, "payload": payload}
+def _event_json(event, string_limit: int) -> dict:
+    from replay.render import event_to_json
+
+    return event_to_json(event, string_limit=string_limit)
 
 
 def cmd_events(args) -> int:
     import json
 
+    from replay.render import render_event, syscall_numbers_named
     from trace_format.events import EventKind
     from vmm.errors import UsageError
+
+    def names(values):                  # --kind a --kind b,c -> [a, b, c]
+        return [n.strip() for value in values or () for n in value.split(",") if n.strip()]
 
     kinds = None
     if args.kind:
         try:
-            kinds = {EventKind[k.upper()] for k in args.kind}
+            kinds = {EventKind[k.upper()] for k in names(args.kind)}
         except KeyError as exc:
-            names = ", ".join(k.name for k in EventKind)
-            raise UsageError(f"--kind {exc.args[0]}: unknown event kind (one of {names})") from None
-    with _open_reader(args.trace, args.recover) as reader:
-        for event in reader.events(kinds=kinds):
-            obj = _event_json(event)
-            if args.json:
-                print(json.dumps(obj, default=lambda b: b.hex()))
-            else:
-                print(f"{obj['icount']:>14}  {obj['kind']:<12} {json.dumps(obj['payload'], default=lambda b: b.hex())}")
+            known = ", ".join(k.name for k in EventKind)
+            raise UsageError(f"--kind {exc.args[0]}: unknown event kind (one of {known})") from None
+    syscalls = None
+    if args.syscall:
+        try:
+            syscalls = syscall_numbers_named(names(args.syscall))
+        except KeyError as exc:
+            raise UsageError(f"--syscall {exc.args[0]}: unknown system call") from None
+        kinds = (kinds or set()) | {EventKind.SYSCALL}
+    main_tid = None                     # the first thread seen; others get strace -f's [pid N]
+    try:
+        with _open_reader(args.trace, args.recover) as reader:
+            for event in reader.events(kinds=kinds):
+                if event.kind in (EventKind.SYSCALL, EventKind.SIGNAL) and isinstance(event.payload, list):
+                    if main_tid is None and event.payload:
+                        main_tid = event.payload[0]
+                    if syscalls is not None and event.kind is EventKind.SYSCALL \
+                            and (len(event.payload) < 2 or event.payload[1] not in syscalls):
+                        continue
+                if args.json:
+                    line = json.dumps(_event_json(event, args.string_limit))
+                else:
+                    text = render_event(event, string_limit=args.string_limit, main_tid=main_tid)
+                    line = f"{event.icount:>14}  {event.kind.name:<12} {text}"
+                print(line)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # `vmrr events T | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's last flush has nowhere to fail, and stop quietly.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
@@ -379,7 +442,13 @@ def cmd_tui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program = None
+    if "--" in argv and argv[:1] in (["run"], ["record"]):
+        at = argv.index("--")
+        argv, program = argv[:at], argv[at + 1:]
     args = build_parser().parse_args(argv)
+    args.program = program
     try:
         return args.func(args)
     except VmrrError as exc:

@@ -29,6 +29,9 @@ class RecordSummary:
     checkpoints: int = 0
     input_bytes: int = 0
     compression: float = 0.0          # chunk bytes before / after lz4
+    syscalls: dict[str, int] | None = None        # a Linux program: system calls by name
+    unimplemented: dict[str, int] = field(default_factory=dict)
+    file_bytes: int = 0                           # content of files the program read, stored once
 
 
     @property
@@ -44,7 +47,27 @@ class RecordSummary:
             f"{self.instructions} instructions in {self.wall_seconds:.2f} s ({mips:.1f} MIPS)",
             f"events: {events}",
             f"host input: {self.input_bytes} bytes",
-        ]
+        ] + self._linux_lines()
+
+    def _linux_lines(self) -> list[str]:
+        if self.syscalls is None:
+            return []
+        result = self.result
+        if result.crash is not None:
+            ended = f"crashed: {result.crash.kind}"
+        elif result.outcome.value == "poweroff":
+            ended = result.why or f"exit status {result.exit_status}"
+            if not result.why:
+                ended = f"exited with status {result.exit_status}"
+        else:
+            ended = result.outcome.value
+        top = ", ".join(f"{name} {n}" for name, n in list(self.syscalls.items())[:12])
+        lines = [f"program {ended}; {sum(self.syscalls.values())} system calls ({top})",
+                 f"file content captured: {self.file_bytes} bytes"]
+        if self.unimplemented:
+            lines.append("not implemented (returned ENOSYS): " +
+                         ", ".join(f"{name} x{n}" for name, n in sorted(self.unimplemented.items())))
+        return lines
 
 
 class RecordSession:
@@ -78,8 +101,11 @@ class RecordSession:
                                      chaos=Chaos(chaos_seed) if chaos_seed is not None else None)
         self.machine.connect(self.boundary)
         bound = self.boundary.listen_address
-        devices = {"pic": {}, "timer": {}, "clock": {}, "entropy": {}, "console": {}, "power": {},
-                   "sockets": {"listen": f"{bound[0]}:{bound[1]}" if bound else None}}
+        if self.machine.kernel is not None:
+            devices = {"linux": image.header_map()}
+        else:
+            devices = {"pic": {}, "timer": {}, "clock": {}, "entropy": {}, "console": {}, "power": {},
+                       "sockets": {"listen": f"{bound[0]}:{bound[1]}" if bound else None}}
         config = MachineConfig(mem_size=mem_size, cpu_model=self.machine.cpu_model,
                                boot_args=boot_args, devices=devices, image_name=image.name,
                                image=image.elf)
@@ -95,6 +121,8 @@ class RecordSession:
         self.checkpoint_every = checkpoint_every
         self._counts: Counter[int] = Counter()
         self._input_bytes = 0
+        self._syscalls: Counter[int] = Counter()
+        self._blob_bytes = 0
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
         self._ram_at_checkpoint: bytes | None = None     # None: RAM as booted (the base)
@@ -104,7 +132,11 @@ class RecordSession:
 
     def _log(self, icount: int, kind: EventKind, payload: object) -> None:
         self._counts[kind] += 1
-        if kind == EventKind.SOCK_DATA:
+        if kind == EventKind.SYSCALL:
+            self._syscalls[payload[1]] += 1
+        elif kind == EventKind.BLOB:
+            self._blob_bytes += len(payload[3])
+        elif kind == EventKind.SOCK_DATA:
             self._input_bytes += len(payload[1])
         elif kind == EventKind.CONSOLE_IN:
             self._input_bytes += len(payload)
@@ -122,10 +154,16 @@ class RecordSession:
             self.boundary.close()
             if not self.writer.closed:
                 self.writer.close({"reason": "stopped", "why": "error"})
-        return RecordSummary(self.path, result, time.perf_counter() - start,
-                             {EventKind(k).name: n for k, n in self._counts.items()},
-                             self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes,
-                             self.writer.raw_chunk_bytes / max(1, self.writer.compressed_chunk_bytes))
+        summary = RecordSummary(self.path, result, time.perf_counter() - start,
+                                {EventKind(k).name: n for k, n in self._counts.items()},
+                                self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes,
+                                self.writer.raw_chunk_bytes / max(1, self.writer.compressed_chunk_bytes))
+        if self.machine.kernel is not None:
+            from vmm.linux.syscalls import describe
+            summary.syscalls = {describe(nr): n for nr, n in self._syscalls.most_common()}
+            summary.unimplemented = dict(self.machine.kernel.unimplemented)
+            summary.file_bytes = self._blob_bytes
+        return summary
 
     def _between(self) -> None:
         machine = self.machine
@@ -147,6 +185,7 @@ class RecordSession:
         """
         machine = self.machine
         ram = machine.ram
+        in_use = machine.ram_in_use
         if base:
             pages = {off // PAGE: ram[off:off + PAGE] for off in self._boot_page_offsets()
                      if ram[off:off + PAGE] != _ZERO_PAGE}
@@ -155,18 +194,22 @@ class RecordSession:
         else:
             previous = self._ram_at_checkpoint
             pages = {}
-            for off in range(RAM_START, machine.mem_size, PAGE):
+            for off in range(RAM_START, in_use, PAGE):
                 page = ram[off:off + PAGE]
-                before = (self._base_pages.get(off // PAGE, _ZERO_PAGE) if previous is None
-                          else previous[off:off + PAGE])
+                if previous is None:
+                    before = self._base_pages.get(off // PAGE, _ZERO_PAGE)
+                else:
+                    before = previous[off:off + PAGE] if off < len(previous) else _ZERO_PAGE
                 if page != before:
                     pages[off // PAGE] = page
-            self._ram_at_checkpoint = bytes(ram)
+            self._ram_at_checkpoint = bytes(ram[:in_use])
         self.writer.write_checkpoint(machine.icount, machine.cpu_state(), machine.device_state(),
                                      pages, full=base)
 
     def _boot_page_offsets(self) -> list[int]:
         """Offsets of every page the loader may have written (boot information, segments)."""
+        if self.machine.kernel is not None:            # the personality's pages, page tables included
+            return list(range(RAM_START, self.machine.ram_in_use, PAGE))
         offsets = {BOOT_INFO & ~(PAGE - 1)}
         for seg in self.machine.image.segments:
             first = seg.guest_phys & ~(PAGE - 1)
@@ -180,6 +223,8 @@ class RecordSession:
                      "outputs": machine.output_summary()}
         if result.outcome is Outcome.POWER_OFF:
             end["exit_status"] = result.exit_status
+            if result.why:
+                end["why"] = result.why
         elif result.outcome is Outcome.CRASH:
             end.update(result.crash.to_dict())
             end["report"] = result.crash.format()

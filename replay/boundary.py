@@ -13,14 +13,21 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from trace_format.events import SYNC_KINDS, Event, EventKind
+from vmm.boundary import EndOfTrace
 from vmm.errors import ReplayDivergence
 
 if TYPE_CHECKING:
     from vmm.machine import Machine
 
 # Events the run loop must stop for: everything but answers to the guest's own requests.
-INLINE_KINDS = SYNC_KINDS | {EventKind.EXCEPTION}
+INLINE_KINDS = SYNC_KINDS | {EventKind.EXCEPTION, EventKind.SIGNAL}
+MAX_BLOB_PARTS = 1 << 10
 RECENT = 8
+
+
+def _syscall_name(nr: object) -> str:
+    from vmm.linux.syscalls import describe
+    return describe(nr) if isinstance(nr, int) else repr(nr)
 
 
 class TraceBoundary:
@@ -35,9 +42,11 @@ class TraceBoundary:
     """
 
     decides_interrupts = False
+    replaying = True
 
     def __init__(self, machine: Machine, events_from: Callable[[int], Iterator[Event]], *,
-                 last_icount: int, verify: bool = True, console_output=None) -> None:
+                 last_icount: int, verify: bool = True, console_output=None,
+                 blob_events: Callable[[], Iterator[Event]] | None = None) -> None:
         self.machine = machine
         self._events_from = events_from
         self._events = events_from(0)
@@ -49,6 +58,12 @@ class TraceBoundary:
         self.consumed = 0
         self.digests_checked = 0
         self.recent: deque[Event] = deque(maxlen=RECENT)
+        self._blob_events = blob_events
+        self._blobs: dict[str, bytes] = {}
+        self._blob_parts: dict[bytes, dict[int, bytes]] = {}
+        self._all_blobs_read = False
+        self._syscall: Event | None = None
+        self._answers: list = []
 
     # -- the event stream ------------------------------------------------------------
 
@@ -71,6 +86,8 @@ class TraceBoundary:
             event = next(self._events, None)
             if event is None:
                 self._exhausted = True
+            elif event.kind == EventKind.BLOB:
+                self._keep_blob(event.payload)
             else:
                 self._queue.append(event)
         return len(self._queue) >= n
@@ -118,6 +135,78 @@ class TraceBoundary:
 
     def entropy32(self, icount: int) -> int:
         return self._int(self._take(icount, EventKind.ENTROPY), icount) & 0xFFFFFFFF
+
+    # -- the Linux personality -----------------------------------------------------------
+
+    def syscall_enter(self, icount: int, tid: int, nr: int) -> None:
+        event = self.peek()
+        if event is None:
+            self.machine.end_of_trace(f"the trace ends before the program's system call at icount {icount}")
+            raise EndOfTrace()
+        payload = event.payload
+        if event.kind != EventKind.SYSCALL or event.icount != icount:
+            raise self._diverge(icount, f"the program made system call {_syscall_name(nr)} but the "
+                                        f"recording has {event.kind.name} at icount {event.icount}")
+        if not (isinstance(payload, list) and len(payload) == 5 and isinstance(payload[4], list)):
+            raise self._diverge(icount, "a malformed SYSCALL record")
+        if payload[0] != tid or payload[1] != nr:
+            raise self._diverge(icount, f"the program made system call {_syscall_name(nr)} (thread {tid}) "
+                                        f"but the recording has {_syscall_name(payload[1])} (thread {payload[0]})")
+        self._syscall = self._pop()
+        self._answers = list(payload[4])
+
+    def host_call(self, icount: int, op: str, params: list) -> object:
+        if not self._answers:
+            raise self._diverge(icount, f"the program asked the host for '{op}', which the recording "
+                                        f"does not answer")
+        answer = self._answers.pop(0)
+        if not (isinstance(answer, list) and len(answer) == 2 and answer[0] == op):
+            raise self._diverge(icount, f"the program asked the host for '{op}', the recording "
+                                        f"answers {answer[0] if isinstance(answer, list) and answer else answer!r}")
+        return answer[1]
+
+    def syscall_exit(self, icount: int, payload: list) -> None:
+        recorded = self._syscall.payload if self._syscall is not None else None
+        self._syscall = None
+        if recorded is None:
+            return
+        name = _syscall_name(payload[1])
+        if self._answers:
+            raise self._diverge(icount, f"{name}: the recording has host answers the program never asked for")
+        if recorded[2] != payload[2]:
+            raise self._diverge(icount, f"{name}: arguments {payload[2]!r:.200} differ from the recorded "
+                                        f"{recorded[2]!r:.200}")
+        if recorded[3] != payload[3]:
+            raise self._diverge(icount, f"{name}: returned {payload[3]!r}, the recording {recorded[3]!r}")
+
+    def blob(self, file_id: str) -> bytes | None:
+        data = self._blobs.get(file_id)
+        if data is None and not self._all_blobs_read and self._blob_events is not None:
+            self._all_blobs_read = True
+            for event in self._blob_events():
+                self._keep_blob(event.payload)
+            data = self._blobs.get(file_id)
+        return data
+
+    def _keep_blob(self, payload: object) -> None:
+        if not (isinstance(payload, list) and len(payload) == 4 and isinstance(payload[0], bytes)
+                and isinstance(payload[1], int) and isinstance(payload[2], int) and isinstance(payload[3], bytes)
+                and 0 <= payload[1] < payload[2] <= MAX_BLOB_PARTS):
+            raise ReplayDivergence("a malformed BLOB record in the trace")
+        digest, part, parts, data = payload
+        if digest.hex() in self._blobs:
+            return
+        pieces = self._blob_parts.setdefault(digest, {})
+        pieces[part] = data
+        if len(pieces) == parts:
+            self._blobs[digest.hex()] = b"".join(pieces[i] for i in range(parts))
+            del self._blob_parts[digest]
+
+    def sleep(self, ns: int) -> None:
+        pass                                         # replay skips the wait
+
+    def stdio_write(self, stream: str, data: bytes) -> None:
+        self.console_write(data)
 
     def _int(self, value: object, icount: int) -> int:
         if not isinstance(value, int) or not 0 <= value < 1 << 64:
@@ -168,13 +257,15 @@ class TraceBoundary:
         pass                                     # slices end at recorded icounts, not by time
 
     def note(self, icount: int, kind: EventKind, payload: object) -> None:
-        if kind != EventKind.EXCEPTION:
+        if kind not in (EventKind.EXCEPTION, EventKind.SIGNAL):
             return                                   # interrupts came from the trace itself
         event = self.peek()
         if event is None:
             return
-        if event.kind != kind or event.icount != icount or list(event.payload) != list(payload):
-            raise self._diverge(icount, f"the guest took exception {payload[0]} but the recording has "
+        if event.kind != kind or event.icount != icount or not isinstance(event.payload, list) \
+                or list(event.payload) != list(payload):
+            what = f"exception {payload[0]}" if kind == EventKind.EXCEPTION else f"signal {payload[1]}"
+            raise self._diverge(icount, f"the guest took {what} but the recording has "
                                         f"{event.kind.name} {event.payload!r} at icount {event.icount}")
         self._pop()
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trace_format import TraceReader
 from trace_format.events import Event, EventKind
-from vmm.errors import ReplayDivergence
+from vmm.errors import ReplayDivergence, VmrrError
 from vmm.loader import parse_image
 from vmm.machine import Machine, Outcome, RunResult
 from replay.boundary import TraceBoundary
@@ -48,13 +48,19 @@ class Replay:
         header = self.reader.header
         config = header.config
         self.header = header
-        self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
+        linux = config.devices.get("linux")
+        if linux is not None:
+            from vmm.linux.program import LinuxProgram
+            self.image = LinuxProgram.from_header(linux, config.image, config.image_name, where=path)
+        else:
+            self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
         self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
         end = self.reader.end
         last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
         self.boundary = TraceBoundary(self.machine, lambda start: self.reader.events(start_icount=start),
                                       last_icount=last,
-                                      verify=verify, console_output=console_output)
+                                      verify=verify, console_output=console_output,
+                                      blob_events=lambda: self.reader.events(kinds={EventKind.BLOB}))
         self.machine.connect(self.boundary)
         self.verify = verify
         self._from_checkpoint = False
@@ -146,7 +152,10 @@ class Replay:
         return self.machine.cpu.registers()
 
     def read_memory(self, address: int, size: int) -> bytes:
-        return bytes(self.machine.uc.mem_read(address, size))
+        data = self.machine.read_guest(address, size)
+        if data is None:
+            raise VmrrError(f"guest memory at {address:#x} ({size} bytes) is not mapped")
+        return data
 
     def events(self, kinds: set[EventKind] | None = None) -> list[Event]:
         return list(self.reader.events(kinds=kinds))

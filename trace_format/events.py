@@ -30,11 +30,15 @@ class EventKind(enum.IntEnum):
     CHECKPOINT = 12    # payload: reserved for checkpoint records (format-internal)
     EXCEPTION = 13     # payload: [vector, error_code] — a CPU exception delivered to the guest
     END = 14           # payload: the end dict — how the run ended
+    SYSCALL = 15       # payload: [tid, nr, args, ret, answers] — a system call of a Linux program (sync)
+    BLOB = 16          # payload: [sha256 bytes(32), part, parts, data bytes] — file content, content-addressed (format data)
+    SIGNAL = 17        # payload: [tid, signo, code, addr] — a signal delivered to a Linux program (verification)
     # New kinds go here, at the end, with the next number.
 
 
 # Answers the guest asked for at a precise instruction: replay must see the same request.
-SYNC_KINDS: frozenset[EventKind] = frozenset({EventKind.CLOCK, EventKind.RDTSC, EventKind.ENTROPY})
+SYNC_KINDS: frozenset[EventKind] = frozenset({EventKind.CLOCK, EventKind.RDTSC, EventKind.ENTROPY,
+                                              EventKind.SYSCALL})
 
 # Inputs the host pushed at an instruction count of its choosing: replay injects them there.
 ASYNC_KINDS: frozenset[EventKind] = frozenset({

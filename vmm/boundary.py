@@ -23,6 +23,7 @@ from trace_format.events import EventKind
 from vmm.devices.clock import MONOTONIC
 from vmm.devices.timer import PERIODIC, STOPPED
 from vmm.hostio import HostIO
+from vmm.linux.host import HostOS
 
 if TYPE_CHECKING:
     from vmm.machine import Machine
@@ -34,6 +35,11 @@ MAX_SLICE = 1_000_000           # instructions; bounds how late a host event is 
 MIN_SLICE = 1_000
 INTERRUPT_WINDOW = 500          # short slices while an interrupt waits for IF=1
 IDLE_WAIT_MAX = 0.25            # seconds; the loop re-checks for shutdown this often
+BLOB_PART = 4 << 20             # file content is logged in BLOB records of at most this many bytes
+
+
+class EndOfTrace(Exception):
+    """Replay: the trace ends before the program's next system call (a cut trace); the run stops."""
 
 
 class Boundary(Protocol):
@@ -50,6 +56,14 @@ class Boundary(Protocol):
     def note(self, icount: int, kind: EventKind, payload: object) -> None: ...
     def timer_armed(self, mode: int, interval_ns: int) -> None: ...
     def console_write(self, data: bytes) -> None: ...
+    # The Linux personality's system calls (vmm/linux/kernel.py):
+    replaying: bool
+    def syscall_enter(self, icount: int, tid: int, nr: int) -> None: ...
+    def host_call(self, icount: int, op: str, params: list) -> object: ...
+    def syscall_exit(self, icount: int, payload: list) -> None: ...
+    def blob(self, file_id: str) -> bytes | None: ...
+    def sleep(self, ns: int) -> None: ...
+    def stdio_write(self, stream: str, data: bytes) -> None: ...
     def sock_send(self, chan: int, data: bytes) -> None: ...
     def sock_close(self, chan: int) -> None: ...
     def close(self) -> None: ...
@@ -92,6 +106,7 @@ class LiveBoundary:
     """
 
     decides_interrupts = True
+    replaying = False
 
     def __init__(self, machine: Machine, *, listen: tuple[str, int] | None = None,
                  console_input: bool = False, console_output=None,
@@ -104,7 +119,8 @@ class LiveBoundary:
         self._timer_interval = 0
         self._timer_periodic = False
         self._ips = 50e6                # instructions/second estimate for timer slices
-        self.io = HostIO(listen, console_input, console_output)
+        self.io = HostIO(listen, console_input and machine.kernel is None, console_output)
+        self.host_os: HostOS | None = None
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -156,7 +172,9 @@ class LiveBoundary:
             if self._timer_deadline is not None:
                 timeout = min(timeout, max(0.0, (self._timer_deadline - time.monotonic_ns()) / 1e9))
         inputs: list[Input] = []
-        if not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
+        if self.machine.kernel is not None:
+            pass                                     # a Linux program takes its inputs in system calls
+        elif not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
             self.io.poll(self.machine.sockets, self.machine.console, inputs, timeout)
         self._poll_timer(inputs)
         if self.tap:
@@ -207,5 +225,55 @@ class LiveBoundary:
     def sock_close(self, chan: int) -> None:
         self.io.close_channel(chan)
 
+    # -- the Linux personality: host operations, logged as SYSCALL events ---------------
+
+    def syscall_enter(self, icount: int, tid: int, nr: int) -> None:
+        pass
+
+    def host_call(self, icount: int, op: str, params: list) -> object:
+        if self.host_os is None:
+            self.host_os = HostOS(lambda file_id, data: self._blob_ready(icount, file_id, data))
+        self._icount = icount
+        return self.host_os.call(op, params)
+
+    def _blob_ready(self, _icount: int, file_id: str, data: bytes) -> None:
+        """New file content: into the trace as BLOB parts, before the answer that names it."""
+        if self.tap is None:
+            return
+        digest = bytes.fromhex(file_id)
+        parts = max(1, -(-len(data) // BLOB_PART))
+        for part in range(parts):
+            self.tap(self._icount, EventKind.BLOB,
+                     [digest, part, parts, data[part * BLOB_PART:(part + 1) * BLOB_PART]])
+
+    def syscall_exit(self, icount: int, payload: list) -> None:
+        if self.tap:
+            self.tap(icount, EventKind.SYSCALL, payload)
+
+    def blob(self, file_id: str) -> bytes | None:
+        return None if self.host_os is None else self.host_os.blobs.get(file_id)
+
+    def sleep(self, ns: int) -> None:
+        """The program sleeps: so does the VM, in steps short enough to notice a shutdown."""
+        deadline = time.monotonic() + ns / 1e9
+        while self.machine._shutdown_reason is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, IDLE_WAIT_MAX))
+
+    def stdio_write(self, stream: str, data: bytes) -> None:
+        if stream == "stdout":
+            self.io.write_console(data)
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(2, view):]
+        except OSError:
+            pass                                     # nobody reads our stderr: the program carries on
+
     def close(self) -> None:
+        if self.host_os is not None:
+            self.host_os.close()
         self.io.close()

@@ -11,13 +11,18 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc, UcError
+import ctypes
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x86
 
 from vmm.icount import InstructionCounter
 
 CPU_MODEL = "qemu64"           # CPUID without RDRAND/RDSEED: see docs/machine.md
-_UC_CPU_MODEL = x86.UC_CPU_X86_QEMU64
+# Linux programs: SSE4.2 and POPCNT for glibc's string functions, but no AVX (VEX.128 is
+# computed wrong by Unicorn), no XSAVE and no RDRAND (LINUX.md).
+LINUX_CPU_MODEL = "westmere"
+CPU_MODELS = {"qemu64": x86.UC_CPU_X86_QEMU64, "westmere": x86.UC_CPU_X86_WESTMERE}
 
 RFLAGS_TF = 1 << 8
 RFLAGS_IF = 1 << 9
@@ -40,6 +45,43 @@ STATE_REG_NAMES = GPR_NAMES + ("rip", "rflags", "cs", "ss", "ds", "es", "fs", "g
                                "fs_base", "gs_base", "cr0", "cr2", "cr3", "cr4")
 _REG_IDS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _STATE_IDS = [_REG_IDS[name] for name in STATE_REG_NAMES]
+_XMM_IDS = [getattr(x86, f"UC_X86_REG_XMM{i}") for i in range(16)]
+VECTOR_STATE_SIZE = 10 + 16 * 16
+
+
+_CONTEXT_DATA = 40             # offsetof(struct uc_context, data) on 64-bit hosts (uc_priv.h)
+_OLD_EXCEPTION: list[int] = []
+
+
+def _old_exception_offset() -> int:
+    """Where CPUX86State.old_exception sits in a CPU context: the int that goes from -1 to 14
+    when a page fault is raised in a probe engine."""
+    if not _OLD_EXCEPTION:
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.mem_map(0, 1 << 20)
+        tables = 0x10000
+        for level in range(3):
+            uc.mem_write(tables + level * 0x1000, struct.pack("<Q", (tables + (level + 1) * 0x1000) | 7))
+        uc.mem_write(tables + 0x3000 + 8, struct.pack("<Q", 0x20000 | 1))      # 0x1000 -> 0x20000
+        uc.mem_write(0x20000, b"\x48\x8b\x04\x25\x00\x30\x00\x00\xf4")          # mov rax, [0x3000]
+        uc.reg_write(x86.UC_X86_REG_CR3, tables)
+        uc.reg_write(x86.UC_X86_REG_CR4, 0x620)
+        uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | 0x80010000)
+
+        def data(ctx) -> bytes:
+            base = ctypes.cast(ctx.context, ctypes.c_void_p).value
+            return ctypes.string_at(base + _CONTEXT_DATA, ctypes.c_size_t.from_address(base).value)
+
+        before = data(uc.context_save())
+        uc.hook_add(UC_HOOK_INTR, lambda uc, _n, _ud: uc.emu_stop())
+        uc.emu_start(0x1000, 0x2000)
+        after = data(uc.context_save())
+        found = [i for i in range(0, len(before) - 3, 4)
+                 if struct.unpack_from("<i", before, i)[0] == -1 and struct.unpack_from("<i", after, i)[0] == 14]
+        if len(found) != 1:
+            raise RuntimeError("cannot locate the CPU's exception-in-flight state in this Unicorn build")
+        _OLD_EXCEPTION.append(found[0])
+    return _OLD_EXCEPTION[0]
 
 
 def vector_name(vector: int) -> str:
@@ -71,9 +113,10 @@ class Gate:
 class Cpu:
     """A Unicorn x86-64 engine with the instruction counter attached."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = CPU_MODEL) -> None:
+        self.model = model
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
-        self.uc.ctl_set_cpu_model(_UC_CPU_MODEL)
+        self.uc.ctl_set_cpu_model(CPU_MODELS[model])
         self.counter = InstructionCounter(self.uc)
 
     # -- registers -------------------------------------------------------------------
@@ -93,6 +136,37 @@ class Cpu:
             regs[f"{name}_base"] = base
             regs[f"{name}_limit"] = limit
         return regs
+
+    def forget_exception(self) -> None:
+        """Tell the CPU the last exception was handled.
+
+        QEMU remembers the exception in flight (``old_exception``) until it has delivered
+        it through the IDT, and turns the next #PF or contributory fault into a double
+        fault. Unicorn hands exceptions to the VMM instead, so nothing resets it: a Linux
+        program's second page fault would be a #DF. The field is cleared through a CPU
+        context (its offset found once, by ``_old_exception_offset``).
+        """
+        ctx = self.uc.context_save()
+        base = ctypes.cast(ctx.context, ctypes.c_void_p).value + _CONTEXT_DATA
+        ctypes.c_int32.from_address(base + _old_exception_offset()).value = -1
+        self.uc.context_restore(ctx)
+
+    def vector_state(self) -> bytes:
+        """x87 control/status, MXCSR and XMM0-15: what checkpoints add for Linux programs."""
+        uc = self.uc
+        head = struct.pack("<HHHI", uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW),
+                           uc.reg_read(x86.UC_X86_REG_FPTAG), uc.reg_read(x86.UC_X86_REG_MXCSR))
+        return head + b"".join(uc.reg_read(reg).to_bytes(16, "little") for reg in _XMM_IDS)
+
+    def set_vector_state(self, raw: bytes) -> None:
+        uc = self.uc
+        fpcw, fpsw, fptag, mxcsr = struct.unpack_from("<HHHI", raw, 0)
+        uc.reg_write(x86.UC_X86_REG_FPCW, fpcw)
+        uc.reg_write(x86.UC_X86_REG_FPSW, fpsw)
+        uc.reg_write(x86.UC_X86_REG_FPTAG, fptag)
+        uc.reg_write(x86.UC_X86_REG_MXCSR, mxcsr)
+        for i, reg in enumerate(_XMM_IDS):
+            uc.reg_write(reg, int.from_bytes(raw[10 + 16 * i:26 + 16 * i], "little"))
 
     @property
     def interrupts_enabled(self) -> bool:

@@ -40,9 +40,12 @@ class CrashReport:
     registers: dict[str, int] = field(default_factory=dict)
     disassembly: list[str] = field(default_factory=list)
     fault_address: int | None = None
+    signal: int | None = None              # a Linux program: the signal that killed it
 
     def summary(self) -> str:
         where = f"rip={self.rip:#x} icount={self.icount}"
+        if self.signal is not None:
+            return f"program crashed: {self.kind} at {where}: {self.detail}"
         vec = f" vector {self.vector}" if self.vector is not None else ""
         return f"guest crashed: {self.kind}{vec} at {where}: {self.detail}"
 
@@ -60,21 +63,26 @@ class CrashReport:
 
     def to_dict(self) -> dict:
         return {"reason": "crash", "kind": self.kind, "vector": self.vector, "rip": self.rip,
-                "icount": self.icount, "detail": self.detail, "fault_address": self.fault_address}
+                "icount": self.icount, "detail": self.detail, "fault_address": self.fault_address,
+                **({"signal": self.signal} if self.signal is not None else {})}
 
 
-def disassemble_around(uc, rip: int, symbols: SymbolTable, before: int = 6, after: int = 4) -> list[str]:
-    """Disassemble the instructions around ``rip``, syncing from its function's start."""
+def disassemble_around(read, rip: int, symbols: SymbolTable, before: int = 6, after: int = 4) -> list[str]:
+    """Disassemble the instructions around ``rip``, syncing from its function's start.
+
+    Args:
+        read: (address, size) -> bytes, or None where nothing is mapped.
+    """
     sym = symbols.lookup(rip)
     start = sym.address if sym is not None and 0 <= rip - sym.address < 4096 else max(0, rip - 48)
-    try:
-        code = bytes(uc.mem_read(start, rip - start + 16 * (after + 1)))
-    except UcError:
-        try:
-            code = bytes(uc.mem_read(rip, 16 * (after + 1)))
-            start = rip
-        except UcError:
-            return [f"=> {rip:#x}: <not in RAM>"]
+    code = read(start, rip - start + 16 * (after + 1))
+    if code is None:
+        code = read(rip, 16 * (after + 1))
+        start = rip
+        if code is None:
+            code = read(rip, 1)
+            if code is None:
+                return [f"=> {rip:#x}: <not in RAM>"]
     insns = list(_CS.disasm(code, start))
     index = next((i for i, ins in enumerate(insns) if ins.address == rip), None)
     if index is None:                         # could not sync: start at rip itself

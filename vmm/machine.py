@@ -30,7 +30,7 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 from trace_format.events import EventKind
-from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, GPR_NAMES, STATE_REG_NAMES, Cpu, DeliveryFault
+from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, LINUX_CPU_MODEL, VECTOR_STATE_SIZE, GPR_NAMES, STATE_REG_NAMES, Cpu, DeliveryFault
 from vmm.crash import CrashKind, CrashReport, disassemble_around
 from vmm.devices.clock import Clock
 from vmm.devices.console import Console
@@ -52,7 +52,7 @@ BOOT_INFO = 0x5000
 BOOT_ARGS = 0x5100
 MAX_BOOT_ARGS = 3839
 BOOT_MAGIC = int.from_bytes(b"VMRRBOOT", "little")
-UNTIL = 0xFFFF_FFFF_FFFF_F000      # never reached: slices end through the instruction counter
+UNTIL = 0x7FFF_FFFF_FFFF_F000      # never reached (non-canonical): slices end through the instruction counter
 CR4_OSFXSR_OSXMMEXCPT = 0x600
 HLT = 0xF4
 STI = 0xFB
@@ -106,36 +106,25 @@ class Machine:
         UsageError: the boot arguments are too long or the image does not fit in RAM.
     """
 
-    def __init__(self, image: GuestImage, *, mem_size: int = DEFAULT_MEM, boot_args: str = "") -> None:
+    def __init__(self, image, *, mem_size: int = DEFAULT_MEM, boot_args: str = "") -> None:
+        linux = getattr(image, "platform", "appliance") == "linux"
         args = boot_args.encode()
         if len(args) > MAX_BOOT_ARGS:
             raise UsageError(f"--args: {len(args)} bytes is longer than {MAX_BOOT_ARGS}")
-        if image.end + 64 * 1024 > mem_size:
+        if not linux and image.end + 64 * 1024 > mem_size:
             raise UsageError(f"image {image.name} needs {image.end:#x} bytes of RAM and more for "
                              f"its stack; --mem is {mem_size:#x}")
         self.image = image
         self.mem_size = mem_size
         self.boot_args = boot_args
-        self.cpu_model = CPU_MODEL
-        self.symbols = SymbolTable.from_elf(image.elf)
-        self.cpu = Cpu()
+        self.cpu_model = LINUX_CPU_MODEL if linux else CPU_MODEL
+        self.cpu = Cpu(self.cpu_model)
         self.uc = self.cpu.uc
         self.counter = self.cpu.counter
         self.boundary = None
         self.ram = mmap.mmap(-1, mem_size)
         self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
         self.uc.mem_map_ptr(RAM_START, mem_size - RAM_START, UC_PROT_ALL, self._ram_ptr + RAM_START)
-
-        self.pic = Pic(self)
-        self.timer = Timer(self)
-        self.clock = Clock(self)
-        self.entropy = Entropy(self)
-        self.console = Console(self)
-        self.sockets = Sockets(self)
-        self.power = Power(self)
-        self.devices = (self.pic, self.timer, self.clock, self.entropy, self.console,
-                        self.sockets, self.power)
-        self._ports = {port: dev for dev in self.devices for port in dev.ports}
 
         self.halted = False
         self.result: RunResult | None = None
@@ -145,7 +134,30 @@ class Machine:
         self._hook_error: BaseException | None = None    # raised in a hook, re-raised by _run_slice
         self.output_digests: dict[str, hashlib._Hash] = {}
         self.output_bytes: dict[str, int] = {}
-        self._boot()
+        if linux:
+            # A Linux program: the personality is the machine's only device (vmm/linux/).
+            from vmm.linux.kernel import LinuxKernel
+            self.kernel = LinuxKernel(self, image)
+            self.pic = None
+            self.devices = (self.kernel,)
+            self.symbols = self.kernel.symbols
+        else:
+            self.kernel = None
+            self.symbols = SymbolTable.from_elf(image.elf)
+            self.pic = Pic(self)
+            self.timer = Timer(self)
+            self.clock = Clock(self)
+            self.entropy = Entropy(self)
+            self.console = Console(self)
+            self.sockets = Sockets(self)
+            self.power = Power(self)
+            self.devices = (self.pic, self.timer, self.clock, self.entropy, self.console,
+                            self.sockets, self.power)
+        self._ports = {port: dev for dev in self.devices for port in dev.ports}
+        if linux:
+            self.kernel.boot()
+        else:
+            self._boot()
         self._install_hooks()
 
     # -- set-up ----------------------------------------------------------------------
@@ -180,6 +192,8 @@ class Machine:
             if status != 0:
                 raise RuntimeError(f"cannot hook RDTSC (instruction {insn}): uc error {status}")
             self._rdtsc_hooks.append(handle)
+        if self.kernel is not None:
+            self.kernel.install_hooks()
 
     def connect(self, boundary) -> None:
         """Attach the nondeterminism boundary that answers for the host."""
@@ -210,7 +224,7 @@ class Machine:
         tsc = self.boundary.rdtsc(self.counter.icount)
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         writes = [(x86.UC_X86_REG_RAX, tsc & 0xFFFFFFFF), (x86.UC_X86_REG_RDX, tsc >> 32)]
-        if bytes(self.uc.mem_read(rip, 3)) == b"\x0f\x01\xf9":      # RDTSCP: TSC_AUX = 0
+        if self.read_guest(rip, 3) == b"\x0f\x01\xf9":             # RDTSCP: TSC_AUX = 0
             writes.append((x86.UC_X86_REG_RCX, 0))
         self.uc.reg_write_batch(writes)
 
@@ -224,6 +238,8 @@ class Machine:
     def _on_interrupt(self, uc, intno: int, _ud) -> None:
         self._pending_exception = intno
         self.counter.stop_soon()
+        if self.kernel is not None:
+            uc.emu_stop()          # a fault on fetch begins no instruction: stop_soon alone would not stop
 
     def _on_unmapped(self, uc, access: int, address: int, size: int, value: int, _ud) -> bool:
         self._fault = (access, address, size)
@@ -253,6 +269,8 @@ class Machine:
         self.output_bytes[stream] += len(data)
         if stream == "console":
             self.boundary.console_write(data)
+        elif stream in ("stdout", "stderr"):
+            self.boundary.stdio_write(stream, data)
 
     def pause(self, why: str) -> None:
         """A debugger hook asks the run loop to return (Outcome.PAUSED) at the next boundary."""
@@ -299,7 +317,7 @@ class Machine:
             if self.halted:
                 inputs = boundary.poll(self.icount, idle=True)
             else:
-                waiting = self.pic.deliverable_line() is not None and (
+                waiting = self.pic is not None and self.pic.deliverable_line() is not None and (
                     not self.cpu.interrupts_enabled or self._in_sti_shadow())
                 limit = boundary.slice_limit(self.icount, waiting)
                 if max_instructions is not None:
@@ -318,7 +336,7 @@ class Machine:
                 between()
             if self.result is not None and self.result.outcome is Outcome.PAUSED:
                 break
-        self.console.flush()
+        self.flush_output()
         return self.result
 
     def _run_slice(self, limit: int) -> None:
@@ -334,14 +352,16 @@ class Machine:
         if self._hook_error is not None:
             error, self._hook_error = self._hook_error, None
             raise error
-        self.console.flush()
+        self.flush_output()
         self.boundary.record_speed(counter.icount - start_icount, time.perf_counter() - start)
         if self.result is not None and self.result.outcome not in (Outcome.POWER_OFF, Outcome.PAUSED):
             return
         if self._pending_exception is not None:
             self._raise_exception(self._pending_exception)
         elif self.result is None and self._stopped_on_hlt():
-            if self.cpu.interrupts_enabled:
+            if self.kernel is not None:                # HLT in a user program: #GP, so SIGSEGV
+                self.kernel.exception(13, self.counter.last_pc)
+            elif self.cpu.interrupts_enabled:
                 self.halted = True
             else:
                 self.power_off(0)
@@ -354,10 +374,7 @@ class Machine:
         last = self.counter.last_pc
         if self.counter.icount == 0 or self.uc.reg_read(x86.UC_X86_REG_RIP) != last + 1:
             return False
-        try:
-            return self.uc.mem_read(last, 1)[0] == opcode
-        except UcError:
-            return False
+        return self.read_guest(last, 1) == bytes([opcode])
 
     def _on_emu_error(self, exc: UcError) -> None:
         if exc.errno == UC_ERR_INSN_INVALID:
@@ -376,6 +393,10 @@ class Machine:
 
     def _raise_exception(self, vector: int) -> None:
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        self.cpu.forget_exception()
+        if self.kernel is not None:
+            self.kernel.exception(vector, rip)
+            return
         error_code = 0 if vector in ERROR_CODE_VECTORS else None
         try:
             self.cpu.deliver(vector, return_rip=rip, error_code=error_code)
@@ -387,6 +408,8 @@ class Machine:
         self.boundary.note(self.icount, EventKind.EXCEPTION, [vector, error_code or 0])
 
     def _deliver_interrupt(self) -> None:
+        if self.pic is None:
+            return
         line = self.pic.deliverable_line()
         if line is None or not self.cpu.interrupts_enabled or self._in_sti_shadow():
             return
@@ -412,10 +435,62 @@ class Machine:
         self.boundary.note(self.icount, EventKind.INTERRUPT, vector)
 
     def _crash(self, kind: str, vector: int | None, rip: int, detail: str,
-               fault_address: int | None = None) -> None:
+               fault_address: int | None = None, signal: int | None = None) -> None:
         report = CrashReport(kind, vector, rip, self.icount, detail, self.cpu.registers(),
-                             disassemble_around(self.uc, rip, self.symbols), fault_address)
+                             disassemble_around(self.read_guest, rip, self.symbols), fault_address,
+                             signal=signal)
         self.result = RunResult(Outcome.CRASH, self.icount, crash=report)
+        self.counter.stop_soon()
+
+    def crash_program(self, kind: str, signal: int, rip: int, detail: str, *,
+                      fault_address: int | None = None, vector: int | None = None) -> None:
+        """A Linux program died of ``signal`` (a crash report, like an appliance's)."""
+        if self.result is None:
+            self._crash(kind, vector, rip, detail, fault_address, signal=signal)
+
+    def note_signal_exit(self, signal: int) -> None:
+        """A Linux program was terminated by a signal without a core: it ends with status 128+N."""
+        if self.result is None:
+            self.result = RunResult(Outcome.POWER_OFF, self.icount, exit_status=128 + signal,
+                                    why=f"terminated by signal {signal}")
+        self.counter.stop_soon()
+
+    # -- guest memory, as the program sees it ---------------------------------------
+
+    def read_guest(self, address: int, size: int) -> bytes | None:
+        """``size`` bytes at a guest address (virtual for a Linux program); None if not mapped."""
+        if self.kernel is not None:
+            return self.kernel.read_guest(address, size)
+        try:
+            return bytes(self.uc.mem_read(address, size))
+        except UcError:
+            return None
+
+    def write_guest(self, address: int, data: bytes) -> bool:
+        if self.kernel is not None:
+            return self.kernel.write_guest(address, data)
+        try:
+            self.uc.mem_write(address, data)
+            return True
+        except UcError:
+            return False
+
+    @property
+    def ram_in_use(self) -> int:
+        """Bytes of RAM from 0 that may be non-zero (a Linux program's pages are given out bottom-up)."""
+        if self.kernel is not None:
+            return min(self.mem_size, (self.kernel.ram_in_use + MiB - 1) // MiB * MiB)
+        return self.mem_size
+
+    def code_changed(self) -> None:
+        """Guest code may have changed under translated blocks (a mapping moved or went away)."""
+        invalidate = getattr(self.counter, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
+
+    def flush_output(self) -> None:
+        if self.kernel is None:
+            self.console.flush()
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -449,6 +524,8 @@ class Machine:
             self._diverge(kind, "an input the machine cannot apply here")
 
     def _replay_interrupt(self, vector: object) -> None:
+        if self.pic is None:
+            self._diverge(EventKind.INTERRUPT, "an interrupt, but this machine has no interrupt controller")
         line = self.pic.deliverable_line()
         expected = None if line is None or not self.cpu.interrupts_enabled else 32 + line
         if vector != expected:
@@ -476,13 +553,15 @@ class Machine:
     def ram_digest(self) -> bytes:
         """A hash of all of RAM: crc32 per MiB (fast), then blake2b over those."""
         mv = memoryview(self.ram)
-        crcs = [zlib.crc32(mv[off:off + MiB]) for off in range(0, self.mem_size, MiB)]
+        crcs = [zlib.crc32(mv[off:off + MiB]) for off in range(0, self.ram_in_use, MiB)]
         return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
 
     def cpu_state(self) -> dict:
         """Registers plus the run loop's own state (halted)."""
         regs = self.cpu.registers()
         regs["halted"] = int(self.halted)
+        if self.kernel is not None:
+            regs["vector"] = self.cpu.vector_state()     # programs keep live values in SSE registers
         return regs
 
     def device_state(self) -> dict:
@@ -526,7 +605,10 @@ class Machine:
         last_page = self.mem_size // PAGE
         if any(not RAM_START // PAGE <= n < last_page or len(page) != PAGE for n, page in pages.items()):
             raise ReplayDivergence(f"checkpoint at icount {icount}: a page lies outside RAM")
-        ctypes.memset(self._ram_ptr + RAM_START, 0, self.mem_size - RAM_START)
+        vector = cpu.get("vector")
+        if self.kernel is not None and not (isinstance(vector, bytes) and len(vector) == VECTOR_STATE_SIZE):
+            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed vector register state")
+        ctypes.memset(self._ram_ptr + RAM_START, 0, self.ram_in_use - RAM_START)
         ram = self.ram
         for number, page in pages.items():
             ram[number * PAGE:(number + 1) * PAGE] = page
@@ -537,6 +619,8 @@ class Machine:
         for name in ("cr0", "cr3", "cr4", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base", "cr2"):
             uc.reg_write(_STATE_REGS[name], cpu[name])
         uc.reg_write_batch([(_STATE_REGS[name], cpu[name]) for name in GPR_NAMES + ("rip", "rflags")])
+        if self.kernel is not None:
+            self.cpu.set_vector_state(vector)
         try:
             for dev in self.devices:
                 dev.load_state(devices[dev.name])

@@ -28,7 +28,8 @@ class SymbolTable:
         self._by_name = {s.name: s for s in self._symbols}
 
     @classmethod
-    def from_elf(cls, elf_bytes: bytes) -> SymbolTable:
+    def from_elf(cls, elf_bytes: bytes, *, bias: int = 0) -> SymbolTable:
+        """Symbols of an ELF (.symtab and .dynsym), moved by ``bias`` (a shared object's load address)."""
         symbols = []
         try:
             elf = ELFFile(io.BytesIO(elf_bytes))
@@ -38,10 +39,19 @@ class SymbolTable:
                 for sym in section.iter_symbols():
                     kind = sym["st_info"]["type"]
                     if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym["st_value"]:
-                        symbols.append(Symbol(sym.name, sym["st_value"], sym["st_size"]))
+                        symbols.append(Symbol(sym.name, sym["st_value"] + bias, sym["st_size"]))
         except (ELFError, OverflowError, ValueError, struct.error):
             pass                  # damaged symbol tables only cost names in reports
         return cls(symbols)
+
+    def merge(self, other: SymbolTable) -> None:
+        """Add ``other``'s symbols (a library mapped into the program)."""
+        known = set(self._starts)
+        added = [s for s in other._symbols if s.address not in known]
+        self._symbols = sorted(self._symbols + added, key=lambda s: s.address)
+        self._starts = [s.address for s in self._symbols]
+        for sym in added:
+            self._by_name.setdefault(sym.name, sym)
 
     def lookup(self, address: int) -> Symbol | None:
         """The symbol containing ``address`` (or the nearest one below a sizeless symbol)."""

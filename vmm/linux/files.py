@@ -1,0 +1,846 @@
+"""Files: the descriptor table and the file system calls.
+
+An open file is one of a few kinds:
+
+- ``blob``: a regular file opened read-only. The host's bytes are captured whole when
+  it is opened (a BLOB in the trace, content-addressed, so a library read twice is
+  stored once); reads, preads and mmaps are then deterministic and logged as nothing.
+- ``host``: anything else on the host (a file opened for writing, a terminal). Every
+  operation is performed on the host while recording and its answer logged.
+- ``dir``: a directory; its entries are captured when it is opened.
+- ``synth``: content the personality makes up as Linux would (/proc, /sys).
+- ``null``, ``zero``, ``random``: the devices; /dev/urandom reads host entropy.
+- ``pipe``: both ends inside the program.
+- ``stdout``/``stderr``: the program's output streams (deterministic: digested, shown).
+
+Paths are resolved against the personality's own cwd; the VMM process never chdirs.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import struct
+from typing import TYPE_CHECKING
+
+from vmm.linux import abi, procfs
+from vmm.linux.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, EBADF, EFAULT,
+                           EINVAL, EISDIR, EMFILE, ENOENT, ENOTDIR, ENOTTY, ESPIPE, O_ACCMODE, O_APPEND,
+                           O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NONBLOCK, O_TRUNC, S_IFDIR, S_IFIFO)
+
+if TYPE_CHECKING:
+    from vmm.linux.kernel import LinuxKernel
+
+MAX_IO = 1 << 24                   # bytes one read/write moves at most (Linux: 0x7ffff000)
+PIPE_BUF = 65536
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
+F_DUPFD_CLOEXEC, F_GETPIPE_SZ = 1030, 1032
+TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX, FIONCLEX, TIOCGPGRP = 0x5401, 0x5413, 0x5421, 0x5451, 0x5450, 0x540F
+DT_DIR, DT_REG = 4, 8
+
+
+def s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def s64(value: int) -> int:
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+class OpenFile:
+    """An open file description (shared by dup'ed descriptors)."""
+
+    __slots__ = ("kind", "path", "flags", "pos", "ref", "stat", "data", "handle", "pipe")
+
+    def __init__(self, kind: str, path: str, flags: int, *, stat: list | None = None,
+                 data=None, handle: int | None = None, pipe: int | None = None) -> None:
+        self.kind = kind
+        self.path = path
+        self.flags = flags
+        self.pos = 0
+        self.ref = 0
+        self.stat = stat
+        self.data = data          # blob: content id; synth: bytes; dir: entries
+        self.handle = handle      # host: the host side's handle number
+        self.pipe = pipe          # pipe: the pipe number (read end if flags say so)
+
+    def as_list(self) -> list:
+        return [self.kind, self.path, self.flags, self.pos, self.ref, self.stat, self.data,
+                self.handle, self.pipe]
+
+    @classmethod
+    def from_list(cls, raw: list) -> "OpenFile":
+        kind, path, flags, pos, ref, stat, data, handle, pipe = raw
+        f = cls(kind, path, flags, stat=stat, data=data, handle=handle, pipe=pipe)
+        f.pos, f.ref = pos, ref
+        return f
+
+
+class FileTable:
+    """The process's descriptors, its open file descriptions and its pipes."""
+
+    def __init__(self, kernel: LinuxKernel) -> None:
+        self.k = kernel
+        self.fds: dict[int, list] = {}          # fd -> [OpenFile, cloexec]
+        self.pipes: dict[int, bytearray] = {}
+        self._next_pipe = 1
+
+    def open_stdio(self) -> None:
+        self.install(OpenFile("host", "/dev/stdin", 0, handle=0), 0)
+        self.install(OpenFile("stdout", "/dev/stdout", 1), 1)
+        self.install(OpenFile("stderr", "/dev/stderr", 1), 2)
+
+    def install(self, f: OpenFile, at: int | None = None, cloexec: bool = False, lowest: int = 0) -> int:
+        if at is None:
+            at = lowest
+            while at in self.fds:
+                at += 1
+            if at >= abi.MAX_FDS:
+                return -EMFILE
+        elif at in self.fds:
+            self.close(at)
+        f.ref += 1
+        self.fds[at] = [f, cloexec]
+        return at
+
+    def get(self, fd: int) -> OpenFile | None:
+        entry = self.fds.get(s32(fd))
+        return None if entry is None else entry[0]
+
+    def close(self, fd: int) -> int:
+        entry = self.fds.pop(s32(fd), None)
+        if entry is None:
+            return -EBADF
+        f = entry[0]
+        f.ref -= 1
+        if f.ref == 0:
+            if f.kind == "host" and f.handle:
+                self.k.host("close", f.handle)
+            elif f.kind == "pipe":
+                if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe for o in self.fds.values()):
+                    self.pipes.pop(f.pipe, None)
+        return 0
+
+    # -- state -----------------------------------------------------------------------
+
+    def state(self) -> list:
+        files, ids = [], {}
+        for fd in sorted(self.fds):
+            f = self.fds[fd][0]
+            if id(f) not in ids:
+                ids[id(f)] = len(files)
+                files.append(f.as_list())
+        table = [[fd, ids[id(self.fds[fd][0])], self.fds[fd][1]] for fd in sorted(self.fds)]
+        return [files, table, sorted([n, bytes(b)] for n, b in self.pipes.items()), self._next_pipe]
+
+    def load_state(self, state: list) -> None:
+        files, table, pipes, self._next_pipe = state
+        objs = [OpenFile.from_list(raw) for raw in files]
+        self.fds = {fd: [objs[i], bool(cloexec)] for fd, i, cloexec in table}
+        self.pipes = {n: bytearray(b) for n, b in pipes}
+
+    # -- paths -----------------------------------------------------------------------
+
+    def resolve(self, dirfd: int, path: str) -> str | int:
+        """An absolute path for ``path`` relative to ``dirfd`` (or -errno)."""
+        if path.startswith("/"):
+            return posixpath.normpath(path) if path != "//" else "/"
+        dirfd = s32(dirfd)
+        if dirfd == AT_FDCWD:
+            base = self.k.cwd
+        else:
+            f = self.get(dirfd)
+            if f is None:
+                return -EBADF
+            if f.kind != "dir":
+                return -ENOTDIR
+            base = f.path
+        return posixpath.normpath(posixpath.join(base, path)) if path else base
+
+
+# -- helpers -------------------------------------------------------------------------
+
+def _stat_of(k: LinuxKernel, path: str, follow: bool = True):
+    synth = procfs.stat(k, path, follow)
+    if synth is not None:
+        return synth
+    return k.host("stat", path, follow)
+
+
+def _open(k: LinuxKernel, dirfd: int, path: str | None, flags: int, mode: int) -> int:
+    if path is None:
+        return -EFAULT
+    full = k.files.resolve(dirfd, path)
+    if isinstance(full, int):
+        return full
+    if not path:
+        return -ENOENT
+    cloexec = bool(flags & O_CLOEXEC)
+    special = procfs.open(k, full, flags)
+    if special is not None:
+        if isinstance(special, int):
+            return special
+        return k.files.install(special, cloexec=cloexec)
+    answer = k.host("open", full, flags & ~O_CLOEXEC, mode & ~k.umask & 0o7777)
+    if isinstance(answer, int):
+        return answer
+    kind = answer[0]
+    if kind == "blob":
+        _, file_id, stat = answer
+        f = OpenFile("blob", full, flags, stat=stat, data=file_id)
+    elif kind == "dir":
+        _, stat, entries = answer
+        f = OpenFile("dir", full, flags, stat=stat, data=entries)
+    else:
+        _, handle, stat = answer
+        f = OpenFile("host", full, flags, stat=stat, handle=handle)
+    return k.files.install(f, cloexec=cloexec)
+
+
+def _file(k: LinuxKernel, fd: int) -> OpenFile | int:
+    f = k.files.get(fd)
+    return -EBADF if f is None else f
+
+
+def _readable(f: OpenFile) -> bool:
+    return (f.flags & O_ACCMODE) != abi.O_WRONLY
+
+
+def _writable(f: OpenFile) -> bool:
+    return (f.flags & O_ACCMODE) != 0 or f.kind in ("stdout", "stderr")
+
+
+def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None) -> bytes | int:
+    """Up to ``count`` bytes from ``f`` (at ``offset``, or its position), or -errno."""
+    count = min(count, MAX_IO)
+    if not _readable(f):
+        return -EBADF
+    kind = f.kind
+    pos = f.pos if offset is None else offset
+    if kind == "blob":
+        data = k.file_content(f.data)[pos:pos + count]
+    elif kind == "synth":
+        data = f.data[pos:pos + count]
+    elif kind == "dir":
+        return -EISDIR
+    elif kind in ("null",):
+        data = b""
+    elif kind == "zero":
+        data = bytes(count)
+    elif kind == "random":
+        return k.host("random", count)
+    elif kind == "pipe":
+        if offset is not None:
+            return -ESPIPE
+        buf = k.files.pipes.get(f.pipe, bytearray())
+        if not buf:
+            writers = any(o[0].kind == "pipe" and o[0].pipe == f.pipe and _writable(o[0])
+                          for o in k.files.fds.values())
+            return -abi.EAGAIN if writers else b""
+        data = bytes(buf[:count])
+        del buf[:count]
+        return data
+    elif kind == "host":
+        data = k.host("read", f.handle, count) if offset is None else k.host("pread", f.handle, count, offset)
+        if isinstance(data, int):
+            return data
+        if len(data) > count:
+            raise ValueError("more bytes than asked for")
+        return data
+    else:
+        return -EBADF
+    if offset is None:
+        f.pos += len(data)
+    return data
+
+
+def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None) -> int:
+    if not _writable(f):
+        return -EBADF
+    kind = f.kind
+    if kind in ("stdout", "stderr"):
+        k.machine.output(kind, data)
+        return len(data)
+    if kind in ("null", "zero", "random"):
+        return len(data)
+    if kind == "pipe":
+        k.files.pipes.setdefault(f.pipe, bytearray()).extend(data)
+        return len(data)
+    if kind == "host":
+        if offset is None:
+            return k.host("write", f.handle, data)
+        return k.host("pwrite", f.handle, data, offset)
+    return -EBADF
+
+
+def _iovecs(k: LinuxKernel, iov: int, count: int) -> list[tuple[int, int]] | int:
+    count = s32(count)
+    if not 0 <= count <= 1024:
+        return -EINVAL
+    raw = k.read(iov, 16 * count)
+    return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(count)]
+
+
+# -- read and write ------------------------------------------------------------------
+
+def sys_read(k, fd, buf, count):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    data = read_from(k, f, count)
+    if isinstance(data, int):
+        return data
+    k.write(buf, data)
+    return len(data)
+
+
+def sys_pread64(k, fd, buf, count, offset):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    if f.kind in ("pipe", "stdout", "stderr"):
+        return -ESPIPE
+    data = read_from(k, f, count, s64(offset))
+    if isinstance(data, int):
+        return data
+    k.write(buf, data)
+    return len(data)
+
+
+def sys_readv(k, fd, iov, iovcnt):
+    return _readv(k, fd, iov, iovcnt, None)
+
+
+def sys_preadv(k, fd, iov, iovcnt, offset):
+    return _readv(k, fd, iov, iovcnt, s64(offset))
+
+
+def _readv(k, fd, iov, iovcnt, offset):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    vecs = _iovecs(k, iov, iovcnt)
+    if isinstance(vecs, int):
+        return vecs
+    total = 0
+    for base, length in vecs:
+        if not length:
+            continue
+        data = read_from(k, f, length, None if offset is None else offset + total)
+        if isinstance(data, int):
+            return data if total == 0 else total
+        k.write(base, data)
+        total += len(data)
+        if len(data) < length:
+            break
+    return total
+
+
+def sys_write(k, fd, buf, count):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    return write_to(k, f, k.read(buf, min(count, MAX_IO)))
+
+
+def sys_pwrite64(k, fd, buf, count, offset):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    return write_to(k, f, k.read(buf, min(count, MAX_IO)), s64(offset))
+
+
+def sys_writev(k, fd, iov, iovcnt):
+    return _writev(k, fd, iov, iovcnt, None)
+
+
+def sys_pwritev(k, fd, iov, iovcnt, offset):
+    return _writev(k, fd, iov, iovcnt, s64(offset))
+
+
+def _writev(k, fd, iov, iovcnt, offset):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    vecs = _iovecs(k, iov, iovcnt)
+    if isinstance(vecs, int):
+        return vecs
+    data = b"".join(k.read(base, length) for base, length in vecs if length)
+    return write_to(k, f, data, offset)
+
+
+def sys_lseek(k, fd, offset, whence):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    offset, whence = s64(offset), s32(whence)
+    if f.kind in ("pipe", "stdout", "stderr"):
+        return -ESPIPE
+    if f.kind == "host":
+        return k.host("lseek", f.handle, offset, whence)
+    if f.kind == "dir":
+        if whence != 0 or offset < 0:
+            return -EINVAL
+        f.pos = offset
+        return offset
+    size = {"blob": lambda: len(k.file_content(f.data)), "synth": lambda: len(f.data)}.get(f.kind, lambda: 0)()
+    new = {0: offset, 1: f.pos + offset, 2: size + offset}.get(whence)
+    if new is None or new < 0:
+        return -EINVAL
+    f.pos = new
+    return new
+
+
+# -- open, close, descriptors ----------------------------------------------------------
+
+def sys_open(k, path, flags, mode):
+    return _open(k, AT_FDCWD, _path(k, path), flags, mode)
+
+
+def sys_openat(k, dirfd, path, flags, mode):
+    return _open(k, dirfd, _path(k, path), flags, mode)
+
+
+def _path(k, va: int) -> str | None:
+    try:
+        return k.read_path(va)
+    except Exception:
+        return None
+
+
+def sys_close(k, fd):
+    return k.files.close(fd)
+
+
+def sys_close_range(k, first, last, flags):
+    first, last = first & 0xFFFFFFFF, last & 0xFFFFFFFF
+    for fd in [fd for fd in k.files.fds if first <= fd <= last]:
+        if flags & 4:                             # CLOSE_RANGE_CLOEXEC
+            k.files.fds[fd][1] = True
+        else:
+            k.files.close(fd)
+    return 0
+
+
+def sys_dup(k, fd):
+    f = _file(k, fd)
+    return f if isinstance(f, int) else k.files.install(f)
+
+
+def sys_dup2(k, old, new):
+    f = _file(k, old)
+    if isinstance(f, int):
+        return f
+    if s32(old) == s32(new):
+        return s32(new)
+    if not 0 <= s32(new) < abi.MAX_FDS:
+        return -EBADF
+    return k.files.install(f, s32(new))
+
+
+def sys_dup3(k, old, new, flags):
+    if s32(old) == s32(new) or flags & ~O_CLOEXEC:
+        return -EINVAL
+    f = _file(k, old)
+    if isinstance(f, int):
+        return f
+    if not 0 <= s32(new) < abi.MAX_FDS:
+        return -EBADF
+    return k.files.install(f, s32(new), cloexec=bool(flags & O_CLOEXEC))
+
+
+def sys_fcntl(k, fd, cmd, arg):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    cmd = s32(cmd)
+    entry = k.files.fds[s32(fd)]
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        return k.files.install(f, cloexec=cmd == F_DUPFD_CLOEXEC, lowest=arg & 0xFFFFFFFF)
+    if cmd == F_GETFD:
+        return 1 if entry[1] else 0
+    if cmd == F_SETFD:
+        entry[1] = bool(arg & 1)
+        return 0
+    if cmd == F_GETFL:
+        return f.flags | (0o100000 if f.kind in ("blob", "host") else 0)     # O_LARGEFILE
+    if cmd == F_SETFL:
+        keep = ~(O_APPEND | O_NONBLOCK | 0o40000 | 0o1000000)
+        f.flags = (f.flags & keep) | (arg & ~keep)
+        return 0
+    if cmd in (F_GETLK, F_SETLK, F_SETLKW, 36, 37, 38):             # locks: one process holds them all
+        return 0
+    if cmd == F_GETPIPE_SZ and f.kind == "pipe":
+        return PIPE_BUF
+    return -EINVAL
+
+
+def sys_flock(k, fd, op):
+    f = _file(k, fd)
+    return f if isinstance(f, int) else 0
+
+
+def sys_fsync(k, fd):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    return k.host("fsync", f.handle) if f.kind == "host" else 0
+
+
+def sys_ftruncate(k, fd, length):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    if f.kind != "host" or not _writable(f):
+        return -EINVAL
+    return k.host("ftruncate", f.handle, s64(length))
+
+
+def sys_fadvise64(k, fd, offset, length, advice):
+    f = _file(k, fd)
+    return f if isinstance(f, int) else (-ESPIPE if f.kind == "pipe" else 0)
+
+
+def sys_fallocate(k, fd, mode, offset, length):
+    f = _file(k, fd)
+    return f if isinstance(f, int) else 0
+
+
+def sys_pipe(k, fds):
+    return sys_pipe2(k, fds, 0)
+
+
+def sys_pipe2(k, fds, flags):
+    if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):
+        return -EINVAL
+    number = k.files._next_pipe
+    k.files._next_pipe += 1
+    k.files.pipes[number] = bytearray()
+    stat = [0, 0x10000 + number, S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
+    cloexec = bool(flags & O_CLOEXEC)
+    r = k.files.install(OpenFile("pipe", f"pipe:[{number}]", (flags & O_NONBLOCK), stat=stat, pipe=number),
+                        cloexec=cloexec)
+    w = k.files.install(OpenFile("pipe", f"pipe:[{number}]", abi.O_WRONLY | (flags & O_NONBLOCK), stat=stat,
+                                 pipe=number), cloexec=cloexec)
+    if r < 0 or w < 0:
+        return -EMFILE
+    k.write(fds, struct.pack("<ii", r, w))
+    return 0
+
+
+# -- metadata ------------------------------------------------------------------------
+
+def _fstat_list(k, f: OpenFile):
+    if f.kind == "host":
+        return k.host("fstat", f.handle)
+    if f.kind in ("stdout", "stderr"):
+        return procfs.STDIO_STAT
+    return f.stat or procfs.SYNTH_STAT
+
+
+def sys_fstat(k, fd, buf):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    st = _fstat_list(k, f)
+    if isinstance(st, int):
+        return st
+    k.write(buf, abi.pack_stat(st))
+    return 0
+
+
+def _stat_path(k, dirfd, path, flags):
+    if path is None:
+        return -EFAULT
+    if not path:
+        if not flags & AT_EMPTY_PATH:
+            return -ENOENT
+        f = _file(k, dirfd) if s32(dirfd) != AT_FDCWD else None
+        if f is None:
+            return _stat_of(k, k.cwd)
+        return f if isinstance(f, int) else _fstat_list(k, f)
+    full = k.files.resolve(dirfd, path)
+    if isinstance(full, int):
+        return full
+    return _stat_of(k, full, not flags & AT_SYMLINK_NOFOLLOW)
+
+
+def sys_stat(k, path, buf):
+    return _write_stat(k, _stat_path(k, AT_FDCWD, _path(k, path), 0), buf)
+
+
+def sys_lstat(k, path, buf):
+    return _write_stat(k, _stat_path(k, AT_FDCWD, _path(k, path), AT_SYMLINK_NOFOLLOW), buf)
+
+
+def sys_newfstatat(k, dirfd, path, buf, flags):
+    return _write_stat(k, _stat_path(k, dirfd, _path(k, path), flags), buf)
+
+
+def _write_stat(k, st, buf) -> int:
+    if isinstance(st, int):
+        return st
+    k.write(buf, abi.pack_stat(st))
+    return 0
+
+
+def sys_statx(k, dirfd, path, flags, mask, buf):
+    st = _stat_path(k, dirfd, _path(k, path), flags)
+    if isinstance(st, int):
+        return st
+    k.write(buf, abi.pack_statx(st, mask))
+    return 0
+
+
+def _access(k, dirfd, path, mode, flags):
+    if path is None:
+        return -EFAULT
+    full = k.files.resolve(dirfd, path)
+    if isinstance(full, int):
+        return full
+    synth = procfs.stat(k, full, True)
+    if synth is not None:
+        return synth if isinstance(synth, int) else 0
+    return k.host("access", full, mode & 7)
+
+
+def sys_access(k, path, mode):
+    return _access(k, AT_FDCWD, _path(k, path), mode, 0)
+
+
+def sys_faccessat(k, dirfd, path, mode):
+    return _access(k, dirfd, _path(k, path), mode, 0)
+
+
+def sys_faccessat2(k, dirfd, path, mode, flags):
+    return _access(k, dirfd, _path(k, path), mode, flags)
+
+
+def _readlink(k, dirfd, path, buf, size):
+    if path is None:
+        return -EFAULT
+    size = s32(size)
+    if size <= 0:
+        return -EINVAL
+    full = k.files.resolve(dirfd, path)
+    if isinstance(full, int):
+        return full
+    target = procfs.readlink(k, full)
+    if target is None:
+        target = k.host("readlink", full)
+    if isinstance(target, int):
+        return target
+    raw = target.encode("utf-8", "surrogateescape")[:size]
+    k.write(buf, raw)
+    return len(raw)
+
+
+def sys_readlink(k, path, buf, size):
+    return _readlink(k, AT_FDCWD, _path(k, path), buf, size)
+
+
+def sys_readlinkat(k, dirfd, path, buf, size):
+    return _readlink(k, dirfd, _path(k, path), buf, size)
+
+
+def sys_getdents64(k, fd, buf, count):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    if f.kind != "dir":
+        return -ENOTDIR
+    out = bytearray()
+    entries = f.data
+    while f.pos < len(entries):
+        ino, dtype, name = entries[f.pos]
+        raw = name.encode("utf-8", "surrogateescape") + b"\0"
+        reclen = (19 + len(raw) + 7) & ~7
+        if len(out) + reclen > count:
+            if not out:
+                return -EINVAL
+            break
+        out += struct.pack("<QqHB", ino, f.pos + 1, reclen, dtype) + raw
+        out += bytes(reclen - 19 - len(raw))
+        f.pos += 1
+    k.write(buf, bytes(out))
+    return len(out)
+
+
+def sys_ioctl(k, fd, request, arg):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    request &= 0xFFFFFFFF
+    if request == FIOCLEX or request == FIONCLEX:
+        k.files.fds[s32(fd)][1] = request == FIOCLEX
+        return 0
+    if request == FIONBIO:
+        on = struct.unpack("<i", k.read(arg, 4))[0]
+        f.flags = (f.flags | O_NONBLOCK) if on else (f.flags & ~O_NONBLOCK)
+        return 0
+    if request in (TCGETS, TIOCGWINSZ, TIOCGPGRP):
+        handle = {"host": f.handle, "stdout": 1, "stderr": 2}.get(f.kind)
+        if handle is None:
+            return -ENOTTY
+        answer = k.host("ioctl", handle, request)
+        if isinstance(answer, int):
+            return answer
+        k.write(arg, answer)
+        return 0
+    return -ENOTTY
+
+
+# -- the directory tree ----------------------------------------------------------------
+
+def sys_getcwd(k, buf, size):
+    raw = k.cwd.encode("utf-8", "surrogateescape") + b"\0"
+    if len(raw) > size:
+        return -abi.ERANGE
+    k.write(buf, raw)
+    return len(raw)
+
+
+def sys_chdir(k, path):
+    path = _path(k, path)
+    if path is None:
+        return -EFAULT
+    full = k.files.resolve(AT_FDCWD, path)
+    if isinstance(full, int):
+        return full
+    st = _stat_of(k, full)
+    if isinstance(st, int):
+        return st
+    if st[2] & abi.S_IFMT != S_IFDIR:
+        return -ENOTDIR
+    k.cwd = full
+    return 0
+
+
+def sys_fchdir(k, fd):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    if f.kind != "dir":
+        return -ENOTDIR
+    k.cwd = f.path
+    return 0
+
+
+def _host_path_op(k, op: str, dirfd: int, va: int, *extra) -> int:
+    path = _path(k, va)
+    if path is None:
+        return -EFAULT
+    full = k.files.resolve(dirfd, path)
+    if isinstance(full, int):
+        return full
+    if procfs.is_virtual(full):
+        return -abi.EPERM
+    return k.host(op, full, *extra)
+
+
+def sys_unlink(k, path):
+    return _host_path_op(k, "unlink", AT_FDCWD, path)
+
+
+def sys_unlinkat(k, dirfd, path, flags):
+    return _host_path_op(k, "rmdir" if flags & AT_REMOVEDIR else "unlink", dirfd, path)
+
+
+def sys_rmdir(k, path):
+    return _host_path_op(k, "rmdir", AT_FDCWD, path)
+
+
+def sys_mkdir(k, path, mode):
+    return _host_path_op(k, "mkdir", AT_FDCWD, path, mode & ~k.umask & 0o7777)
+
+
+def sys_mkdirat(k, dirfd, path, mode):
+    return _host_path_op(k, "mkdir", dirfd, path, mode & ~k.umask & 0o7777)
+
+
+def sys_chmod(k, path, mode):
+    return _host_path_op(k, "chmod", AT_FDCWD, path, mode & 0o7777)
+
+
+def sys_fchmodat(k, dirfd, path, mode):
+    return _host_path_op(k, "chmod", dirfd, path, mode & 0o7777)
+
+
+def sys_fchmod(k, fd, mode):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    return k.host("fchmod", f.handle, mode & 0o7777) if f.kind == "host" else 0
+
+
+def sys_chown(k, path, uid, gid):
+    return 0
+
+
+def sys_fchown(k, fd, uid, gid):
+    f = _file(k, fd)
+    return f if isinstance(f, int) else 0
+
+
+def sys_fchownat(k, dirfd, path, uid, gid, flags):
+    return 0
+
+
+def sys_utimensat(k, dirfd, path, times, flags):
+    return 0
+
+
+def sys_umask(k, mask):
+    old, k.umask = k.umask, mask & 0o777
+    return old
+
+
+def _rename(k, olddir, old, newdir, new):
+    a, b = _path(k, old), _path(k, new)
+    if a is None or b is None:
+        return -EFAULT
+    a, b = k.files.resolve(olddir, a), k.files.resolve(newdir, b)
+    if isinstance(a, int):
+        return a
+    if isinstance(b, int):
+        return b
+    return k.host("rename", a, b)
+
+
+def sys_rename(k, old, new):
+    return _rename(k, AT_FDCWD, old, AT_FDCWD, new)
+
+
+def sys_renameat(k, olddir, old, newdir, new):
+    return _rename(k, olddir, old, newdir, new)
+
+
+def sys_renameat2(k, olddir, old, newdir, new, flags):
+    if flags:
+        return -EINVAL
+    return _rename(k, olddir, old, newdir, new)
+
+
+def sys_statfs(k, path, buf):
+    path = _path(k, path)
+    if path is None:
+        return -EFAULT
+    full = k.files.resolve(AT_FDCWD, path)
+    if isinstance(full, int):
+        return full
+    return _write_statfs(k, k.host("statfs", full), buf)
+
+
+def sys_fstatfs(k, fd, buf):
+    f = _file(k, fd)
+    if isinstance(f, int):
+        return f
+    return _write_statfs(k, k.host("statfs", f.path if f.kind in ("blob", "dir", "host") else "/"), buf)
+
+
+def _write_statfs(k, answer, buf) -> int:
+    if isinstance(answer, int):
+        return answer
+    k.write(buf, struct.pack("<15q", *answer[:15]) + bytes(120 - 15 * 8))
+    return 0

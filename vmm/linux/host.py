@@ -1,0 +1,213 @@
+"""The host side of the Linux personality: real files, clocks and entropy.
+
+Only ``LiveBoundary`` uses this (recording, or ``vmrr run``): each ``call(op, params)``
+does one host operation and returns a msgpack-able answer, which the boundary logs.
+Replay never gets here. Answers are plain values — a negative errno, bytes, a stat
+as a list of ints (vmm/linux/abi.STAT_FIELDS) — so they read back the same from a trace.
+
+Regular files opened read-only are captured whole at open (``["blob", id, stat]``):
+their content goes into the trace once per distinct content, and later reads are
+served from it. Everything else keeps a real host descriptor behind a handle number.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import stat as statmod
+import struct
+import termios
+import time
+
+from vmm.linux.abi import O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC
+
+MAX_BLOB = 256 << 20               # bigger read-only files stay host files (each read logged)
+_CLOCKS = {0: time.CLOCK_REALTIME, 1: time.CLOCK_MONOTONIC, 2: time.CLOCK_PROCESS_CPUTIME_ID,
+           3: time.CLOCK_THREAD_CPUTIME_ID, 4: time.CLOCK_MONOTONIC_RAW, 5: time.CLOCK_REALTIME,
+           6: time.CLOCK_MONOTONIC, 7: time.CLOCK_BOOTTIME, 8: time.CLOCK_REALTIME, 9: time.CLOCK_BOOTTIME,
+           11: time.CLOCK_TAI}
+_OPEN_FLAGS = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECTORY | O_NOFOLLOW
+
+
+def _err(exc: OSError) -> int:
+    return -(exc.errno or errno.EIO)
+
+
+def stat_list(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev, st.st_size,
+            st.st_blksize, st.st_blocks, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
+
+
+class HostOS:
+    """Performs the personality's host operations. ``blob_ready`` receives new content.
+
+    Args:
+        blob_ready: called with (content id, bytes) the first time a content is captured,
+            before the answer that names it is returned (the recorder logs it as BLOBs).
+    """
+
+    def __init__(self, blob_ready) -> None:
+        self.blob_ready = blob_ready
+        self.handles: dict[int, int] = {0: 0}          # handle -> host fd; handle 0 is our stdin
+        self._next = 3
+        self.blobs: dict[str, bytes] = {}
+
+    def call(self, op: str, params: list):
+        method = getattr(self, "op_" + op, None)
+        if method is None:
+            raise ValueError(f"unknown host operation {op!r}")
+        try:
+            return method(*params)
+        except OSError as exc:
+            return _err(exc)
+
+    def close(self) -> None:
+        for handle, fd in list(self.handles.items()):
+            if handle:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.handles = {0: 0}
+
+    # -- files -----------------------------------------------------------------------
+
+    def op_open(self, path: str, flags: int, mode: int):
+        host_flags = flags & _OPEN_FLAGS
+        fd = os.open(path, host_flags | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        try:
+            st = os.fstat(fd)
+            if statmod.S_ISDIR(st.st_mode):
+                entries = [[st.st_ino, 4, "."], [0, 4, ".."]]
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        dtype = 4 if entry.is_dir(follow_symlinks=False) else \
+                            10 if entry.is_symlink() else 8 if entry.is_file(follow_symlinks=False) else 0
+                        entries.append([entry.inode(), dtype, entry.name])
+                entries[2:] = sorted(entries[2:], key=lambda e: e[2])
+                return ["dir", stat_list(st), entries]
+            if statmod.S_ISREG(st.st_mode) and (flags & O_ACCMODE) == 0 and st.st_size <= MAX_BLOB:
+                data = _read_all(fd, st.st_size)
+                file_id = hashlib.sha256(data).hexdigest()
+                if file_id not in self.blobs:
+                    self.blobs[file_id] = data
+                    self.blob_ready(file_id, data)
+                return ["blob", file_id, stat_list(st)]
+            os.set_blocking(fd, True) if statmod.S_ISREG(st.st_mode) else None
+        except BaseException:
+            os.close(fd)
+            raise
+        handle = self._next
+        self._next += 1
+        self.handles[handle] = fd
+        return ["host", handle, stat_list(st)]
+
+    def _fd(self, handle: int) -> int:
+        fd = self.handles.get(handle)
+        if fd is None:
+            raise OSError(errno.EBADF, "bad handle")
+        return fd
+
+    def op_close(self, handle: int):
+        fd = self.handles.pop(handle, None)
+        if fd is not None and handle:
+            os.close(fd)
+        return 0
+
+    def op_read(self, handle: int, count: int):
+        return os.read(self._fd(handle), count)
+
+    def op_pread(self, handle: int, count: int, offset: int):
+        return os.pread(self._fd(handle), count, offset)
+
+    def op_write(self, handle: int, data: bytes):
+        return os.write(self._fd(handle), data)
+
+    def op_pwrite(self, handle: int, data: bytes, offset: int):
+        return os.pwrite(self._fd(handle), data, offset)
+
+    def op_lseek(self, handle: int, offset: int, whence: int):
+        return os.lseek(self._fd(handle), offset, whence)
+
+    def op_fstat(self, handle: int):
+        return stat_list(os.fstat(self._fd(handle)))
+
+    def op_fsync(self, handle: int):
+        os.fsync(self._fd(handle))
+        return 0
+
+    def op_ftruncate(self, handle: int, length: int):
+        os.ftruncate(self._fd(handle), length)
+        return 0
+
+    def op_fchmod(self, handle: int, mode: int):
+        os.fchmod(self._fd(handle), mode)
+        return 0
+
+    def op_ioctl(self, handle: int, request: int):
+        fd = self.handles.get(handle, handle if handle in (1, 2) else None)
+        if fd is None:
+            return -errno.EBADF
+        size = {0x5401: 36, 0x5413: 8, 0x540F: 4}[request]
+        return fcntl.ioctl(fd, request, bytes(size))
+
+    # -- paths -----------------------------------------------------------------------
+
+    def op_stat(self, path: str, follow: bool):
+        return stat_list(os.stat(path, follow_symlinks=bool(follow)))
+
+    def op_access(self, path: str, mode: int):
+        return 0 if os.access(path, mode) else -errno.EACCES if os.path.lexists(path) else -errno.ENOENT
+
+    def op_readlink(self, path: str):
+        return os.readlink(path)
+
+    def op_unlink(self, path: str):
+        os.unlink(path)
+        return 0
+
+    def op_rmdir(self, path: str):
+        os.rmdir(path)
+        return 0
+
+    def op_mkdir(self, path: str, mode: int):
+        os.mkdir(path, mode)
+        return 0
+
+    def op_chmod(self, path: str, mode: int):
+        os.chmod(path, mode)
+        return 0
+
+    def op_rename(self, old: str, new: str):
+        os.rename(old, new)
+        return 0
+
+    def op_statfs(self, path: str):
+        st = os.statvfs(path)
+        return [0xEF53, st.f_bsize, st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree, 0,
+                st.f_namemax, st.f_frsize, st.f_flag, 0, 0, 0, 0]
+
+    # -- time, entropy, identity ----------------------------------------------------------
+
+    def op_clock(self, clock: int):
+        return time.clock_gettime_ns(_CLOCKS.get(clock, time.CLOCK_REALTIME))
+
+    def op_random(self, count: int):
+        return os.urandom(count)
+
+    def op_uname(self):
+        u = os.uname()
+        return [u.sysname, u.nodename, u.release, u.version, u.machine]
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    parts, total = [], 0
+    while True:
+        chunk = os.pread(fd, max(65536, size - total), total)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)

@@ -1,0 +1,329 @@
+"""The Linux personality: the VMM answers a program's system calls as a kernel would.
+
+It is one more device of the Machine (``name = "linux"``): it boots the program
+(vmm/linux/loader.py), hooks ``syscall``, turns CPU exceptions into signals, and keeps
+its state (memory map, files, signals, the process) in ``state()`` so that digests,
+checkpoints and time travel treat it like any device.
+
+Every system call is one SYSCALL event ``[tid, nr, args, ret, answers]``. Handlers
+compute deterministic results themselves (brk, mmap, getpid, reads from a file's
+recorded content) and ask the boundary — ``host(op, ...)`` — for anything that
+depends on the host (a clock, bytes from a terminal, whether a path exists). While
+recording, the boundary performs ``op`` on the host and the answers go into the
+event; in replay they come from the event, the handler runs the same code, and the
+arguments and result are checked against the recording.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from unicorn import UC_HOOK_INSN
+from unicorn import x86_const as x86
+
+from trace_format.events import EventKind
+from vmm.boundary import EndOfTrace
+from vmm.errors import ReplayDivergence
+from vmm.linux import abi
+from vmm.linux.files import FileTable
+from vmm.linux.loader import load_program
+from vmm.linux.memory import PAGE, AddressSpace, GuestFault, OutOfMemory, page_down
+from vmm.linux.program import LinuxProgram, parse_elf
+from vmm.linux.signals import SignalState
+from vmm.symbols import SymbolTable
+
+if TYPE_CHECKING:
+    from vmm.machine import Machine
+
+PID = 1000
+_ARG_REGS = [x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
+             x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9]
+MASK64 = (1 << 64) - 1
+CR0_PG, CR0_WP, CR4_PAE, EFER_NXE = 1 << 31, 1 << 16, 1 << 5, 1 << 11
+_EFER = 0xC0000080
+NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
+
+
+class SyscallExit(Exception):
+    """Raised by exit/exit_group handlers: the program ended with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class LinuxKernel:
+    """The personality of one Linux process running in the machine.
+
+    Args:
+        machine: the machine (its RAM, CPU and boundary).
+        program: what to run.
+    """
+
+    name = "linux"
+    ports: tuple[int, ...] = ()
+
+    def __init__(self, machine: Machine, program: LinuxProgram) -> None:
+        self.machine = machine
+        self.uc = machine.uc
+        self.program = program
+        self._blobs: dict[str, bytes] = {program.exe.sha256: program.exe.data}
+        if program.interp is not None:
+            self._blobs[program.interp.sha256] = program.interp.data
+        self.space = AddressSpace(machine.ram, machine.mem_size, self._write_phys, self.file_content,
+                                  self._flush_tlb)
+        self.files = FileTable(self)
+        self.signals = SignalState(self)
+        self.pid = self.tid = PID
+        self.cwd = program.cwd
+        self.umask = 0o022
+        self.brk_start = self.brk = 0
+        self.clear_child_tid = 0
+        self.robust_list = [0, 0]
+        self.rlimits: dict[int, list[int]] = abi.default_rlimits(machine.mem_size)
+        self.comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
+        self.unimplemented: Counter[str] = Counter()
+        self.exe_base = self.interp_base = 0
+        self.auxv = b""
+        self._answers: list | None = None
+        self._symbol_files: set[str] = set()
+        self.symbols = SymbolTable([])
+
+    # -- boot --------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Paging on, the program and its interpreter mapped, the stack built, RIP at the entry."""
+        uc = self.uc
+        uc.reg_write(x86.UC_X86_REG_CR3, self.space.root)
+        uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_PAE | 0x600)
+        uc.msr_write(_EFER, uc.msr_read(_EFER) | EFER_NXE)
+        uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_PG | CR0_WP)
+        loaded = load_program(self.space, self.program, abi.hwcap(uc))
+        self.exe_base, self.interp_base, self.auxv = loaded.exe_base, loaded.interp_base, loaded.auxv
+        self.brk_start = self.brk = loaded.brk
+        self.files.open_stdio()
+        self._add_symbols(self.program.exe.sha256, self.exe_base)
+        if self.program.interp is not None:
+            self._add_symbols(self.program.interp.sha256, self.interp_base)
+        regs = [(r, 0) for r in (x86.UC_X86_REG_RAX, x86.UC_X86_REG_RBX, x86.UC_X86_REG_RCX,
+                                 x86.UC_X86_REG_RDX, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDI,
+                                 x86.UC_X86_REG_RBP, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9,
+                                 x86.UC_X86_REG_R10, x86.UC_X86_REG_R11, x86.UC_X86_REG_R12,
+                                 x86.UC_X86_REG_R13, x86.UC_X86_REG_R14, x86.UC_X86_REG_R15)]
+        uc.reg_write_batch(regs + [(x86.UC_X86_REG_RIP, loaded.entry), (x86.UC_X86_REG_RSP, loaded.rsp),
+                                   (x86.UC_X86_REG_RFLAGS, 0x202)])
+
+    def install_hooks(self) -> None:
+        self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+
+    # -- memory helpers for handlers -------------------------------------------------
+
+    def _write_phys(self, phys: int, data: bytes) -> None:
+        self.uc.mem_write(phys, data)
+
+    def _flush_tlb(self) -> None:
+        # Loading CR3 flushes the TLB (and QEMU's jump cache) as on a real CPU.
+        self.uc.reg_write(x86.UC_X86_REG_CR3, self.space.root)
+        self.machine.code_changed()
+
+    def read(self, va: int, size: int) -> bytes:
+        return self.space.read(va, size)
+
+    def write(self, va: int, data: bytes) -> None:
+        self.space.write(va, data)
+
+    def read_path(self, va: int) -> str:
+        """A path argument: bytes decoded as the kernel sees them (surrogate escapes for non-UTF-8)."""
+        return self.space.read_cstr(va, 4096).decode("utf-8", "surrogateescape")
+
+    def file_content(self, file_id: str) -> bytes:
+        data = self._blobs.get(file_id)
+        if data is None:
+            data = self.machine.boundary.blob(file_id)
+            if data is None or hashlib.sha256(data).hexdigest() != file_id:
+                raise ReplayDivergence(f"the trace holds no intact content for file {file_id[:16]}")
+            self._blobs[file_id] = data
+        return data
+
+    def keep_content(self, data: bytes) -> str:
+        """Content that arrived in an answer (a host file's mapped bytes): keep it by its id."""
+        file_id = hashlib.sha256(data).hexdigest()
+        self._blobs[file_id] = data
+        return file_id
+
+    def read_guest(self, va: int, size: int) -> bytes | None:
+        """For debuggers and reports: bytes at a virtual address, None where nothing is mapped."""
+        return self.space.peek(va, size)
+
+    def write_guest(self, va: int, data: bytes) -> bool:
+        return self.space.poke(va, data)
+
+    @property
+    def ram_in_use(self) -> int:
+        return self.space.ram_in_use
+
+    # -- symbols of the program and of the libraries it maps ---------------------------
+
+    def _add_symbols(self, file_id: str, base: int) -> None:
+        if file_id in self._symbol_files:
+            return
+        self._symbol_files.add(file_id)
+        table = SymbolTable.from_elf(self.file_content(file_id), bias=base)
+        self.symbols.merge(table)
+
+    def library_mapped(self, file_id: str, start: int, offset: int) -> None:
+        """An executable file mapping appeared: add the ELF's symbols at its load bias."""
+        if file_id in self._symbol_files:
+            return
+        data = self.file_content(file_id)
+        try:
+            elf = parse_elf(data, "library")
+        except Exception:                                  # not an ELF: no symbols to add
+            self._symbol_files.add(file_id)
+            return
+        for seg in elf.segments:
+            if page_down(seg.offset) == offset:
+                self._add_symbols(file_id, start - page_down(seg.vaddr))
+                return
+
+    def libraries(self) -> list[tuple[str, int]]:
+        """(path, load bias) of every ELF mapped executable, the program first (for gdb)."""
+        seen, out = set(), []
+        for vma in self.space.vmas:
+            if vma.file is None or vma.file in seen or not vma.name:
+                continue
+            seen.add(vma.file)
+            try:
+                elf = parse_elf(self.file_content(vma.file), vma.name)
+            except Exception:
+                continue
+            for seg in elf.segments:
+                if page_down(seg.offset) == vma.offset:
+                    out.append((vma.name, vma.start - page_down(seg.vaddr)))
+                    break
+        return out
+
+    # -- system calls ----------------------------------------------------------------
+
+    @property
+    def boundary(self):
+        return self.machine.boundary
+
+    def host(self, op: str, *params):
+        """Ask the host (recording) or the trace (replay) for a host-dependent answer."""
+        value = self.boundary.host_call(self.machine.icount, op, list(params))
+        self._answers.append([op, value])
+        return value
+
+    def _on_syscall(self, uc, _user_data) -> None:
+        from vmm.linux.syscalls import SYSCALLS, describe
+
+        values = uc.reg_read_batch(_ARG_REGS)
+        nr, args = values[0], values[1:]
+        entry = SYSCALLS.get(nr)
+        icount = self.machine.icount
+        boundary = self.boundary
+        try:
+            boundary.syscall_enter(icount, self.tid, nr)
+        except EndOfTrace:
+            return
+        self._answers = []
+        shown = self._shown_args(entry, args)
+        status = None
+        if entry is None or entry.handler is None:
+            self.unimplemented[describe(nr)] += 1
+            ret = -abi.ENOSYS
+        else:
+            try:
+                ret = entry.handler(self, *args[:len(entry.args)])
+            except GuestFault:
+                ret = -abi.EFAULT
+            except SyscallExit as ended:
+                status, ret = ended.status, 0
+            except OutOfMemory:
+                ret = -abi.ENOMEM
+            except (TypeError, ValueError, IndexError, KeyError, struct.error, UnicodeError) as exc:
+                if not boundary.replaying:
+                    raise
+                raise ReplayDivergence(f"replay diverged at icount {icount}: {describe(nr)}: "
+                                       f"the recorded host answer does not fit ({exc})") from None
+        answers, self._answers = self._answers, None
+        if ret is not NO_RETURN:
+            uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+        boundary.syscall_exit(icount, [self.tid, nr, shown, None if ret is NO_RETURN else ret, answers])
+        if status is not None:
+            self.machine.power_off(status & 0xFF)
+            self.machine.result.why = "exit"
+            return
+        self.signals.deliver_pending(in_syscall=True)
+
+    def _shown_args(self, entry, args: list[int]) -> list:
+        if entry is None:
+            return list(args)
+        shown = []
+        for kind, value in zip(entry.args, args):
+            if kind == "path":
+                try:
+                    value = self.read_path(value)
+                except GuestFault:
+                    value = None
+            shown.append(value)
+        return shown
+
+    # -- CPU exceptions become signals -------------------------------------------------
+
+    def exception(self, vector: int, rip: int) -> None:
+        """A CPU exception in the program: a page to fault in, or a signal."""
+        if vector == 14:
+            address = self.uc.reg_read(x86.UC_X86_REG_CR2)
+            try:
+                if self.space.fault(address):
+                    return
+            except OutOfMemory:
+                self.machine.crash_program("out of memory", 9, rip,
+                                           f"guest RAM (--mem {self.machine.mem_size >> 20}M) is exhausted")
+                return
+            code = abi.SEGV_ACCERR if self.space.find(address) else abi.SEGV_MAPERR
+            self.signals.fault(abi.SIGSEGV, code, address, rip, vector)
+        elif vector == 6:
+            self.signals.fault(abi.SIGILL, abi.ILL_ILLOPN, rip, rip, vector)
+        elif vector == 0:
+            self.signals.fault(abi.SIGFPE, abi.FPE_INTDIV, rip, rip, vector)
+        elif vector in (1, 3):
+            self.signals.fault(abi.SIGTRAP, abi.TRAP_BRKPT, rip, rip, vector)
+        elif vector == 16 or vector == 19:
+            self.signals.fault(abi.SIGFPE, 0, rip, rip, vector)
+        elif vector == 17:
+            self.signals.fault(abi.SIGBUS, abi.BUS_ADRALN, rip, rip, vector)
+        else:
+            self.signals.fault(abi.SIGSEGV, abi.SI_KERNEL, 0, rip, vector)
+
+    # -- state -----------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {"space": self.space.state(), "files": self.files.state(), "signals": self.signals.state(),
+                "proc": [self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk,
+                         self.clear_child_tid, list(self.robust_list), self.comm,
+                         sorted([k, list(v)] for k, v in self.rlimits.items())],
+                "unimplemented": sorted(self.unimplemented.items())}
+
+    def load_state(self, state: dict) -> None:
+        self.space.load_state(state["space"])
+        self.files.load_state(state["files"])
+        self.signals.load_state(state["signals"])
+        (self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk, self.clear_child_tid,
+         robust, self.comm, rlimits) = state["proc"]
+        self.robust_list = list(robust)
+        self.rlimits = {int(k): list(v) for k, v in rlimits}
+        self.unimplemented = Counter(dict((str(k), int(v)) for k, v in state["unimplemented"]))
+        self._flush_tlb()
+        for vma in self.space.vmas:
+            if vma.file is not None and vma.prot & 4:
+                self.library_mapped(vma.file, vma.start, vma.offset)
+
+    def summary(self) -> dict:
+        """For the recorder's summary and ``vmrr info``."""
+        return {"unimplemented": dict(self.unimplemented)}

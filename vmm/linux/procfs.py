@@ -1,0 +1,191 @@
+"""/proc, /sys and /dev as a Linux kernel would show them to this one process.
+
+Everything here is made up by the personality from its own state (the memory map, the
+command line, the machine's RAM), so it is deterministic and never logged. Paths that
+Linux has but the personality does not model answer ENOENT, like a kernel built
+without that feature.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmm.linux import abi
+
+if TYPE_CHECKING:
+    from vmm.linux.files import OpenFile
+    from vmm.linux.kernel import LinuxKernel
+
+SYNTH_STAT = [0x16, 1, abi.S_IFREG | 0o444, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0]
+STDIO_STAT = [0x19, 3, abi.S_IFCHR | 0o620, 1, 0, 5, 0x8800, 0, 1024, 0, 0, 0, 0]
+_DEV_STAT = {"/dev/null": (0x103, "null"), "/dev/zero": (0x105, "zero"), "/dev/full": (0x107, "zero"),
+             "/dev/random": (0x108, "random"), "/dev/urandom": (0x109, "random")}
+_STATIC = {
+    "/proc/sys/vm/overcommit_memory": "0\n",
+    "/proc/sys/net/core/somaxconn": "4096\n",
+    "/proc/sys/kernel/pid_max": "4194304\n",
+    "/proc/sys/kernel/random/boot_id": "6d1f8a9e-0b7e-4c39-9d5e-2f0a3b1c4d5e\n",
+    "/proc/sys/kernel/osrelease": "6.1.0-vmrr\n",
+    "/sys/kernel/mm/transparent_hugepage/enabled": "always madvise [never]\n",
+    "/sys/kernel/mm/transparent_hugepage/defrag": "always defer defer+madvise [madvise] never\n",
+    "/sys/devices/system/cpu/online": "0\n",
+    "/sys/devices/system/cpu/possible": "0\n",
+    "/sys/devices/system/cpu/present": "0\n",
+    "/sys/devices/system/clocksource/clocksource0/current_clocksource": "tsc\n",
+    "/sys/fs/cgroup/cpu.max": "max 100000\n",
+}
+_SELF_FILES = ("maps", "stat", "status", "auxv", "cmdline", "environ", "comm", "statm", "limits")
+
+
+def is_virtual(path: str) -> bool:
+    return path == "/proc" or path.startswith(("/proc/", "/sys/")) or path in _DEV_STAT
+
+
+def _self_part(k: LinuxKernel, path: str) -> str | None:
+    """'maps' for /proc/self/maps or /proc/<our pid>/maps or /proc/thread-self/maps."""
+    for prefix in ("/proc/self/", f"/proc/{k.pid}/", "/proc/thread-self/", f"/proc/self/task/{k.tid}/"):
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return None
+
+
+def content(k: LinuxKernel, path: str) -> bytes | None:
+    """The bytes of a virtual file, or None when it does not exist."""
+    if path in _STATIC:
+        return _STATIC[path].encode()
+    part = _self_part(k, path)
+    if part is not None:
+        maker = {"maps": _maps, "stat": _stat, "status": _status, "auxv": lambda k: k.auxv,
+                 "cmdline": lambda k: b"".join(a.encode() + b"\0" for a in k.program.argv),
+                 "environ": lambda k: b"".join(e.encode() + b"\0" for e in k.program.env),
+                 "comm": lambda k: k.comm.encode() + b"\n", "statm": _statm, "limits": _limits}.get(part)
+        return None if maker is None else maker(k)
+    if path == "/proc/meminfo":
+        total = k.machine.mem_size >> 10
+        free = total - (k.space.frames.used * 4)
+        return (f"MemTotal:       {total:8d} kB\nMemFree:        {free:8d} kB\n"
+                f"MemAvailable:   {free:8d} kB\nBuffers:               0 kB\nCached:                0 kB\n"
+                f"SwapTotal:             0 kB\nSwapFree:              0 kB\n").encode()
+    if path == "/proc/cpuinfo":
+        return (b"processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: vmrr virtual CPU (Unicorn)\n"
+                b"cpu MHz\t\t: 1000.000\ncpu cores\t: 1\nflags\t\t: fpu tsc sse sse2 ssse3 sse4_1 sse4_2 popcnt\n\n")
+    if path == "/proc/loadavg":
+        return b"0.00 0.00 0.00 1/1 1000\n"
+    if path == "/proc/uptime":
+        return b"1.00 1.00\n"
+    if path == "/proc/stat":
+        return b"cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\nprocs_running 1\n"
+    return None
+
+
+def _maps(k: LinuxKernel) -> bytes:
+    lines = []
+    for vma in k.space.vmas:
+        perms = ("r" if vma.prot & 1 else "-") + ("w" if vma.prot & 2 else "-") + \
+                ("x" if vma.prot & 4 else "-") + ("s" if vma.flags & 1 else "p")
+        inode = 1 if vma.file else 0
+        name = vma.name
+        if not name and vma.start <= k.brk_start < vma.end or (k.brk_start <= vma.start < k.brk and not vma.file):
+            name = "[heap]"
+        lines.append(f"{vma.start:08x}-{vma.end:08x} {perms} {vma.offset:08x} "
+                     f"{'08:01' if vma.file else '00:00'} {inode:<10d}{'                ' + name if name else ''}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _stat(k: LinuxKernel) -> bytes:
+    rss = k.space.frames.used
+    fields = [k.pid, f"({k.comm})", "R", 1, k.pid, k.pid, 0, -1, 0x400000, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 1, 0,
+              100, len(k.space.vmas) * 4096, rss, abi.RLIM_INFINITY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17,
+              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    return (" ".join(str(f) for f in fields) + "\n").encode()
+
+
+def _statm(k: LinuxKernel) -> bytes:
+    size = sum(v.end - v.start for v in k.space.vmas) // 4096
+    return f"{size} {k.space.frames.used} 0 0 0 0 0\n".encode()
+
+
+def _status(k: LinuxKernel) -> bytes:
+    rss = k.space.frames.used * 4
+    size = sum(v.end - v.start for v in k.space.vmas) >> 10
+    return (f"Name:\t{k.comm}\nUmask:\t{k.umask:04o}\nState:\tR (running)\nTgid:\t{k.pid}\nNgid:\t0\n"
+            f"Pid:\t{k.pid}\nPPid:\t1\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t64\n"
+            f"VmPeak:\t{size:8d} kB\nVmSize:\t{size:8d} kB\nVmRSS:\t{rss:8d} kB\nThreads:\t1\n"
+            f"SigBlk:\t{k.signals.mask:016x}\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n").encode()
+
+
+def _limits(k: LinuxKernel) -> bytes:
+    return b"Limit                     Soft Limit           Hard Limit           Units\n"
+
+
+def open(k: LinuxKernel, path: str, flags: int) -> "OpenFile | int | None":
+    """An OpenFile for a virtual path, -errno, or None when the host should answer."""
+    from vmm.linux.files import OpenFile
+
+    if path in _DEV_STAT:
+        rdev, kind = _DEV_STAT[path]
+        return OpenFile(kind, path, flags, stat=[5, rdev, abi.S_IFCHR | 0o666, 1, 0, 0, rdev, 0, 4096, 0, 0, 0, 0])
+    if not is_virtual(path):
+        return None
+    if (flags & abi.O_ACCMODE) != 0:
+        return -abi.EACCES
+    if path in ("/proc", "/proc/self", f"/proc/{k.pid}", "/proc/self/fd", "/proc/self/task"):
+        return OpenFile("dir", path, flags, stat=[0x16, 1, abi.S_IFDIR | 0o555, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0],
+                        data=_dir_entries(k, path))
+    data = content(k, path)
+    if data is None:
+        return -abi.ENOENT
+    return OpenFile("synth", path, flags, stat=SYNTH_STAT, data=data)
+
+
+def _dir_entries(k: LinuxKernel, path: str) -> list:
+    if path.endswith("/fd"):
+        names = [str(fd) for fd in sorted(k.files.fds)]
+        return [[1, 4, "."], [1, 4, ".."]] + [[100 + i, 10, n] for i, n in enumerate(names)]
+    if path.endswith("/task"):
+        return [[1, 4, "."], [1, 4, ".."], [2, 4, str(k.tid)]]
+    if path == "/proc":
+        return [[1, 4, "."], [1, 4, ".."], [2, 4, str(k.pid)], [3, 10, "self"]]
+    return [[1, 4, "."], [1, 4, ".."]] + [[10 + i, 8, n] for i, n in enumerate(_SELF_FILES)] + \
+        [[30, 10, "exe"], [31, 10, "cwd"], [32, 4, "fd"]]
+
+
+def stat(k: LinuxKernel, path: str, follow: bool) -> list | int | None:
+    """A stat for a virtual path, -ENOENT, or None when the host should answer."""
+    if path in _DEV_STAT:
+        rdev = _DEV_STAT[path][0]
+        return [5, rdev, abi.S_IFCHR | 0o666, 1, 0, 0, rdev, 0, 4096, 0, 0, 0, 0]
+    if not is_virtual(path):
+        return None
+    link = readlink(k, path)
+    if link is not None and not isinstance(link, int):
+        if not follow:
+            return [0x16, 2, abi.S_IFLNK | 0o777, 1, 0, 0, 0, len(link), 1024, 0, 0, 0, 0]
+        if not is_virtual(link):
+            return k.host("stat", link, True)
+    if path in ("/proc", "/sys", "/proc/self", f"/proc/{k.pid}", "/proc/self/fd", "/proc/self/task") \
+            or content(k, path) is None and path.count("/") <= 3 and path.startswith("/sys/"):
+        if path.startswith("/sys/") and path not in ("/sys",):
+            return -abi.ENOENT if not any(p.startswith(path + "/") for p in _STATIC) else \
+                [0x16, 1, abi.S_IFDIR | 0o555, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0]
+        return [0x16, 1, abi.S_IFDIR | 0o555, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0]
+    if any(p.startswith(path + "/") for p in _STATIC):
+        return [0x16, 1, abi.S_IFDIR | 0o555, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0]
+    return SYNTH_STAT if content(k, path) is not None else -abi.ENOENT
+
+
+def readlink(k: LinuxKernel, path: str) -> str | int | None:
+    """The target of a /proc link, -errno, or None when the host should answer."""
+    if path == "/proc/self":
+        return str(k.pid)
+    part = _self_part(k, path)
+    if part is None:
+        return -abi.EINVAL if is_virtual(path) else None
+    if part == "exe":
+        return k.program.exe.path
+    if part == "cwd":
+        return k.cwd
+    if part.startswith("fd/"):
+        f = k.files.get(int(part[3:])) if part[3:].isdigit() else None
+        return -abi.ENOENT if f is None else f.path
+    return -abi.EINVAL

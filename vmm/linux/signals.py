@@ -1,0 +1,299 @@
+"""Signals: actions, the mask, delivery with a real signal frame, rt_sigreturn.
+
+A fault in the program (a #PF outside any mapping, #UD, #DE, ...) becomes SIGSEGV,
+SIGILL or SIGFPE. With a handler installed the personality builds the x86-64
+``rt_sigframe`` on the program's stack — siginfo, ucontext with the registers and the
+signal mask, an FXSAVE image of the SSE state — exactly as Linux lays it out, and
+enters the handler; the handler's ``rt_sigreturn`` restores from that frame. Without
+a handler the run ends: a crash report (core-dumping signals, exit 3) or the
+program's termination by the signal. A signal the program sends itself is delivered
+when the system call returns. Each delivery is a SIGNAL event, checked in replay.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from unicorn import x86_const as x86
+
+from trace_format.events import EventKind
+from vmm.linux import abi
+from vmm.linux.files import s32
+
+if TYPE_CHECKING:
+    from vmm.linux.kernel import LinuxKernel
+
+SIG_DFL, SIG_IGN = 0, 1
+SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = 4, 0x08000000, 0x10000000, 0x40000000, 0x80000000, 0x04000000
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+SS_ONSTACK, SS_DISABLE = 1, 2
+UNBLOCKABLE = (1 << (abi.SIGKILL - 1)) | (1 << (abi.SIGSTOP - 1))
+IGNORED_BY_DEFAULT = {abi.SIGCHLD, abi.SIGCONT, abi.SIGURG, abi.SIGWINCH, abi.SIGSTOP, abi.SIGTSTP,
+                      abi.SIGTTIN, abi.SIGTTOU}
+CORE_BY_DEFAULT = {abi.SIGQUIT, abi.SIGILL, abi.SIGTRAP, abi.SIGABRT, abi.SIGBUS, abi.SIGFPE,
+                   abi.SIGSEGV, abi.SIGXCPU, abi.SIGXFSZ, abi.SIGSYS}
+DESCRIPTIONS = {abi.SIGSEGV: "segmentation fault", abi.SIGBUS: "bus error", abi.SIGILL: "illegal instruction",
+                abi.SIGFPE: "arithmetic exception", abi.SIGABRT: "aborted", abi.SIGTRAP: "trace/breakpoint trap",
+                abi.SIGQUIT: "quit", abi.SIGSYS: "bad system call", abi.SIGKILL: "killed"}
+
+# The sigcontext registers in kernel order (struct sigcontext_64).
+_MCONTEXT = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx",
+             "rax", "rcx", "rsp", "rip", "eflags")
+_REG = {name: getattr(x86, f"UC_X86_REG_{'RFLAGS' if name == 'eflags' else name.upper()}") for name in _MCONTEXT}
+_MC_IDS = [_REG[n] for n in _MCONTEXT]
+FRAME_SIZE = 440                 # pretcode 8 + ucontext 304 + siginfo 128
+UC_OFFSET, MC_OFFSET, MASK_OFFSET, INFO_OFFSET = 8, 48, 304, 312
+FPSTATE_SIZE = 512
+
+
+def signame(signo: int) -> str:
+    return abi.SIGNAL_NAMES.get(signo, f"signal {signo}")
+
+
+class SignalState:
+    """Per-process actions, the thread's mask and alternate stack, and pending signals."""
+
+    def __init__(self, kernel: LinuxKernel) -> None:
+        self.k = kernel
+        self.actions: dict[int, list[int]] = {}     # signo -> [handler, flags, restorer, mask]
+        self.mask = 0
+        self.altstack = [0, SS_DISABLE, 0]          # ss_sp, ss_flags, ss_size
+        self.pending: list[list[int]] = []          # [signo, code, value]
+
+    def state(self) -> list:
+        return [sorted([s, list(a)] for s, a in self.actions.items()), self.mask, list(self.altstack),
+                [list(p) for p in self.pending]]
+
+    def load_state(self, state: list) -> None:
+        actions, self.mask, altstack, pending = state
+        self.actions = {int(s): list(a) for s, a in actions}
+        self.altstack = list(altstack)
+        self.pending = [list(p) for p in pending]
+
+    def action(self, signo: int) -> list[int]:
+        return self.actions.get(signo, [SIG_DFL, 0, 0, 0])
+
+    # -- delivery --------------------------------------------------------------------
+
+    def raise_signal(self, signo: int, code: int, value: int) -> None:
+        """Make ``signo`` pending (kill/tgkill to self); it is delivered when the call returns."""
+        if self.action(signo)[0] == SIG_IGN or (self.action(signo)[0] == SIG_DFL and signo in IGNORED_BY_DEFAULT):
+            return
+        if not any(p[0] == signo for p in self.pending):
+            self.pending.append([signo, code, value])
+
+    def deliver_pending(self, *, in_syscall: bool) -> None:
+        for i, (signo, code, value) in enumerate(self.pending):
+            if not self.mask & (1 << (signo - 1)) or signo in (abi.SIGKILL, abi.SIGSTOP):
+                del self.pending[i]
+                self._deliver(signo, code, value, in_syscall=in_syscall, fault_rip=None)
+                return
+
+    def fault(self, signo: int, code: int, address: int, rip: int, vector: int) -> None:
+        """A synchronous signal from a CPU exception at ``rip``: a handler, or the end of the run."""
+        handler = self.action(signo)[0]
+        if handler in (SIG_DFL, SIG_IGN) or self.mask & (1 << (signo - 1)):
+            self._die(signo, code, address, rip, vector)
+            return
+        self._deliver(signo, code, address, in_syscall=False, fault_rip=rip)
+
+    def _die(self, signo: int, code: int, address: int, rip: int, vector: int | None) -> None:
+        k = self.k
+        what = DESCRIPTIONS.get(signo, "terminated")
+        if signo in (abi.SIGSEGV, abi.SIGBUS):
+            reason = "address not mapped" if code == abi.SEGV_MAPERR else "access not allowed by the mapping"
+            if signo == abi.SIGBUS:
+                reason = "misaligned or beyond the end of a mapped file"
+            detail = f"{what} at address {address:#x} ({reason})"
+        elif vector is not None:
+            detail = f"{what} (CPU exception {vector})"
+        else:
+            detail = f"{what} (sent by the program itself)"
+        k.machine.crash_program(signame(signo), signo, rip, detail,
+                                fault_address=address if signo in (abi.SIGSEGV, abi.SIGBUS) else None,
+                                vector=vector)
+
+    def _deliver(self, signo: int, code: int, value: int, *, in_syscall: bool, fault_rip: int | None) -> None:
+        k = self.k
+        uc = k.uc
+        handler, flags, restorer, sa_mask = self.action(signo)
+        if handler == SIG_IGN:
+            return
+        if handler == SIG_DFL:
+            if signo in IGNORED_BY_DEFAULT:
+                return
+            rip = uc.reg_read(x86.UC_X86_REG_RIP) + (2 if in_syscall else 0)
+            if signo in CORE_BY_DEFAULT:
+                self._die(signo, code, value, rip, None)
+            else:
+                k.machine.note_signal_exit(signo)
+            return
+        k.boundary.note(k.machine.icount, EventKind.SIGNAL, [k.tid, signo, code & 0xFFFFFFFF, value])
+        values = uc.reg_read_batch(_MC_IDS)
+        regs = dict(zip(_MCONTEXT, values))
+        if fault_rip is not None:
+            regs["rip"] = fault_rip
+        elif in_syscall:
+            regs["rip"] += 2                              # resume after the syscall instruction
+        sp = regs["rsp"]
+        on_alt = self.altstack[1] & SS_DISABLE == 0 and self.altstack[0] <= sp < self.altstack[0] + self.altstack[2]
+        if flags & SA_ONSTACK and self.altstack[1] & SS_DISABLE == 0 and not on_alt:
+            sp = self.altstack[0] + self.altstack[2]
+        sp -= 128                                          # the red zone
+        fpstate = (sp - FPSTATE_SIZE) & ~63
+        frame = ((fpstate - FRAME_SIZE) & ~15) - 8
+        k.write(fpstate, self._fxsave())
+        mcontext = struct.pack("<18Q", *[regs[n] & (1 << 64) - 1 for n in _MCONTEXT])
+        mcontext += struct.pack("<HHHH", uc.reg_read(x86.UC_X86_REG_CS), 0, 0, uc.reg_read(x86.UC_X86_REG_SS))
+        mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, self.mask,
+                                value if signo in (abi.SIGSEGV, abi.SIGBUS) else 0, fpstate) + bytes(64)
+        ucontext = struct.pack("<QQQiiQ", 6, 0, self.altstack[0], self.altstack[1], 0, self.altstack[2])
+        ucontext += mcontext + struct.pack("<Q", self.mask)
+        info = struct.pack("<iii4x", signo, 0, code)
+        if signo in (abi.SIGSEGV, abi.SIGBUS, abi.SIGILL, abi.SIGFPE, abi.SIGTRAP):
+            info += struct.pack("<Q", value)
+        else:
+            info += struct.pack("<iI", value, 0)
+        info = info.ljust(128, b"\0")
+        k.write(frame, struct.pack("<Q", restorer) + ucontext + info)
+        self.mask |= sa_mask
+        if not flags & SA_NODEFER:
+            self.mask |= 1 << (signo - 1)
+        self.mask &= ~UNBLOCKABLE
+        if flags & SA_RESETHAND:
+            self.actions.pop(signo, None)
+        rip = handler - 2 if in_syscall else handler     # Unicorn adds 2 after the syscall hook
+        uc.reg_write_batch([(x86.UC_X86_REG_RSP, frame), (x86.UC_X86_REG_RIP, rip),
+                            (x86.UC_X86_REG_RDI, signo), (x86.UC_X86_REG_RSI, frame + INFO_OFFSET),
+                            (x86.UC_X86_REG_RDX, frame + UC_OFFSET), (x86.UC_X86_REG_RAX, 0),
+                            (x86.UC_X86_REG_RFLAGS, regs["eflags"] & ~0x500)])
+
+    def _fxsave(self) -> bytes:
+        uc = self.k.uc
+        head = struct.pack("<HHBxHQQII", uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW),
+                           0, 0, 0, 0, uc.reg_read(x86.UC_X86_REG_MXCSR), 0xFFFF)
+        xmm = b"".join(uc.reg_read(getattr(x86, f"UC_X86_REG_XMM{i}")).to_bytes(16, "little") for i in range(16))
+        return head + bytes(128) + xmm + bytes(FPSTATE_SIZE - 160 - 256)
+
+    def sigreturn(self) -> None:
+        """rt_sigreturn: the registers, mask and SSE state saved in the frame at RSP."""
+        k = self.k
+        uc = k.uc
+        base = uc.reg_read(x86.UC_X86_REG_RSP)              # the handler returned: RSP = frame + 8
+        raw = k.read(base, 304)
+        values = struct.unpack_from("<18Q", raw, 40)
+        fpstate = struct.unpack_from("<Q", raw, 40 + 18 * 8 + 8 + 32)[0]
+        self.mask = struct.unpack_from("<Q", raw, 296)[0] & ~UNBLOCKABLE
+        if fpstate:
+            fx = k.read(fpstate, FPSTATE_SIZE)
+            fcw, _fsw = struct.unpack_from("<HH", fx, 0)
+            mxcsr = struct.unpack_from("<I", fx, 24)[0]
+            uc.reg_write(x86.UC_X86_REG_FPCW, fcw)
+            uc.reg_write(x86.UC_X86_REG_MXCSR, mxcsr & 0xFFFF)
+            for i in range(16):
+                uc.reg_write(getattr(x86, f"UC_X86_REG_XMM{i}"), int.from_bytes(fx[160 + 16 * i:176 + 16 * i], "little"))
+        regs = dict(zip(_MCONTEXT, values))
+        writes = [(_REG[n], regs[n]) for n in _MCONTEXT if n not in ("rip", "eflags")]
+        writes.append((x86.UC_X86_REG_RFLAGS, (regs["eflags"] & 0x3F7FD5) | 0x2))
+        writes.append((x86.UC_X86_REG_RIP, regs["rip"] - 2))  # Unicorn adds 2 after the hook
+        uc.reg_write_batch(writes)
+
+
+# -- system calls ----------------------------------------------------------------------
+
+def sys_rt_sigaction(k, signo, act, oact, size):
+    signo = s32(signo)
+    if size != 8 or not 1 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    state = k.signals
+    old = state.action(signo)
+    if act:
+        handler, flags, restorer, mask = struct.unpack("<QQQQ", k.read(act, 32))
+        if signo in (abi.SIGKILL, abi.SIGSTOP):
+            return -abi.EINVAL
+        if handler != SIG_DFL:
+            state.actions[signo] = [handler, flags, restorer, mask & ~UNBLOCKABLE]
+        else:
+            state.actions.pop(signo, None)
+    if oact:
+        k.write(oact, struct.pack("<QQQQ", *old))
+    return 0
+
+
+def sys_rt_sigprocmask(k, how, new, old, size):
+    if size != 8:
+        return -abi.EINVAL
+    state = k.signals
+    previous = state.mask
+    if new:
+        value = struct.unpack("<Q", k.read(new, 8))[0]
+        how = s32(how)
+        if how == SIG_BLOCK:
+            state.mask |= value
+        elif how == SIG_UNBLOCK:
+            state.mask &= ~value
+        elif how == SIG_SETMASK:
+            state.mask = value
+        else:
+            return -abi.EINVAL
+        state.mask &= ~UNBLOCKABLE
+    if old:
+        k.write(old, struct.pack("<Q", previous))
+    return 0
+
+
+def sys_rt_sigreturn(k):
+    from vmm.linux.kernel import NO_RETURN
+    k.signals.sigreturn()
+    return NO_RETURN
+
+
+def sys_rt_sigpending(k, setp, size):
+    bits = 0
+    for signo, _code, _value in k.signals.pending:
+        bits |= 1 << (signo - 1)
+    k.write(setp, struct.pack("<Q", bits))
+    return 0
+
+
+def sys_sigaltstack(k, new, old):
+    state = k.signals
+    if old:
+        sp, flags, size = state.altstack
+        k.write(old, struct.pack("<QiiQ", sp, flags, 0, size))
+    if new:
+        sp, flags, _pad, size = struct.unpack("<QiiQ", k.read(new, 24))
+        if flags & SS_DISABLE:
+            state.altstack = [0, SS_DISABLE, 0]
+        elif flags & ~SS_ONSTACK:
+            return -abi.EINVAL
+        elif size < 2048:
+            return -abi.ENOMEM
+        else:
+            state.altstack = [sp, 0, size]
+    return 0
+
+
+def _to_self(k, pid: int, signo: int, code: int) -> int:
+    if pid not in (k.pid, 0, -1):
+        return -abi.ESRCH
+    if not 0 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    if signo:
+        k.signals.raise_signal(signo, code, k.pid)
+    return 0
+
+
+def sys_kill(k, pid, signo):
+    return _to_self(k, s32(pid), s32(signo), abi.SI_USER)
+
+
+def sys_tkill(k, tid, signo):
+    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL)
+
+
+def sys_tgkill(k, tgid, tid, signo):
+    if s32(tgid) != k.pid:
+        return -abi.ESRCH
+    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL)

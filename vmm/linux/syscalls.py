@@ -1,0 +1,237 @@
+"""The Linux personality's system-call table: one screen says what is supported.
+
+Every amd64 system call number maps to its name, the types of its arguments (used to
+render events the way strace does, replay/render.py) and its handler, with a support
+status — the layout of gVisor's linux64.go. A number missing from ``SYSCALLS`` or with
+no handler returns -ENOSYS, is counted, and is listed by the recorder's summary and
+``vmrr info``. docs/linux.md is checked against this table by a test.
+
+Argument types:
+    int, uint, hex, ptr   numbers (signed, unsigned, hex, an address or NULL)
+    fd, dirfd             a file descriptor (dirfd shows AT_FDCWD)
+    path                  a NUL-terminated path: the event stores the string itself
+    buf_in, buf_out       a buffer the program passes in / the kernel fills
+    len                   a byte count
+    oflags, mode, prot, mapflags, clockid, signo, whence, atflags, fcntl, ioctl,
+    sigprocmask, futex, arch_prctl, madvise, rlimit, sockdomain, socktype   flags and enums
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
+from vmm.linux import files, identity, memory_calls, signals, time_calls
+
+
+class Support(str, enum.Enum):
+    FULL = "supported"
+    PARTIAL = "partial"          # the note says what is missing
+    ERRNO = "errno"              # always fails with the errno in the note, as on a restricted kernel
+
+
+@dataclass(frozen=True, slots=True)
+class Syscall:
+    name: str
+    args: tuple[str, ...]
+    handler: Callable | None
+    support: Support = Support.FULL
+    note: str = ""
+
+
+def _s(name: str, args: str, handler: Callable | None, support: Support = Support.FULL,
+       note: str = "") -> Syscall:
+    return Syscall(name, tuple(args.split()), handler, support, note)
+
+
+P, E = Support.PARTIAL, Support.ERRNO
+
+SYSCALLS: dict[int, Syscall] = {
+    # -- files (vmm/linux/files.py) ------------------------------------------------------
+    0: _s("read", "fd buf_out len", files.sys_read),
+    1: _s("write", "fd buf_in len", files.sys_write),
+    2: _s("open", "path oflags mode", files.sys_open),
+    3: _s("close", "fd", files.sys_close),
+    4: _s("stat", "path buf_out", files.sys_stat),
+    5: _s("fstat", "fd buf_out", files.sys_fstat),
+    6: _s("lstat", "path buf_out", files.sys_lstat),
+    8: _s("lseek", "fd int whence", files.sys_lseek),
+    16: _s("ioctl", "fd ioctl hex", files.sys_ioctl, P, "TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX; others ENOTTY"),
+    17: _s("pread64", "fd buf_out len int", files.sys_pread64),
+    18: _s("pwrite64", "fd buf_in len int", files.sys_pwrite64),
+    19: _s("readv", "fd ptr int", files.sys_readv),
+    20: _s("writev", "fd ptr int", files.sys_writev),
+    21: _s("access", "path int", files.sys_access),
+    22: _s("pipe", "ptr", files.sys_pipe),
+    32: _s("dup", "fd", files.sys_dup),
+    33: _s("dup2", "fd fd", files.sys_dup2),
+    72: _s("fcntl", "fd fcntl hex", files.sys_fcntl, P, "F_DUPFD*, F_GETFD/SETFD, F_GETFL/SETFL; locks succeed"),
+    73: _s("flock", "fd int", files.sys_flock, P, "always succeeds: one process"),
+    74: _s("fsync", "fd", files.sys_fsync),
+    75: _s("fdatasync", "fd", files.sys_fsync),
+    77: _s("ftruncate", "fd int", files.sys_ftruncate),
+    78: _s("getdents", "fd buf_out len", None, E, "ENOSYS: glibc uses getdents64"),
+    79: _s("getcwd", "buf_out len", files.sys_getcwd),
+    80: _s("chdir", "path", files.sys_chdir),
+    81: _s("fchdir", "fd", files.sys_fchdir),
+    82: _s("rename", "path path", files.sys_rename),
+    83: _s("mkdir", "path mode", files.sys_mkdir),
+    84: _s("rmdir", "path", files.sys_rmdir),
+    86: _s("link", "path path", None, E, "ENOSYS"),
+    87: _s("unlink", "path", files.sys_unlink),
+    89: _s("readlink", "path buf_out len", files.sys_readlink),
+    90: _s("chmod", "path mode", files.sys_chmod),
+    91: _s("fchmod", "fd mode", files.sys_fchmod),
+    92: _s("chown", "path int int", files.sys_chown, P, "succeeds without changing anything"),
+    93: _s("fchown", "fd int int", files.sys_fchown, P, "succeeds without changing anything"),
+    95: _s("umask", "mode", files.sys_umask),
+    137: _s("statfs", "path buf_out", files.sys_statfs),
+    138: _s("fstatfs", "fd buf_out", files.sys_fstatfs),
+    217: _s("getdents64", "fd buf_out len", files.sys_getdents64),
+    221: _s("fadvise64", "fd int int int", files.sys_fadvise64),
+    257: _s("openat", "dirfd path oflags mode", files.sys_openat),
+    258: _s("mkdirat", "dirfd path mode", files.sys_mkdirat),
+    260: _s("fchownat", "dirfd path int int atflags", files.sys_fchownat, P, "succeeds without changing anything"),
+    262: _s("newfstatat", "dirfd path buf_out atflags", files.sys_newfstatat),
+    263: _s("unlinkat", "dirfd path atflags", files.sys_unlinkat),
+    264: _s("renameat", "dirfd path dirfd path", files.sys_renameat),
+    267: _s("readlinkat", "dirfd path buf_out len", files.sys_readlinkat),
+    268: _s("fchmodat", "dirfd path mode", files.sys_fchmodat),
+    269: _s("faccessat", "dirfd path int", files.sys_faccessat),
+    280: _s("utimensat", "dirfd path ptr atflags", files.sys_utimensat, P, "succeeds without changing times"),
+    285: _s("fallocate", "fd int int int", files.sys_fallocate, P, "succeeds; the file is not extended"),
+    292: _s("dup3", "fd fd oflags", files.sys_dup3),
+    293: _s("pipe2", "ptr oflags", files.sys_pipe2),
+    295: _s("preadv", "fd ptr int int", files.sys_preadv),
+    296: _s("pwritev", "fd ptr int int", files.sys_pwritev),
+    316: _s("renameat2", "dirfd path dirfd path hex", files.sys_renameat2),
+    332: _s("statx", "dirfd path atflags hex buf_out", files.sys_statx),
+    436: _s("close_range", "fd fd hex", files.sys_close_range),
+    439: _s("faccessat2", "dirfd path int atflags", files.sys_faccessat2),
+    # -- memory (vmm/linux/memory_calls.py) ------------------------------------------------
+    9: _s("mmap", "ptr len prot mapflags fd hex", memory_calls.sys_mmap, P,
+           "MAP_SHARED file mappings are private copies (one process: writes are not written back)"),
+    10: _s("mprotect", "ptr len prot", memory_calls.sys_mprotect),
+    11: _s("munmap", "ptr len", memory_calls.sys_munmap),
+    12: _s("brk", "ptr", memory_calls.sys_brk),
+    25: _s("mremap", "ptr len len hex ptr", memory_calls.sys_mremap),
+    26: _s("msync", "ptr len hex", memory_calls.sys_msync, P, "succeeds: nothing is written back"),
+    27: _s("mincore", "ptr len ptr", memory_calls.sys_mincore),
+    28: _s("madvise", "ptr len madvise", memory_calls.sys_madvise, P, "MADV_DONTNEED/FREE drop pages; others succeed"),
+    149: _s("mlock", "ptr len", memory_calls.sys_ok),
+    150: _s("munlock", "ptr len", memory_calls.sys_ok),
+    # -- signals (vmm/linux/signals.py) ---------------------------------------------------
+    13: _s("rt_sigaction", "signo ptr ptr len", signals.sys_rt_sigaction),
+    14: _s("rt_sigprocmask", "sigprocmask ptr ptr len", signals.sys_rt_sigprocmask),
+    15: _s("rt_sigreturn", "", signals.sys_rt_sigreturn),
+    62: _s("kill", "int signo", signals.sys_kill, P, "to itself only"),
+    127: _s("rt_sigpending", "ptr len", signals.sys_rt_sigpending),
+    131: _s("sigaltstack", "ptr ptr", signals.sys_sigaltstack),
+    200: _s("tkill", "int signo", signals.sys_tkill),
+    234: _s("tgkill", "int int signo", signals.sys_tgkill),
+    # -- time (vmm/linux/time_calls.py) ---------------------------------------------------
+    35: _s("nanosleep", "ptr ptr", time_calls.sys_nanosleep),
+    96: _s("gettimeofday", "ptr ptr", time_calls.sys_gettimeofday),
+    100: _s("times", "ptr", time_calls.sys_times),
+    201: _s("time", "ptr", time_calls.sys_time),
+    228: _s("clock_gettime", "clockid ptr", time_calls.sys_clock_gettime),
+    229: _s("clock_getres", "clockid ptr", time_calls.sys_clock_getres),
+    230: _s("clock_nanosleep", "clockid int ptr ptr", time_calls.sys_clock_nanosleep),
+    318: _s("getrandom", "buf_out len hex", time_calls.sys_getrandom),
+    # -- identity, limits, the process (vmm/linux/identity.py) ----------------------------
+    24: _s("sched_yield", "", identity.sys_zero),
+    39: _s("getpid", "", identity.sys_getpid),
+    56: _s("clone", "hex ptr ptr ptr hex", identity.sys_clone, E, "ENOSYS until threads (issue 9)"),
+    57: _s("fork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
+    58: _s("vfork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
+    59: _s("execve", "path ptr ptr", identity.sys_execve, E, "ENOSYS: one program per trace"),
+    60: _s("exit", "int", identity.sys_exit),
+    61: _s("wait4", "int ptr hex ptr", identity.sys_wait4, E, "ECHILD: no child processes"),
+    63: _s("uname", "buf_out", identity.sys_uname),
+    97: _s("getrlimit", "rlimit ptr", identity.sys_getrlimit),
+    98: _s("getrusage", "int ptr", identity.sys_getrusage),
+    99: _s("sysinfo", "ptr", identity.sys_sysinfo),
+    102: _s("getuid", "", identity.sys_getuid),
+    104: _s("getgid", "", identity.sys_getgid),
+    105: _s("setuid", "int", identity.sys_eperm, E, "EPERM"),
+    106: _s("setgid", "int", identity.sys_eperm, E, "EPERM"),
+    107: _s("geteuid", "", identity.sys_getuid),
+    108: _s("getegid", "", identity.sys_getgid),
+    109: _s("setpgid", "int int", identity.sys_zero),
+    110: _s("getppid", "", identity.sys_getppid),
+    111: _s("getpgrp", "", identity.sys_getpid),
+    112: _s("setsid", "", identity.sys_getpid),
+    115: _s("getgroups", "int ptr", identity.sys_getgroups),
+    118: _s("getresuid", "ptr ptr ptr", identity.sys_getresuid),
+    120: _s("getresgid", "ptr ptr ptr", identity.sys_getresgid),
+    121: _s("getpgid", "int", identity.sys_getpid),
+    124: _s("getsid", "int", identity.sys_getpid),
+    157: _s("prctl", "int hex hex hex hex", identity.sys_prctl, P, "PR_SET_NAME/GET_NAME, PR_SET_TIMERSLACK...; others EINVAL"),
+    158: _s("arch_prctl", "arch_prctl hex", identity.sys_arch_prctl),
+    160: _s("setrlimit", "rlimit ptr", identity.sys_setrlimit),
+    186: _s("gettid", "", identity.sys_gettid),
+    203: _s("sched_setaffinity", "int len ptr", identity.sys_zero),
+    204: _s("sched_getaffinity", "int len ptr", identity.sys_sched_getaffinity),
+    218: _s("set_tid_address", "ptr", identity.sys_set_tid_address),
+    231: _s("exit_group", "int", identity.sys_exit_group),
+    273: _s("set_robust_list", "ptr len", identity.sys_set_robust_list),
+    302: _s("prlimit64", "int rlimit ptr ptr", identity.sys_prlimit64),
+    309: _s("getcpu", "ptr ptr ptr", identity.sys_getcpu),
+    334: _s("rseq", "ptr len hex hex", None, E, "ENOSYS: glibc carries on without it"),
+    435: _s("clone3", "ptr len", None, E, "ENOSYS: glibc falls back to clone"),
+}
+
+
+def describe(nr: int) -> str:
+    """The name of system call ``nr`` (``syscall_N`` when the kernel has none)."""
+    entry = SYSCALLS.get(nr)
+    if entry is not None:
+        return entry.name
+    return ALL_NAMES.get(nr, f"syscall_{nr}")
+
+
+# Names of the calls the personality does not implement, for reports (from asm/unistd_64.h).
+ALL_NAMES: dict[int, str] = dict(enumerate((
+    "read write open close stat fstat lstat poll lseek mmap mprotect munmap brk rt_sigaction "
+    "rt_sigprocmask rt_sigreturn ioctl pread64 pwrite64 readv writev access pipe select "
+    "sched_yield mremap msync mincore madvise shmget shmat shmctl dup dup2 pause nanosleep "
+    "getitimer alarm setitimer getpid sendfile socket connect accept sendto recvfrom sendmsg "
+    "recvmsg shutdown bind listen getsockname getpeername socketpair setsockopt getsockopt "
+    "clone fork vfork execve exit wait4 kill uname semget semop semctl shmdt msgget msgsnd "
+    "msgrcv msgctl fcntl flock fsync fdatasync truncate ftruncate getdents getcwd chdir fchdir "
+    "rename mkdir rmdir creat link unlink symlink readlink chmod fchmod chown fchown lchown "
+    "umask gettimeofday getrlimit getrusage sysinfo times ptrace getuid syslog getgid setuid "
+    "setgid geteuid getegid setpgid getppid getpgrp setsid setreuid setregid getgroups "
+    "setgroups setresuid getresuid setresgid getresgid getpgid setfsuid setfsgid getsid "
+    "capget capset rt_sigpending rt_sigtimedwait rt_sigqueueinfo rt_sigsuspend sigaltstack "
+    "utime mknod uselib personality ustat statfs fstatfs sysfs getpriority setpriority "
+    "sched_setparam sched_getparam sched_setscheduler sched_getscheduler "
+    "sched_get_priority_max sched_get_priority_min sched_rr_get_interval mlock munlock "
+    "mlockall munlockall vhangup modify_ldt pivot_root _sysctl prctl arch_prctl adjtimex "
+    "setrlimit chroot sync acct settimeofday mount umount2 swapon swapoff reboot sethostname "
+    "setdomainname iopl ioperm create_module init_module delete_module get_kernel_syms "
+    "query_module quotactl nfsservctl getpmsg putpmsg afs_syscall tuxcall security gettid "
+    "readahead setxattr lsetxattr fsetxattr getxattr lgetxattr fgetxattr listxattr llistxattr "
+    "flistxattr removexattr lremovexattr fremovexattr tkill time futex sched_setaffinity "
+    "sched_getaffinity set_thread_area io_setup io_destroy io_getevents io_submit io_cancel "
+    "get_thread_area lookup_dcookie epoll_create epoll_ctl_old epoll_wait_old "
+    "remap_file_pages getdents64 set_tid_address restart_syscall semtimedop fadvise64 "
+    "timer_create timer_settime timer_gettime timer_getoverrun timer_delete clock_settime "
+    "clock_gettime clock_getres clock_nanosleep exit_group epoll_wait epoll_ctl tgkill utimes "
+    "vserver mbind set_mempolicy get_mempolicy mq_open mq_unlink mq_timedsend mq_timedreceive "
+    "mq_notify mq_getsetattr kexec_load waitid add_key request_key keyctl ioprio_set "
+    "ioprio_get inotify_init inotify_add_watch inotify_rm_watch migrate_pages openat mkdirat "
+    "mknodat fchownat futimesat newfstatat unlinkat renameat linkat symlinkat readlinkat "
+    "fchmodat faccessat pselect6 ppoll unshare set_robust_list get_robust_list splice tee "
+    "sync_file_range vmsplice move_pages utimensat epoll_pwait signalfd timerfd_create eventfd "
+    "fallocate timerfd_settime timerfd_gettime accept4 signalfd4 eventfd2 epoll_create1 dup3 "
+    "pipe2 inotify_init1 preadv pwritev rt_tgsigqueueinfo perf_event_open recvmmsg "
+    "fanotify_init fanotify_mark prlimit64 name_to_handle_at open_by_handle_at clock_adjtime "
+    "syncfs sendmmsg setns getcpu process_vm_readv process_vm_writev kcmp finit_module "
+    "sched_setattr sched_getattr renameat2 seccomp getrandom memfd_create kexec_file_load bpf "
+    "execveat userfaultfd membarrier mlock2 copy_file_range preadv2 pwritev2 pkey_mprotect "
+    "pkey_alloc pkey_free statx io_pgetevents rseq").split()))
+ALL_NAMES.update({424: "pidfd_send_signal", 425: "io_uring_setup", 426: "io_uring_enter",
+                  427: "io_uring_register", 434: "pidfd_open", 435: "clone3", 436: "close_range",
+                  437: "openat2", 439: "faccessat2", 441: "epoll_pwait2", 449: "futex_waitv"})
