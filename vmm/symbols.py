@@ -26,6 +26,16 @@ class SymbolTable:
         self._symbols = sorted(symbols, key=lambda s: s.address)
         self._starts = [s.address for s in self._symbols]
         self._by_name = {s.name: s for s in self._symbols}
+        self._later: list[tuple] = []         # (get ELF bytes, bias): parsed on first use
+
+    def add_elf_later(self, elf_bytes, bias: int) -> None:
+        """Add an ELF's symbols when they are first looked up (parsing costs ~0.1 s a library)."""
+        self._later.append((elf_bytes, bias))
+
+    def _resolve(self) -> None:
+        while self._later:
+            get, bias = self._later.pop(0)
+            self.merge(SymbolTable.from_elf(get(), bias=bias))
 
     @classmethod
     def from_elf(cls, elf_bytes: bytes, *, bias: int = 0) -> SymbolTable:
@@ -55,6 +65,7 @@ class SymbolTable:
 
     def lookup(self, address: int) -> Symbol | None:
         """The symbol containing ``address`` (or the nearest one below a sizeless symbol)."""
+        self._resolve()
         i = bisect.bisect_right(self._starts, address) - 1
         while i >= 0:
             sym = self._symbols[i]
@@ -74,8 +85,10 @@ class SymbolTable:
         return f"{sym.name}+{offset:#x}" if offset else sym.name
 
     def address_of(self, name: str) -> int | None:
+        self._resolve()
         sym = self._by_name.get(name)
         return None if sym is None else sym.address
 
     def __iter__(self):
+        self._resolve()
         return iter(self._symbols)

@@ -127,7 +127,7 @@ def test_nested_interrupts_see_the_console_byte(tmp_path):
     assert record.returncode == 0, describe(record)
     assert "PASS t_nested" in record.stdout
     console = events(trace, "CONSOLE_IN")
-    assert [e["payload"] for e in console] == [{"bytes": b"x".hex()}]
+    assert [e["payload"] for e in console] == [{"hex": b"x".hex()}]
     vectors = [e["payload"] for e in events(trace, "INTERRUPT")]
     assert 33 in vectors and vectors.count(32) >= 3
 

@@ -160,7 +160,7 @@ def test_4mb_with_a_slow_reader_comes_back_intact(echo):
     counts = stop_and_replay(proc, trace)
     assert counts["SOCK_ACCEPT"] == 1
     # Flow control: no SOCK_DATA larger than the device's 16 KiB receive buffer.
-    sizes = [len(bytes.fromhex(json.loads(line)["payload"][1]))
+    sizes = [len(bytes.fromhex(json.loads(line)["payload"][1]["hex"]))
              for line in vmrr("events", trace, "--kind", "SOCK_DATA", "--json").stdout.splitlines()]
     assert sum(sizes) == len(data)
     assert max(sizes) <= 16 * 1024

@@ -65,6 +65,7 @@ class LinuxKernel:
 
     name = "linux"
     ports: tuple[int, ...] = ()
+    RIP = x86.UC_X86_REG_RIP
 
     def __init__(self, machine: Machine, program: LinuxProgram) -> None:
         self.machine = machine
@@ -171,8 +172,7 @@ class LinuxKernel:
         if file_id in self._symbol_files:
             return
         self._symbol_files.add(file_id)
-        table = SymbolTable.from_elf(self.file_content(file_id), bias=base)
-        self.symbols.merge(table)
+        self.symbols.add_elf_later(lambda: self.file_content(file_id), base)
 
     def library_mapped(self, file_id: str, start: int, offset: int) -> None:
         """An executable file mapping appeared: add the ELF's symbols at its load bias."""

@@ -270,6 +270,17 @@ class AddressSpace:
         self.unmap(start, end)
         self._insert(Vma(start, end, prot, flags, file, offset, name))
         self._merge_around(start, end)
+        if prot & PROT_EXEC:
+            self.populate(start, end)
+
+    def populate(self, start: int, end: int) -> None:
+        """Give every page of [start, end) now. Executable mappings are populated at once:
+        Unicorn can hang on a page fault raised while it looks up the target of an indirect
+        jump (its TB lookup), so code pages never fault."""
+        for page in range(start, end, PAGE):
+            vma = self.find(page)
+            if vma is not None and not self.pte(page) & PTE_P:
+                self._populate(vma, page)
 
     def _merge_around(self, start: int, end: int) -> None:
         """Join anonymous neighbours with equal attributes (keeps the list short, like Linux)."""
@@ -326,6 +337,8 @@ class AddressSpace:
             _Q.pack_into(ram, slot, (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D)))
         self.flush_tlb()
         self._merge_around(start, end)
+        if prot & PROT_EXEC:
+            self.populate(start, end)
         return True
 
     def move(self, old: int, new: int, length: int) -> None:

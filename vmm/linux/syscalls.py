@@ -22,7 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from vmm.linux import files, identity, memory_calls, signals, time_calls
+from vmm.linux import files, futex, identity, memory_calls, signals, time_calls
 
 
 class Support(str, enum.Enum):
@@ -139,6 +139,8 @@ SYSCALLS: dict[int, Syscall] = {
     229: _s("clock_getres", "clockid ptr", time_calls.sys_clock_getres),
     230: _s("clock_nanosleep", "clockid int ptr ptr", time_calls.sys_clock_nanosleep),
     318: _s("getrandom", "buf_out len hex", time_calls.sys_getrandom),
+    # -- threads (vmm/linux/futex.py) ------------------------------------------------------
+    202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "one thread: a wait nobody can end is a deadlock report"),
     # -- identity, limits, the process (vmm/linux/identity.py) ----------------------------
     24: _s("sched_yield", "", identity.sys_zero),
     39: _s("getpid", "", identity.sys_getpid),
