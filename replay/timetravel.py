@@ -38,6 +38,7 @@ from replay.session import Replay
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
 SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
+_ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
 
@@ -127,7 +128,8 @@ class TimeTravel:
         self.replay = Replay(path, verify=False)
         self.path = path
         self.machine = self.replay.machine
-        self.machine.console.flush_at = 1
+        if self.machine.kernel is None:
+            self.machine.console.flush_at = 1
         self.boundary = self.replay.boundary
         self.reader = self.replay.reader
         self.header = self.replay.header
@@ -255,31 +257,34 @@ class TimeTravel:
         }
         snap = _Snapshot(icount, machine.uc.context_save(), state)
         ram = machine.ram
+        in_use = machine.ram_in_use           # RAM beyond this is still zero (a Linux program's)
         keyframe = next((s for s in reversed(self._snaps[:i]) if s.keyframe is not None), None)
         if keyframe is not None:
             key = keyframe.keyframe
             delta = {}
-            limit = KEYFRAME_DELTA_LIMIT * machine.mem_size / PAGE
-            for off in range(RAM_START, machine.mem_size, PAGE):
+            limit = KEYFRAME_DELTA_LIMIT * in_use / PAGE
+            for off in range(RAM_START, in_use, PAGE):
                 page = ram[off:off + PAGE]
-                if page != key[off:off + PAGE]:
+                if page != (key[off:off + PAGE] if off < len(key) else _ZERO_PAGE):
                     delta[off] = page
                     if len(delta) > limit:
                         break
             if len(delta) <= limit:
                 snap.base, snap.delta = keyframe, delta
         if snap.base is None:
-            snap.keyframe = bytes(ram)
+            snap.keyframe = bytes(ram[:in_use])
         self._snaps.insert(i, snap)
         self._enforce_budget()
 
     def _restore(self, snap: _Snapshot) -> None:
         machine = self.machine
         ram = machine.ram
-        if snap.keyframe is not None:
-            ram[:] = snap.keyframe
-        else:
-            ram[:] = snap.base.keyframe
+        key = snap.keyframe if snap.keyframe is not None else snap.base.keyframe
+        in_use = machine.ram_in_use
+        ram[:len(key)] = key
+        if in_use > len(key):
+            ram[len(key):in_use] = bytes(in_use - len(key))
+        if snap.keyframe is None:
             for off, page in snap.delta.items():
                 ram[off:off + PAGE] = page
         machine.uc.ctl_flush_tb()                 # RAM changed behind Unicorn's back
@@ -402,9 +407,12 @@ class TimeTravel:
 
     def read_memory(self, addr: int, size: int) -> bytes:
         try:
-            return bytes(self.machine.uc.mem_read(addr, size))
+            data = self.machine.read_guest(addr, size)
         except (UcError, OverflowError):
-            raise UnreadableMemory(f"memory {addr:#x}+{size} is not RAM") from None
+            data = None
+        if data is None:
+            raise UnreadableMemory(f"memory {addr:#x}+{size} is not mapped") from None
+        return data
 
     def _index_outputs(self) -> None:
         """After the first pass: index the captured output by icount for O(log n) lookups."""
@@ -504,10 +512,7 @@ class TimeTravel:
                     return
                 hit = _Hit(counter.icount, max(address, lo), kind, counter.last_pc)
                 if is_write:
-                    try:
-                        hit.old = bytes(uc.mem_read(address, size))
-                    except UcError:
-                        hit.old = b""
+                    hit.old = machine.read_guest(address, size) or b""
                     hit.new = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
                     hit.address = address
                 hits.append(hit)

@@ -206,6 +206,19 @@ class LinuxKernel:
                     break
         return out
 
+    def file_by_path(self, path: str) -> bytes | None:
+        """The recorded content of a file the program mapped (or the program itself), by path.
+
+        For debuggers: gdb asks for the executable and its libraries by name."""
+        if path == self.program.exe.path:
+            return self.program.exe.data
+        if self.program.interp is not None and path == self.program.interp.path:
+            return self.program.interp.data
+        for vma in self.space.vmas:
+            if vma.file is not None and vma.name == path:
+                return self.file_content(vma.file)
+        return None
+
     # -- system calls ----------------------------------------------------------------
 
     @property
