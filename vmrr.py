@@ -271,7 +271,11 @@ def cmd_replay(args) -> int:
     if result.outcome is Outcome.CRASH:
         print(result.crash.format(), file=sys.stderr)
     elif result.outcome is Outcome.POWER_OFF:
-        say(f"guest powered off with status {result.exit_status}")
+        if rep.machine.kernel is not None:
+            say(f"program {result.why if result.why.startswith('terminated') else 'exited'} with status "
+                f"{result.exit_status}")
+        else:
+            say(f"guest powered off with status {result.exit_status}")
     else:
         say(f"replay stopped: {result.why}")
     say(f"replayed {result.icount} instructions in {seconds:.2f} s")
@@ -310,8 +314,35 @@ def trace_info(reader) -> dict:
         "events": {k.name: n for k, n in sorted(reader.event_counts.items())},
         "checkpoints": len(reader.checkpoints),
         "file_bytes": reader.file_size,
-        "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report")} or None,
+        "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report", "linux")} or None,
+        **({"linux": _linux_info(reader)} if "linux" in c.devices else {}),
     }
+
+
+def _linux_info(reader) -> dict:
+    """What a Linux program's trace holds: how it was started, the files it read, its system calls."""
+    from collections import Counter
+
+    from trace_format.events import EventKind
+    from vmm.linux.syscalls import describe
+
+    linux = reader.header.config.devices["linux"]
+    info = {"argv": linux.get("argv"), "cwd": linux.get("cwd"), "environment": len(linux.get("env") or []),
+            "interpreter": linux.get("interp")}
+    summary = (reader.end or {}).get("linux")
+    if isinstance(summary, dict):
+        info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries")})
+        return info
+    # A killed recording has no summary: count from the events.
+    calls, blobs = Counter(), 0
+    for event in reader.events(kinds={EventKind.SYSCALL, EventKind.BLOB}):
+        if event.kind == EventKind.BLOB and isinstance(event.payload, list) and len(event.payload) == 4:
+            blobs += len(event.payload[3]) if isinstance(event.payload[3], bytes) else 0
+        elif isinstance(event.payload, list) and len(event.payload) == 5 and isinstance(event.payload[1], int):
+            calls[describe(event.payload[1])] += 1
+    info.update({"syscalls": dict(calls.most_common()), "unimplemented": None, "files": None,
+                 "file_bytes": blobs})
+    return info
 
 
 def cmd_info(args) -> int:
@@ -329,6 +360,8 @@ def cmd_info(args) -> int:
           + (f", chaos seed {info['flags']['chaos_seed']}" if "chaos_seed" in info["flags"] else ""))
     print(f"machine     {m['image']} ({m['image_bytes']} bytes, sha256 {m['image_sha256'][:16]}), "
           f"{m['mem_size'] >> 20} MiB, cpu {m['cpu_model']}, args {m['boot_args']!r}")
+    if "linux" in info:
+        _print_linux_info(info["linux"])
     print(f"run         {info['instructions']} instructions, {info['checkpoints']} checkpoints")
     print("events      " + (", ".join(f"{k} {n}" for k, n in info["events"].items()) or "none"))
     if end is None:
@@ -336,11 +369,40 @@ def cmd_info(args) -> int:
     elif end.get("reason") == "crash":
         print(f"ended       crash: {end.get('kind')} vector {end.get('vector')} at rip {end.get('rip'):#x}, "
               f"icount {end.get('icount')}")
+    elif end.get("reason") == "poweroff" and "linux" in info:
+        how = end.get("why") if str(end.get("why", "")).startswith("terminated") else "exited"
+        print(f"ended       {how}, status {end.get('exit_status')}, icount {end.get('icount')}")
     elif end.get("reason") == "poweroff":
         print(f"ended       power-off, status {end.get('exit_status')}, icount {end.get('icount')}")
     else:
         print(f"ended       stopped ({end.get('why')}) at icount {end.get('icount')}")
     return EXIT_OK
+
+
+def _print_linux_info(linux: dict) -> None:
+    import shlex
+
+    argv = linux.get("argv") or []
+    print(f"program     {shlex.join(str(a) for a in argv)}")
+    print(f"            cwd {linux.get('cwd')}, {linux.get('environment')} environment variables, "
+          f"interpreter {linux.get('interpreter') or 'none (static)'}")
+    libraries = linux.get("libraries")
+    if libraries:
+        print(f"libraries   {', '.join(str(p) for p in libraries[1:]) or 'none'}")
+    files = linux.get("files")
+    if files is not None:
+        total = sum(f[2] for f in files if isinstance(f, list) and len(f) == 3 and isinstance(f[2], int))
+        print(f"files       {len(files)} read and captured ({total} bytes, each content stored once)")
+        for entry in files:
+            if isinstance(entry, list) and len(entry) == 3:
+                print(f"              {entry[0]} ({entry[2]} bytes, sha256 {str(entry[1])[:16]})")
+    calls = linux.get("syscalls") or {}
+    if isinstance(calls, dict):
+        print(f"syscalls    {sum(n for n in calls.values() if isinstance(n, int))}: "
+              + ", ".join(f"{k} {n}" for k, n in list(calls.items())[:16]))
+    unimplemented = linux.get("unimplemented")
+    if unimplemented:
+        print("unimplemented  " + ", ".join(f"{k} x{n}" for k, n in unimplemented.items()) + " (returned ENOSYS)")
 
 
 def _event_json(event, string_limit: int) -> dict:

@@ -56,9 +56,7 @@ class RecordSummary:
         if result.crash is not None:
             ended = f"crashed: {result.crash.kind}"
         elif result.outcome.value == "poweroff":
-            ended = result.why or f"exit status {result.exit_status}"
-            if not result.why:
-                ended = f"exited with status {result.exit_status}"
+            ended = result.why if result.why.startswith("terminated") else f"exited with status {result.exit_status}"
         else:
             ended = result.outcome.value
         top = ", ".join(f"{name} {n}" for name, n in list(self.syscalls.items())[:12])
@@ -221,6 +219,13 @@ class RecordSession:
         end: dict = {"reason": result.outcome.value, "icount": result.icount,
                      "digest": machine.state_digest(),
                      "outputs": machine.output_summary()}
+        if machine.kernel is not None:
+            from vmm.linux.syscalls import describe
+            kernel = machine.kernel
+            end["linux"] = {"syscalls": {describe(nr): n for nr, n in self._syscalls.most_common()},
+                            "unimplemented": dict(kernel.unimplemented),
+                            "files": sorted([path, fid, size] for path, (fid, size) in kernel.files_read.items()),
+                            "libraries": [path for path, _bias in kernel.libraries()]}
         if result.outcome is Outcome.POWER_OFF:
             end["exit_status"] = result.exit_status
             if result.why:

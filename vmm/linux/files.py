@@ -189,6 +189,7 @@ def _open(k: LinuxKernel, dirfd: int, path: str | None, flags: int, mode: int) -
     if kind == "blob":
         _, file_id, stat = answer
         f = OpenFile("blob", full, flags, stat=stat, data=file_id)
+        k.files_read.setdefault(full, [file_id, stat[7]])
     elif kind == "dir":
         _, stat, entries = answer
         f = OpenFile("dir", full, flags, stat=stat, data=entries)

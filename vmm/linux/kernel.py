@@ -87,6 +87,7 @@ class LinuxKernel:
         self.rlimits: dict[int, list[int]] = abi.default_rlimits(machine.mem_size)
         self.comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
         self.unimplemented: Counter[str] = Counter()
+        self.files_read: dict[str, list] = {}        # path -> [content id, size]: for summaries only
         self.exe_base = self.interp_base = 0
         self.auxv = b""
         self._answers: list | None = None
