@@ -80,7 +80,8 @@ class HostOS:
         try:
             st = os.fstat(fd)
             if statmod.S_ISDIR(st.st_mode):
-                entries = [[st.st_ino, 4, "."], [0, 4, ".."]]
+                # glibc's readdir skips entries whose inode is 0: ".." needs its real one.
+                entries = [[st.st_ino, 4, "."], [os.stat("..", dir_fd=fd).st_ino, 4, ".."]]
                 with os.scandir(fd) as it:
                     for entry in it:
                         dtype = 4 if entry.is_dir(follow_symlinks=False) else \

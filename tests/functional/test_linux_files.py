@@ -1,0 +1,49 @@
+"""File system calls of unmodified Linux programs, recorded and replayed (tests/data/linux/files.c).
+
+The program checks each call's result against what Linux returns (errno included) and
+prints "PASS files"; it is built static, static-PIE, dynamic PIE and dynamic non-PIE.
+Every recording is replayed with --verify and must reproduce the console exactly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from linux_helpers import linux_prog, record_replay_linux  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.timeout(60)
+
+INPUT = b"line one\nline two\nline three\n"
+
+
+def scratch_dir(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "input.txt").write_bytes(INPUT)
+    os.symlink("input.txt", work / "link")
+    return work
+
+
+@pytest.mark.parametrize("variant", ["pie", "no-pie", "static", "static-pie"])
+def test_file_calls(linux_prog, tmp_path, variant):
+    work = scratch_dir(tmp_path)
+    record, replay, _ = record_replay_linux(tmp_path, [linux_prog("files", variant), work])
+    assert "PASS files" in record.stdout, record.stdout
+    assert "entries: . .. input.txt link out.txt sub\n" in record.stdout
+    # The program's writes really happened on the host while recording ...
+    assert sorted(p.name for p in work.iterdir()) == ["input.txt", "link"]
+
+
+def test_replay_touches_no_host_file(linux_prog, tmp_path):
+    """Replay answers from the trace: the scratch directory may be gone, nothing is recreated."""
+    work = scratch_dir(tmp_path)
+    record, _, trace = record_replay_linux(tmp_path, [linux_prog("files", "static"), work])
+    for path in work.iterdir():
+        path.unlink()
+    work.rmdir()
+    from conftest import replay_verify
+    replay = replay_verify(trace)
+    assert replay.stdout == record.stdout
+    assert not work.exists()
