@@ -237,3 +237,18 @@ ALL_NAMES: dict[int, str] = dict(enumerate((
 ALL_NAMES.update({424: "pidfd_send_signal", 425: "io_uring_setup", 426: "io_uring_enter",
                   427: "io_uring_register", 434: "pidfd_open", 435: "clone3", 436: "close_range",
                   437: "openat2", 439: "faccessat2", 441: "epoll_pwait2", 449: "futex_waitv"})
+
+
+def markdown_table() -> str:
+    """The support table of docs/linux.md, generated from ``SYSCALLS`` (a test keeps them equal)."""
+    rows = ["| nr | system call | support | note |", "|---:|---|---|---|"]
+    for nr in sorted(SYSCALLS):
+        entry = SYSCALLS[nr]
+        support = entry.support.value if entry.handler is not None or entry.support is not Support.FULL \
+            else "ENOSYS"
+        rows.append(f"| {nr} | `{entry.name}({', '.join(entry.args)})` | {support} | {entry.note} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
