@@ -24,7 +24,7 @@ from tui.messages import EventChosen, RunToAddress, SeekRequested
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
-from tui.session import QUIET_KINDS, DebugSession, Moment, SessionBusy
+from tui.session import DebugSession, Moment, SessionBusy
 from tui.targets import (BadInput, Target, TargetKind, parse_kinds, parse_number, parse_search,
                          parse_target, parse_watch)
 from trace_format.events import EventKind
@@ -86,10 +86,17 @@ class VmrrApp(App[None]):
     def _greet(self) -> None:
         moment = self.session.moment
         if moment.stop is not None and moment.stop.reason.name == "CRASH":
-            detail = (self.session.end or {}).get("detail") or self.session.end_text
-            self._say(f"at the crash: {detail} — S steps back, ? shows every key")
+            self._say(f"at the crash: {self._crash_words()} — S steps back, ? shows every key")
         else:
             self._say("at the start of the recording — s steps, c continues, ? shows every key")
+
+    def _crash_words(self) -> str:
+        """What went wrong, as the recorder said it (``SIGSEGV: segmentation fault at …``)."""
+        end = self.session.end or {}
+        detail = end.get("detail") or self.session.end_text
+        if self.session.linux and end.get("kind"):
+            return f"{end['kind']}: {detail}"
+        return detail
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in MAIN_ONLY and self.main is not None and self.screen is not self.main:
@@ -187,7 +194,7 @@ class VmrrApp(App[None]):
             "BREAKPOINT": f"breakpoint at {describe(stop.address if stop.address is not None else moment.rip)}",
             "HISTORY_START": "start of the recording",
             "HISTORY_END": "end of the recording",
-            "CRASH": f"at the crash: {self.session.end_text}",
+            "CRASH": f"at the crash: {self._crash_words() if self.session.linux else self.session.end_text}",
             "CANCELLED": f"cancelled — stopped at {here}",
         }.get(reason)
         if reason == "WATCHPOINT":
@@ -251,7 +258,7 @@ class VmrrApp(App[None]):
 
     def set_event_filter(self, kinds) -> None:
         if kinds == "default":
-            kinds = frozenset(EventKind) - QUIET_KINDS
+            kinds = self.session.default_event_filter
         self._apply(self.session.set_event_filter, kinds)
 
     # -- prompts --------------------------------------------------------------------------

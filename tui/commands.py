@@ -37,8 +37,9 @@ class DebuggerCommands(Provider):
         if session is None:
             return []
         out = []
+        start, end = session.image_start, session.image_end     # the program's own functions
         for sym in session.symbols:
-            if sym.size and session.image_start <= sym.address < session.image_end:
+            if sym.size and start <= sym.address < end:
                 out.append((f"Go to symbol {sym.name}", partial(app.goto_text, sym.name),
                             f"continue to {sym.address:#x}"))
         return out

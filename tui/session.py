@@ -23,7 +23,8 @@ from capstone import x86 as cs_x86
 
 from replay.timetravel import OperationCancelled, Stop, StopReason
 from trace_format.events import Event, EventKind
-from tui.source import LineTable, SourceLocation
+from tui.layout import clamp_window, layout_for
+from tui.source import SourceLocation
 from tui.targets import BadInput, SearchKind, SearchSpec, TargetKind, WatchSpec
 
 STACK_SLOTS = 32             # qwords shown from RSP up
@@ -36,6 +37,9 @@ DENSITY_BUCKETS = 1024
 SIZELESS_REACH = 0x1000      # how far past a sizeless symbol (an asm label) an address still belongs to it
 # Verification and format records: noise in the event list unless asked for.
 QUIET_KINDS = frozenset({EventKind.DIGEST, EventKind.OUTPUT, EventKind.CHECKPOINT})
+# A Linux program's trace also holds the content of the files it read: hidden as well.
+LINUX_QUIET_KINDS = QUIET_KINDS | {EventKind.BLOB}
+EVENT_STRING_LIMIT = 24      # bytes of a system call's data shown in the event list
 FLAG_BITS = (("CF", 0), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9),
              ("DF", 10), ("OF", 11))
 
@@ -115,11 +119,21 @@ class Moment:
         return [(name, bool(rflags >> bit & 1)) for name, bit in FLAG_BITS]
 
 
-def end_summary(end: dict | None, describe: Callable[[int], str]) -> str:
-    """How the recording ended, in a few words, for the status bar."""
+def end_summary(end: dict | None, describe: Callable[[int], str], *, linux: bool = False) -> str:
+    """How the recording ended, in a few words, for the status bar.
+
+    Args:
+        linux: the trace is of a Linux program (it exits with a status, crashes on a signal).
+    """
     if not end:
         return "incomplete trace (the recorder was killed)"
     reason = end.get("reason")
+    if linux and reason == "crash":
+        where = f" at {describe(end['rip'])}" if isinstance(end.get("rip"), int) else ""
+        signal = end.get("kind") or (f"signal {end['signal']}" if end.get("signal") is not None else "?")
+        return f"crashed: {signal}{where}"
+    if linux and reason == "poweroff":
+        return f"exited with status {end.get('exit_status')}"
     if reason == "crash":
         where = f" at {describe(end['rip'])}" if isinstance(end.get("rip"), int) else ""
         vector = f" vector {end['vector']}" if end.get("vector") is not None else ""
@@ -155,21 +169,24 @@ class DebugSession:
         self._cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         self._cs_detail = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
         self._cs_detail.detail = True
-        self.lines = LineTable.from_elf(timetravel.image.elf)
+        self.layout = layout_for(timetravel)
+        self.linux = self.layout.linux
+        self.program = self.layout.program        # the command line of a Linux program, else None
+        self.lines = self.layout.lines
         self.symbols = timetravel.symbols
-        self.image_start = min((s.guest_phys for s in timetravel.image.segments), default=0)
-        self.image_end = timetravel.image.end
-        self.code_ranges = _executable_ranges(timetravel.image.elf)
         self.mem_size = timetravel.header.config.mem_size
         self.last_icount = timetravel.last_icount
         self.crash_icount = timetravel.crash_icount
         self.end = timetravel.end
-        self.end_text = end_summary(self.end, self.describe)
+        self._modules = self.layout.modules()       # read by the UI thread: kept up to date by _build
+        self.end_text = end_summary(self.end, self.describe, linux=self.linux)
         self.events: list[Event] = timetravel.events_between(0, self.last_icount)
         self._event_icounts = [e.icount for e in self.events]
         self.density: list[int] = timetravel.event_density(min(DENSITY_BUCKETS, self.last_icount + 1))
-        self.event_filter: frozenset[EventKind] | None = frozenset(EventKind) - QUIET_KINDS
+        self.default_event_filter = frozenset(EventKind) - (LINUX_QUIET_KINDS if self.linux else QUIET_KINDS)
+        self.event_filter: frozenset[EventKind] | None = self.default_event_filter
         self.memory_address: int | None = None      # None until the first Moment picks one
+        self._image_span = self.layout.image_span()  # read by the UI thread: kept up to date by _build
         self._hits: list[int] = []
         self._listings: list[_Listing] = []
         self._last_search: tuple[SearchSpec, int] | None = None
@@ -201,12 +218,34 @@ class DebugSession:
             session.refresh()
         return session
 
+    @property
+    def image_start(self) -> int:
+        """Where the program's own image starts (a Linux program's: as of the current Moment)."""
+        return self._image_span[0]
+
+    @property
+    def image_end(self) -> int:
+        return self._image_span[1]
+
+    @property
+    def code_ranges(self) -> list[tuple[int, int]]:
+        """Executable memory (where return addresses point), at the current position."""
+        return self.layout.code_ranges()
+
     def describe(self, address: int) -> str:
-        """'name+0x12' for an address in (or just after a sizeless) symbol, else the hex address."""
+        """'name+0x12' for an address in (or just after a sizeless) symbol, else (a Linux
+        program) 'libc.so.6+0x2724a' in a mapped file's code, else the hex address."""
         sym = self.symbols.lookup(address)
         if sym is None or (sym.size == 0 and address - sym.address > SIZELESS_REACH):
-            return f"{address:#x}"
+            return self._in_module(address) or f"{address:#x}"
         return self.symbols.describe(address)
+
+    def _in_module(self, address: int) -> str | None:
+        """'file+offset' for an address in the code of a mapped ELF file (Linux only), else None."""
+        for start, end, name, bias in self._modules:
+            if start <= address < end:
+                return f"{name}+{address - bias:#x}"
+        return None
 
     def close(self) -> None:
         with self._guard():
@@ -426,27 +465,50 @@ class DebugSession:
         return None
 
     def _find_memory(self, pattern: bytes, cancel) -> int | None:
-        """The first occurrence of ``pattern`` after the memory window's address, wrapping."""
+        """The first occurrence of ``pattern`` after the memory window's address, wrapping.
+
+        Searches the guest's memory: an appliance's RAM, a Linux program's mappings now.
+        """
         chunk = 1 << 20
         origin = (self.memory_address or 0) + 1
-        spans = [(origin, self.mem_size), (0, origin + len(pattern))]
+        regions = self.layout.regions()
+        spans = [(max(lo, origin), hi) for lo, hi in regions if hi > origin]
+        spans += [(lo, min(hi, origin + len(pattern))) for lo, hi in regions if lo < origin + len(pattern)]
+        total = max(1, sum(hi - lo for lo, hi in spans))
+        done = 0
         for lo, hi in spans:
             addr = lo
             while addr < hi:
                 if cancel is not None and cancel.is_set():
                     return None
                 size = min(chunk + len(pattern) - 1, hi - addr)
-                try:
-                    data = self.tt.read_memory(addr, size)
-                except Exception:          # not RAM (the null page): skip to the next page
-                    addr = (addr | 0xFFF) + 1
-                    continue
+                data = self._read(addr, size)
+                if data is None:           # a page that is not there (the null page, one never touched)
+                    data = self._present_prefix(addr, size)
                 found = data.find(pattern)
                 if found >= 0:
                     return addr + found
-                addr += chunk
-                self.progress = addr / self.mem_size
+                if len(data) == size:
+                    step = chunk           # the next read overlaps this one by len(pattern) - 1
+                else:                      # searched up to the missing page: go past it
+                    step = ((addr + len(data)) | 0xFFF) + 1 - addr
+                addr += step
+                done += step
+                self.progress = min(1.0, done / total)
         return None
+
+    def _present_prefix(self, address: int, size: int) -> bytes:
+        """The bytes from ``address`` up to the first page that cannot be read."""
+        parts = []
+        end = address + size
+        while address < end:
+            n = min(end, (address | 0xFFF) + 1) - address
+            data = self._read(address, n)
+            if data is None:
+                break
+            parts.append(data)
+            address += n
+        return b"".join(parts)
 
     # -- changes that do not move --------------------------------------------------------
 
@@ -518,6 +580,8 @@ class DebugSession:
 
     def _build(self, stop, before: Moment | None, note: str = "") -> Moment:
         tt = self.tt
+        self._image_span = self.layout.image_span()
+        self._modules = self.layout.modules()
         regs = tt.registers()
         rip = regs["rip"]
         code, current = self._code_around(rip)
@@ -551,8 +615,9 @@ class DebugSession:
         for address in candidates:
             if self._readable(address):
                 return address & ~0xF
-        # The stack: at boot RSP is 16 bytes below the end of RAM; keep the window in RAM.
-        return max(0, min(regs["rsp"] & ~0xF, self.mem_size - 16 * MEMORY_ROWS))
+        # The stack: at boot RSP is 16 bytes below the end of RAM (an appliance) or of the
+        # stack mapping (a Linux program); keep the window inside.
+        return clamp_window(regs["rsp"] & ~0xF, 16 * MEMORY_ROWS, self.layout.regions())
 
     def _readable(self, address: int) -> bool:
         try:
@@ -582,13 +647,16 @@ class DebugSession:
                 raw = self._read(address, 8)
                 values[address] = None if raw is None else int.from_bytes(raw, "little")
         slots = []
+        code_ranges = self.code_ranges
         for i in range(STACK_SLOTS):
             address = rsp + 8 * i
             value = values[address]
             symbol = None
-            if value is not None and any(lo <= value < hi for lo, hi in self.code_ranges):
+            if value is not None and any(lo <= value < hi for lo, hi in code_ranges):
                 if self.symbols.lookup(value) is not None:
                     symbol = self.describe(value)
+                else:
+                    symbol = self._in_module(value)
             changed = address in old and old[address] != value
             slots.append(StackSlot(address, value, symbol, changed))
         return tuple(slots), values
@@ -719,23 +787,6 @@ class DebugSession:
         return None
 
 
-def _executable_ranges(elf_bytes: bytes) -> list[tuple[int, int]]:
-    """[start, end) of the image's executable PT_LOAD segments (where return addresses point)."""
-    import io
-
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    ranges = []
-    try:
-        for segment in ELFFile(io.BytesIO(elf_bytes)).iter_segments():
-            if segment["p_type"] == "PT_LOAD" and segment["p_flags"] & 1:       # PF_X
-                ranges.append((segment["p_paddr"], segment["p_paddr"] + segment["p_memsz"]))
-    except (ELFError, ValueError, OverflowError):
-        pass
-    return ranges
-
-
 _WATCH_WORDS = {"w": "writes", "r": "reads", "a": "reads and writes"}
 _SUBREGISTERS = {f"e{r}": f"r{r}" for r in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp")}
 _SUBREGISTERS.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
@@ -772,9 +823,21 @@ def _short_bytes(data: bytes, limit: int = 40) -> str:
     return text + ("…" if len(data) > limit else "")
 
 
-def format_payload(event: Event) -> str:
-    """An event's payload in a few words (the event list, search)."""
+_LINUX_KINDS = frozenset({EventKind.SYSCALL, EventKind.SIGNAL, EventKind.BLOB})
+
+
+def format_payload(event: Event, *, string_limit: int = EVENT_STRING_LIMIT) -> str:
+    """An event's payload in a few words (the event list, search).
+
+    A Linux program's system calls and signals read as strace prints them
+    (``openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = 3``), with at most
+    ``string_limit`` bytes of the data they carry.
+    """
     kind, p = event.kind, event.payload
+    if kind in _LINUX_KINDS:
+        from replay.render import render_event
+
+        return render_event(event, string_limit=string_limit)
     try:
         if kind is EventKind.SOCK_DATA:
             chan, data = p

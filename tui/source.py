@@ -57,11 +57,15 @@ class LineTable:
         self._text_cache: dict[Path, list[str] | None] = {}
 
     @classmethod
-    def from_elf(cls, elf_bytes: bytes, search_dirs: tuple[Path, ...] = DEFAULT_SEARCH_DIRS) -> LineTable:
+    def from_elf(cls, elf_bytes: bytes, search_dirs: tuple[Path, ...] = DEFAULT_SEARCH_DIRS, *,
+                 bias: int = 0) -> LineTable:
         """Read the line program of every compile unit.
 
         An image without debug info, or with debug info pyelftools cannot read, gives an
         empty table: lines are a convenience, never a reason to refuse a trace.
+
+        Args:
+            bias: added to every address (the load bias of a position-independent executable).
         """
         rows: list[tuple[int, SourceLocation | None]] = []
         try:
@@ -83,7 +87,7 @@ class LineTable:
                     if state is None:
                         continue
                     if state.end_sequence:
-                        rows.append((state.address, None))
+                        rows.append((state.address + bias, None))
                         continue
                     key = (state.file, state.line)
                     loc = locations.get(key)
@@ -93,7 +97,7 @@ class LineTable:
                         if full not in found:
                             found[full] = _find_file(full, shown, search_dirs)
                         loc = locations[key] = SourceLocation(shown, state.line, found[full])
-                    rows.append((state.address, loc))
+                    rows.append((state.address + bias, loc))
         except (ELFError, DWARFError, OverflowError, ValueError, KeyError, struct.error, AttributeError):
             pass                        # damaged debug info only costs source lines
         return cls(rows)

@@ -45,7 +45,7 @@ class MainScreen(Screen):
                 yield ConsoleOutput(id="console")
                 yield SocketOutput(id="sockets")
         yield StatusBar(trace_name=session.trace_name, last_icount=session.last_icount,
-                        end_text=session.end_text, id="status")
+                        end_text=session.end_text, program=session.program, id="status")
         yield Footer()
 
     def on_mount(self) -> None:

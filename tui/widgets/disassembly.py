@@ -43,9 +43,22 @@ class Disassembly(Widget, can_focus=True):
     def show(self, moment: Moment) -> None:
         self.moment = moment
         self.cursor = moment.current_row
-        self.border_title = f"Code — {moment.code[moment.current_row].location}" if (
-            moment.current_row >= 0 and moment.code[moment.current_row].location) else "Code"
+        self.border_title = self._title(moment, None)
         self.refresh()
+
+    @staticmethod
+    def _title(moment: Moment, top: int | None) -> str:
+        """'Code — FILE:LINE' of the current instruction; when the label of the function it is
+        in has scrolled off the top (a long function), its name too."""
+        parts = ["Code"]
+        current = moment.current_row
+        if top is not None and current >= 0:
+            label = next((i for i in range(current, -1, -1) if moment.code[i].kind == "label"), None)
+            if label is not None and label < top:
+                parts.append(moment.code[label].text)
+        if current >= 0 and moment.code[current].location:
+            parts.append(str(moment.code[current].location))
+        return " — ".join(parts)
 
     @property
     def selected_address(self) -> int | None:
@@ -94,6 +107,9 @@ class Disassembly(Widget, can_focus=True):
             return Text(f"no code at {moment.rip:#x} (not RAM)", style="bold red")
         focus = self.cursor if self.cursor >= 0 else 0
         self._top = max(0, min(focus - height // 2, len(rows) - height))
+        title = self._title(moment, self._top)
+        if title != self.border_title:
+            self.border_title = title
         text = Text(no_wrap=True, overflow="ellipsis")
         for i in range(self._top, min(len(rows), self._top + height)):
             if i > self._top:

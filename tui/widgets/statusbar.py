@@ -1,5 +1,6 @@
-"""One line, always there: the position (``icount N``), the trace, how the run ended,
-and what is going on (the last stop, or the progress of a long operation)."""
+"""One line, always there: the position (``icount N``), the trace (and the program, for
+a Linux program's trace), how the run ended, and what is going on (the last stop, or the
+progress of a long operation)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ class StatusBar(Widget):
     StatusBar { text-wrap: nowrap; text-overflow: ellipsis; height: 1; background: $panel; color: $text; padding: 0 1; }
     """
 
-    def __init__(self, *, trace_name: str, last_icount: int, end_text: str, id: str | None = None) -> None:
+    def __init__(self, *, trace_name: str, last_icount: int, end_text: str, program: str | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.trace_name = trace_name
+        self.program = program
         self.last_icount = last_icount
         self.end_text = end_text
         self.moment: Moment | None = None
@@ -51,8 +54,11 @@ class StatusBar(Widget):
         text.append(f" / {self.last_icount}", style="dim")
         text.append("  │  ")
         text.append(self.trace_name, style="bold cyan")
+        if self.program:                  # a Linux program: its command line, and it "exited"/"crashed"
+            text.append(f": {self.program}", style="cyan")
         text.append("  │  ")
-        text.append(f"ended: {self.end_text}", style="red" if self.end_text.startswith("crash") else "green")
+        ending = self.end_text if self.program else f"ended: {self.end_text}"
+        text.append(ending, style="red" if self.end_text.startswith("crash") else "green")
         text.append("  │  ")
         if self.busy_label is not None:
             spin = SPINNER[self._tick % len(SPINNER)]

@@ -1,0 +1,174 @@
+"""The debugger on a Linux program's trace: a gcc -g PIE that prints through libc and then
+stores through a NULL pointer, recorded with ``vmrr record -o T -- PROG`` and driven with
+textual's Pilot: the crash with the program's symbols and source lines, libc's symbols,
+system calls as strace prints them, memory search over the program's mappings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tui_fixtures import SIZE, make_app, run, settle
+from conftest import describe, replay_verify, vmrr
+from tui.session import end_summary
+
+SOURCE = r"""
+#include <stdio.h>
+
+static int *target;
+
+__attribute__((noinline)) void store_through_null(int value)
+{
+    printf("about to store %d\n", value);
+    *target = value;
+}
+
+int main(void)
+{
+    store_through_null(42);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def linux_trace(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    work = tmp_path_factory.mktemp("tui-linux")
+    (work / "crash.c").write_text(SOURCE)
+    program = work / "null_store"
+    subprocess.run(["gcc", "-g", "-O0", "-fPIE", "-pie", "-o", "null_store", "crash.c"],
+                   cwd=work, check=True, timeout=60)
+    trace = work / "null_store.vmrr"
+    record = vmrr("record", "-o", trace, "--", program, timeout=120)
+    assert record.returncode == 3, "the program should crash" + describe(record)
+    assert "SIGSEGV" in record.stderr, describe(record)
+    assert trace.is_file(), describe(record)
+    return trace
+
+
+def status_text(app) -> str:
+    return str(app.main.status.render())
+
+
+def panel_text(app, selector: str) -> str:
+    return str(app.main.query_one(selector).render())
+
+
+def current_code_text(app) -> str:
+    moment = app.session.moment
+    return moment.code[moment.current_row].text
+
+
+def test_replay_verify_reproduces_the_crash(linux_trace):
+    replay = replay_verify(linux_trace)
+    assert "crash recurred: SIGSEGV" in replay.stderr, describe(replay)
+    assert replay.stdout == "about to store 42\n"
+
+
+def test_opens_at_the_crash_with_the_programs_symbols_and_lines(linux_trace):
+    async def scenario():
+        app = make_app(linux_trace)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            session = app.session
+            moment = session.moment
+            assert session.linux and moment.icount == session.crash_icount
+            status = status_text(app)
+            assert "null_store.vmrr" in status and "null_store" in session.program
+            assert "crashed: SIGSEGV at store_through_null+" in status
+            assert "segmentation fault at address 0x0" in status        # the greeting
+
+            assert current_code_text(app) == "mov dword ptr [rax], edx"
+            code = app.main.query_one("#code")
+            title = str(code.border_title)
+            assert "store_through_null" in title or "store_through_null:" in panel_text(app, "#code")
+            assert title.endswith(" crash.c:9")                         # DWARF, PIE bias applied
+            assert "*target = value;" in panel_text(app, "#code")
+            assert "store_through_null+" in panel_text(app, "#registers")
+
+            # The stack's return address into main; the memory window on the stack mapping.
+            stack = panel_text(app, "#stack")
+            assert "main+" in stack
+            assert "libc.so.6+0x" in stack          # __libc_start_call_main: libc has no .symtab
+            stack_vma = [v for v in session.tt.machine.kernel.space.vmas if v.name == "[stack]"][0]
+            assert stack_vma.start <= moment.memory.address < stack_vma.end
+            assert None not in moment.memory.data
+
+            # Events: system calls as strace prints them, file content (BLOB) hidden.
+            events = panel_text(app, "#events")
+            assert "write(1, 0x" in events and ", 18) = 18" in events   # the printf
+            assert "SYSCALL" in events and "RDTSC" in events
+            assert "BLOB" not in events and "BLOB" in "".join(e.kind.name for e in session.events)
+            assert "about to store 42" in panel_text(app, "#console")
+    run(scenario())
+
+
+def test_steps_back_into_libc_and_forward_to_the_crash(linux_trace):
+    async def scenario():
+        app = make_app(linux_trace)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            session = app.session
+            crash = session.crash_icount
+            await pilot.press("S", "S", "S", "S")                      # back out of printf's ret
+            await settle(app, pilot)
+            assert session.moment.icount == crash - 4
+            assert current_code_text(app) == "ret"
+            assert session.describe(session.moment.rip).startswith("printf+")   # libc's symbol
+            assert "printf" in str(app.main.query_one("#code").border_title)  # its label is far above
+            assert "at printf+" in status_text(app)
+            code_ranges = session.code_ranges                          # libc's code is code
+            assert any(lo <= session.moment.rip < hi for lo, hi in code_ranges)
+
+            await pilot.press("s", "s", "s", "s")
+            await settle(app, pilot)
+            assert session.moment.icount == crash
+            assert current_code_text(app) == "mov dword ptr [rax], edx"
+
+            await pilot.press("F")                                     # back to the call in main
+            await settle(app, pilot)
+            assert session.describe(session.moment.rip).startswith("main+")
+            assert current_code_text(app).startswith("call ")
+            assert "store_through_null(42);" in panel_text(app, "#code")
+
+            await pilot.press("less_than_sign")                        # the start: ld.so runs
+            await settle(app, pilot)
+            assert session.moment.icount == 0
+            interp = [v for v in session.tt.machine.kernel.space.vmas if v.prot & 4]
+            assert len(interp) == 2                                    # the program and ld.so
+            assert any(v.start <= session.moment.rip < v.end and "ld-linux" in v.name for v in interp)
+            assert session.code_ranges == [(v.start, v.end) for v in interp]    # read now, not at the crash
+            await pilot.press("g", *"printf", "enter")                 # a libc symbol, by name
+            await settle(app, pilot)
+            assert session.describe(session.moment.rip) == "printf", app.last_error
+            assert "printf" in panel_text(app, "#code")
+            assert session.moment.icount < crash
+    run(scenario())
+
+
+def test_memory_search_covers_the_mappings(linux_trace):
+    async def scenario():
+        app = make_app(linux_trace)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            session = app.session
+            await pilot.press("slash", *"m:about to store", "enter")
+            await settle(app, pilot)
+            note = session.moment.note
+            assert note.startswith("found in memory at "), note
+            address = int(note.split()[4], 16)
+            assert session.tt.read_memory(address, 14) == b"about to store"
+            assert session.image_start <= address < session.image_end    # the format string
+    run(scenario())
+
+
+def test_how_a_linux_program_ended_in_words():
+    assert end_summary({"reason": "poweroff", "exit_status": 3}, hex, linux=True) == "exited with status 3"
+    assert end_summary({"reason": "crash", "kind": "SIGABRT", "signal": 6, "rip": 0x10}, hex,
+                       linux=True) == "crashed: SIGABRT at 0x10"
+    assert end_summary({"reason": "crash", "signal": 7}, hex, linux=True) == "crashed: signal 7"
+    assert end_summary({"reason": "poweroff", "exit_status": 3}, hex) == "power-off, status 3"
