@@ -4,6 +4,12 @@ brk, anonymous and file mappings, munmap, mprotect with a SIGSEGV handler that
 siglongjmp's out, mremap, madvise(MADV_DONTNEED), 5,000 alternating-protection pages in
 one mapping and 2,500 separate mappings (past Unicorn's ~4,096-section limit), and a
 malloc larger than the machine's RAM (--mem 256M) failing with ENOMEM.
+
+Known costs kept small on purpose (reported to the lead): replay/boundary.py's
+``_next_stop`` scans every inline SYSCALL event up to the next stop at each slice, and
+every page fault ends a slice, so replay is O(faults x syscalls ahead); memory.py's VMA
+list makes munmap (``list.index``) and ``find_gap`` linear. The program does its
+call-heavy parts first and touches only some of the 5,000 pages.
 """
 
 from __future__ import annotations
