@@ -6,7 +6,9 @@ without waiting: while a worker thread runs a long move, a call from the UI thre
 ``SessionBusy`` instead of blocking the screen. After every move the session builds a
 ``Moment`` — an immutable picture of the machine at the new position (code, registers,
 stack, memory, events, outputs) with what changed since the previous position — and the
-widgets only render Moments.
+widgets only render Moments. Where code, the program's image and searchable memory are
+comes from ``tui.layout``: an appliance's ELF, or a Linux program's memory map as it is at
+the current position.
 """
 
 from __future__ import annotations
@@ -837,7 +839,10 @@ def format_payload(event: Event, *, string_limit: int = EVENT_STRING_LIMIT) -> s
     if kind in _LINUX_KINDS:
         from replay.render import render_event
 
-        return render_event(event, string_limit=string_limit)
+        try:
+            return render_event(event, string_limit=string_limit)
+        except Exception:          # a payload of a shape the renderer does not expect: as it is
+            return "" if p is None else str(p)[:60]
     try:
         if kind is EventKind.SOCK_DATA:
             chan, data = p
