@@ -53,6 +53,9 @@ class ApplianceLayout:
         """No shared objects in an appliance: its symbols cover its code."""
         return []
 
+    def mapping_name(self, address: int) -> str | None:
+        return None
+
 
 class LinuxLayout:
     """A Linux program: the executable, its libraries and its memory, from the VMAs now.
@@ -94,6 +97,13 @@ class LinuxLayout:
         biases = dict(self.kernel.libraries())
         return [(v.start, v.end, v.name.rsplit("/", 1)[-1], biases[v.name])
                 for v in self.kernel.space.vmas if v.prot & PROT_EXEC and v.name in biases]
+
+    def mapping_name(self, address: int) -> str | None:
+        """What is mapped at ``address``: a path, ``[stack]``, ``[heap]``, ``anonymous memory``."""
+        for v in self.kernel.space.vmas:
+            if v.start <= address < v.end:
+                return v.name or "anonymous memory"
+        return None
 
 
 def layout_for(timetravel) -> ApplianceLayout | LinuxLayout:

@@ -192,6 +192,7 @@ class DebugSession:
         self._hits: list[int] = []
         self._listings: list[_Listing] = []
         self._last_search: tuple[SearchSpec, int] | None = None
+        self._last_found: int | None = None         # the last memory match (a repeat goes past it)
         self.moment: Moment = self._build(None, None)
         self._before: Moment = self.moment          # the Moment at the previous position
 
@@ -444,7 +445,11 @@ class DebugSession:
             address = self._find_memory(spec.pattern, cancel)
             if address is not None:
                 self.memory_address = address & ~0xF
-                note = f"found in memory at {address:#x} ({self.describe(address)})"
+                self._last_found = address
+                where = self.describe(address)
+                if where.startswith("0x"):
+                    where = self.layout.mapping_name(address) or where     # a Linux program's [stack], ...
+                note = f"found in memory at {address:#x} ({where})"
         self._last_search = (spec, self.tt.icount)
         if note is None:
             where = {SearchKind.ANY: "events after now or memory", SearchKind.EVENTS: "events after now",
@@ -473,6 +478,8 @@ class DebugSession:
         """
         chunk = 1 << 20
         origin = (self.memory_address or 0) + 1
+        if self._last_found is not None and self._last_found & ~0xF == self.memory_address:
+            origin = self._last_found + 1          # the window still shows the last match: past it
         regions = self.layout.regions()
         spans = [(max(lo, origin), hi) for lo, hi in regions if hi > origin]
         spans += [(lo, min(hi, origin + len(pattern))) for lo, hi in regions if lo < origin + len(pattern)]

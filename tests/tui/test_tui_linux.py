@@ -163,6 +163,18 @@ def test_memory_search_covers_the_mappings(linux_trace):
             address = int(note.split()[4], 16)
             assert session.tt.read_memory(address, 14) == b"about to store"
             assert session.image_start <= address < session.image_end    # the format string
+
+            found = [address]
+            for _ in range(4):                                         # again, past each match
+                await pilot.press("slash", "enter")
+                await settle(app, pilot)
+                note = session.moment.note
+                found.append(int(note.split()[4], 16))
+                if note.endswith("([heap])"):
+                    break
+            assert found == sorted(set(found)), found
+            assert note.endswith("([heap])"), note
+            assert session.tt.read_memory(found[-1], 17) == b"about to store 42"    # stdout's buffer
     run(scenario())
 
 
