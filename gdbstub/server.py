@@ -8,6 +8,13 @@ TimeTravel. A replay cannot change, so writes to registers and memory are refuse
 gdb finds the guest's symbols by itself: ``qXfer:exec-file:read`` names a private copy
 of the ELF embedded in the trace, and ``vFile`` serves that file (only that file), so
 gdb on another machine can load it too.
+
+A Linux program's trace is shown as a GNU/Linux process (``gdbstub/linux.py``): the
+target description names the OS ABI, ``qXfer:auxv:read`` lets gdb relocate a PIE, the
+exec file is the program's own path, and host I/O serves the executable, the dynamic
+linker and the libraries from the trace, so ``info sharedlibrary``, ``bt`` through libc
+and breakpoints in libraries work with nothing installed where gdb runs. Its threads
+are the kernel's tids, as ``pPID.TID`` ids when gdb speaks the multiprocess extensions.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import errno
 import os
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -25,21 +31,28 @@ from collections import Counter
 from collections.abc import Callable
 
 from gdbstub import monitor
+from gdbstub.hostio import HostFiles
+from gdbstub.linux import LinuxProcess
 from gdbstub.protocol import (BadPacket, Connection, ConnectionClosed, Interrupt, MAX_PACKET,
                               escape, hex_text)
-from gdbstub.target import REGISTERS, RBP, RIP, RSP, encode_register, encode_registers, target_xml
+from gdbstub.target import (RBP, RIP, RSP, encode_register, encode_registers, registers_for,
+                            target_xml)
 from replay.timetravel import Stop, StopReason, TimeTravel, UnreadableMemory
 from vmm.errors import HostError, VmrrError
 
 # gdb's own signal numbers (they are not the host's).
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGBUS, SIGSEGV = 2, 4, 5, 8, 10, 11
 _VECTOR_SIGNALS = {0: SIGFPE, 3: SIGTRAP, 6: SIGILL, 16: SIGFPE, 17: SIGBUS, 19: SIGFPE}
-THREAD_ID = "1"
+# A Linux program's fatal signal, by name, in gdb's numbering.
+_GDB_SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6,
+                "SIGFPE": 8, "SIGKILL": 9, "SIGBUS": 10, "SIGSEGV": 11, "SIGSYS": 12, "SIGPIPE": 13,
+                "SIGALRM": 14, "SIGTERM": 15, "SIGXCPU": 24, "SIGXFSZ": 25, "SIGVTALRM": 26,
+                "SIGPROF": 27, "SIGUSR1": 30, "SIGUSR2": 31}
+APPLIANCE_TID = 1                # an appliance is one CPU, shown as thread 1
 Reply = str | bytes | None       # a packet payload to send, or None: nothing to send
 PAGE = 0x1000
 _REFUSED = "E01"                 # writes to a replay, bad arguments
 _UNREADABLE = "E14"              # EFAULT: memory gdb asked for is not mapped
-_HOSTIO_ENOENT, _HOSTIO_EBADF, _HOSTIO_EACCES, _HOSTIO_EINVAL = 2, 9, 13, 22
 
 
 def _log(message: str) -> None:
@@ -56,6 +69,8 @@ def crash_signal(end: dict | None) -> int:
     vector = end.get("vector")
     if end.get("kind") == "unhandled exception" and isinstance(vector, int):
         return _VECTOR_SIGNALS.get(vector, SIGSEGV)
+    if end.get("kind") in _GDB_SIGNALS:      # a Linux program killed by a signal
+        return _GDB_SIGNALS[end["kind"]]
     return SIGSEGV
 
 
@@ -77,7 +92,11 @@ class GdbServer:
         self.tt = tt
         self._listener = listener if listener is not None else bind_listener(host, port)
         self._workdir = tempfile.mkdtemp(prefix="vmrr-gdb-")
-        self.exec_path = _write_private(self._workdir, _exec_name(tt), tt.image.elf)
+        self.process = LinuxProcess(tt) if getattr(tt.machine, "kernel", None) is not None else None
+        if self.process is not None:
+            self.exec_path = self.process.exec_path         # served from the trace, by its own path
+        else:
+            self.exec_path = _write_private(self._workdir, _exec_name(tt), tt.image.elf)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -91,7 +110,7 @@ class GdbServer:
             _log(f"gdb connected from {peer[0]}:{peer[1]}")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
-                Session(self.tt, Connection(sock), self.exec_path).run()
+                Session(self.tt, Connection(sock), self.exec_path, self.process).run()
             finally:
                 sock.close()
             _log(f"gdb disconnected; waiting for the next one (icount {self.tt.icount})")
@@ -149,17 +168,27 @@ class Session:
 
     Breakpoints and watchpoints gdb inserted are removed from the TimeTravel when the
     session ends, so a gdb that died does not leave them behind for the next one.
+
+    Args:
+        process: the Linux view of the trace, or None for an appliance.
     """
 
-    def __init__(self, tt: TimeTravel, conn: Connection, exec_path: str) -> None:
+    def __init__(self, tt: TimeTravel, conn: Connection, exec_path: str,
+                 process: LinuxProcess | None = None) -> None:
         self.tt = tt
         self.conn = conn
         self.exec_path = exec_path
+        self.process = process
+        self.registers = registers_for(process is not None)
         self.gdb_features: set[str] = set()
+        self.multiprocess = False
         self.done = False
         self._breakpoints: dict[int, Counter[str]] = {}
         self._watchpoints: Counter[tuple[int, int, str]] = Counter()
-        self._files: dict[int, bytes] = {}
+        if process is not None:
+            self.files = HostFiles(process.file, process.readlink)
+        else:
+            self.files = HostFiles(self._exec_file, mtime=int(os.stat(exec_path).st_mtime))
         self._exact = self._exact_routes()
         self._prefixed = self._prefix_routes()
 
@@ -175,9 +204,10 @@ class Session:
             "vMustReplyEmpty": lambda: "",
             "QStartNoAckMode": self.start_no_ack,
             "qAttached": lambda: "1",                # attached: gdb detaches on quit, never kills
-            "qC": lambda: f"QC{THREAD_ID}",
-            "qOffsets": lambda: "Text=0;Data=0;Bss=0",
-            "qfThreadInfo": lambda: f"m{THREAD_ID}",
+            "qC": lambda: f"QC{self.thread_id(self.current_tid())}",
+            # A Linux program is relocated by gdb itself, from AT_ENTRY in the auxv.
+            "qOffsets": lambda: "" if self.process is not None else "Text=0;Data=0;Bss=0",
+            "qfThreadInfo": lambda: "m" + ",".join(self.thread_id(t) for t in self.tids()),
             "qsThreadInfo": lambda: "l",
         }
 
@@ -188,9 +218,10 @@ class Session:
             ("qXfer:", self.xfer),
             ("qRcmd,", self.monitor),
             ("qSymbol", lambda _: "OK"),
-            ("qThreadExtraInfo,", lambda _: hex_text("vmrr guest CPU")),
+            ("qAttached:", lambda _: "1"),
+            ("qThreadExtraInfo,", self.thread_extra_info),
             ("vCont;", self.vcont),
-            ("vFile:", self.hostio),
+            ("vFile:", self.files.handle),
             ("vKill", lambda _: self.kill() or "OK"),
             ("p", self.read_register),
             ("m", self.read_memory),
@@ -200,7 +231,7 @@ class Session:
             ("C", lambda _: self.resume(self._cont)),
             ("s", lambda _: self.resume(self._step)),
             ("S", lambda _: self.resume(self._step)),
-            ("H", lambda _: "OK"),
+            ("H", self.select_thread),
             ("T", self.thread_alive),
             ("D", lambda _: self.detach()),
             ("G", self.refuse), ("P", self.refuse), ("M", self.refuse), ("X", self.refuse),
@@ -263,6 +294,11 @@ class Session:
         features = [f"PacketSize={MAX_PACKET:x}", "QStartNoAckMode+", "qXfer:features:read+",
                     "qXfer:exec-file:read+", "ReverseStep+", "ReverseContinue+", "vContSupported+"]
         features += [f"{f}+" for f in ("swbreak", "hwbreak") if f in self.gdb_features]
+        if self.process is not None:
+            features += ["qXfer:auxv:read+", "qXfer:threads:read+"]
+            self.multiprocess = "multiprocess" in self.gdb_features
+            if self.multiprocess:
+                features.append("multiprocess+")
         return ";".join(features)
 
     def start_no_ack(self) -> None:
@@ -279,8 +315,40 @@ class Session:
         self.done = True                     # the replay stays: the next gdb finds it here
         return None
 
+    # -- threads -------------------------------------------------------------------------
+
+    def tids(self) -> list[int]:
+        return self.process.tids() if self.process is not None else [APPLIANCE_TID]
+
+    def current_tid(self) -> int:
+        return self.process.current_tid() if self.process is not None else APPLIANCE_TID
+
+    def thread_id(self, tid: int) -> str:
+        """A thread as gdb names it: ``pPID.TID`` (multiprocess) or ``TID``, in hex."""
+        if self.multiprocess and self.process is not None:
+            return f"p{self.process.pid:x}.{tid:x}"
+        return f"{tid:x}"
+
+    def _known_thread(self, text: str) -> bool:
+        """Whether a thread-id from gdb names our thread(s): ``TID``, ``pPID.TID``, -1, 0."""
+        if text.startswith("p"):
+            pid_text, _, text = text[1:].partition(".")
+            if self.process is None or pid_text not in ("-1", "0") and int(pid_text, 16) != self.process.pid:
+                return False
+            text = text or "-1"
+        return text in ("-1", "0") or int(text, 16) in self.tids()
+
     def thread_alive(self, thread: str) -> str:
-        return "OK" if thread in (THREAD_ID, "-1", "0") else "E01"
+        return "OK" if self._known_thread(thread) else "E01"
+
+    def select_thread(self, args: str) -> str:
+        """``Hg``/``Hc`` THREAD: every thread is stopped at one position; any known one is fine."""
+        return "OK" if self._known_thread(args[1:] or "0") else "E01"
+
+    def thread_extra_info(self, thread: str) -> str:
+        if self.process is None:
+            return hex_text("vmrr guest CPU")
+        return hex_text("vmrr replay")
 
     def refuse(self, _args: str) -> str:
         return _REFUSED                      # a replay's registers and memory cannot change
@@ -292,9 +360,13 @@ class Session:
         if op != "read":
             return b""
         if obj == "features":
-            data = target_xml() if annex == "target.xml" else None
+            data = target_xml(self.process is not None) if annex == "target.xml" else None
         elif obj == "exec-file":
             data = self.exec_path.encode()
+        elif obj == "auxv" and self.process is not None:
+            data = self.process.auxv()
+        elif obj == "threads" and self.process is not None:
+            data = self.process.threads_xml(self.thread_id)
         else:
             return b""
         if data is None:
@@ -305,14 +377,20 @@ class Session:
 
     # -- registers and memory ------------------------------------------------------------
 
+    def register_values(self) -> dict[str, int]:
+        values = self.tt.registers()
+        if self.process is not None:
+            values = {**values, "orig_rax": -1}  # a stop outside a system call, as Linux shows it
+        return values
+
     def read_registers(self) -> str:
-        return encode_registers(self.tt.registers())
+        return encode_registers(self.register_values(), self.registers)
 
     def read_register(self, args: str) -> str:
         number = int(args, 16)
-        if number >= len(REGISTERS):
+        if number >= len(self.registers):
             return "E01"
-        return encode_register(REGISTERS[number], self.tt.registers())
+        return encode_register(self.registers[number], self.register_values())
 
     def read_memory(self, args: str) -> str:
         address, length = (int(x, 16) for x in args.split(","))
@@ -380,7 +458,7 @@ class Session:
     def vcont(self, args: str) -> str | None:
         for action in args.split(";"):
             verb, _, thread = action.partition(":")
-            if thread and thread not in (THREAD_ID, "-1"):
+            if thread and not self._known_thread(thread):
                 continue
             if verb[:1] in ("c", "C"):
                 return self.resume(self._cont)
@@ -474,9 +552,9 @@ class Session:
         return ""
 
     def _stop_packet(self, signal: int, reason: str = "") -> str:
-        regs = self.tt.registers()
-        expedite = "".join(f"{n:02x}:{encode_register(REGISTERS[n], regs)};" for n in (RBP, RSP, RIP))
-        return f"T{signal:02x}{reason}{expedite}thread:{THREAD_ID};"
+        regs = self.register_values()
+        expedite = "".join(f"{n:02x}:{encode_register(self.registers[n], regs)};" for n in (RBP, RSP, RIP))
+        return f"T{signal:02x}{reason}{expedite}thread:{self.thread_id(self.current_tid())};"
 
     # -- monitor -------------------------------------------------------------------------
 
@@ -487,46 +565,13 @@ class Session:
             self.conn.send("O" + hex_text(text[i:i + 512]))
         return "OK"
 
-    # -- host I/O: the exec file only ----------------------------------------------------
+    # -- host I/O: an appliance's exec file only ------------------------------------------
 
-    def hostio(self, args: str) -> str | bytes:
-        op, _, rest = args.partition(":")
-        handler = {"setfs": lambda _: "F0", "open": self._file_open, "pread": self._file_pread,
-                   "close": self._file_close, "fstat": self._file_fstat}.get(op)
-        return handler(rest) if handler else ""
-
-    def _file_open(self, args: str) -> str:
-        path_hex, flags, _mode = args.split(",")
-        if bytes.fromhex(path_hex).decode("utf-8", "replace") != self.exec_path:
-            return f"F-1,{_HOSTIO_ENOENT:x}"
-        if int(flags, 16) & 3:               # not O_RDONLY
-            return f"F-1,{_HOSTIO_EACCES:x}"
+    def _exec_file(self, path: str) -> bytes | None:
+        if path != self.exec_path:
+            return None
         with open(self.exec_path, "rb") as f:
-            data = f.read()
-        fd = max(self._files, default=2) + 1
-        self._files[fd] = data
-        return f"F{fd:x}"
-
-    def _file_pread(self, args: str) -> str | bytes:
-        fd, count, offset = (int(x, 16) for x in args.split(","))
-        if fd not in self._files:
-            return f"F-1,{_HOSTIO_EBADF:x}"
-        chunk = self._files[fd][offset:offset + min(count, MAX_PACKET // 2)]
-        return f"F{len(chunk):x};".encode() + escape(chunk)
-
-    def _file_close(self, args: str) -> str:
-        return "F0" if self._files.pop(int(args, 16), None) is not None else f"F-1,{_HOSTIO_EBADF:x}"
-
-    def _file_fstat(self, args: str) -> str | bytes:
-        data = self._files.get(int(args, 16))
-        if data is None:
-            return f"F-1,{_HOSTIO_EBADF:x}"
-        # gdb's struct stat: big-endian dev, ino, mode, nlink, uid, gid, rdev (u32),
-        # size, blksize, blocks (u64), atime, mtime, ctime (u32).
-        mtime = int(os.stat(self.exec_path).st_mtime)
-        stat = struct.pack(">7I3Q3I", 0, 1, 0o100400, 1, 0, 0, 0, len(data), 4096,
-                           (len(data) + 511) // 512, mtime, mtime, mtime)
-        return f"F{len(stat):x};".encode() + escape(stat)
+            return f.read()
 
 
 _WATCH_KINDS = {"2": "w", "3": "r", "4": "a"}

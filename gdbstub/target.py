@@ -7,6 +7,12 @@ rest are optional. The VMM does not expose x87 state, so those registers are sen
 *unavailable* (``xx`` bytes), which gdb shows as ``<unavailable>`` rather than inventing
 zeros. ``fs_base``/``gs_base`` come in the ``org.gnu.gdb.i386.segments`` feature, and the
 control registers in a vmrr feature gdb lists with ``info registers cr0`` etc.
+
+A Linux program's description also names the OS ABI (``<osabi>GNU/Linux</osabi>``), so
+that gdb uses its svr4 shared-library support and Linux signal and frame knowledge, and
+adds the ``org.gnu.gdb.i386.linux`` feature with ``orig_rax``: without that register gdb
+13 skips the rest of its amd64 GNU/Linux set-up. ``orig_rax`` is numbered last, so the
+other registers have the same numbers for both kinds of guest.
 """
 
 from __future__ import annotations
@@ -58,8 +64,10 @@ def _x87() -> list[RegisterDef]:
 CORE = tuple(_gprs() + _x87())
 SEGMENTS = (RegisterDef("fs_base", 64, "int", "fs_base"), RegisterDef("gs_base", 64, "int", "gs_base"))
 SYSTEM = tuple(RegisterDef(n, 64, "int", n, "system") for n in ("cr0", "cr2", "cr3", "cr4"))
+LINUX = (RegisterDef("orig_rax", 64, "int", "orig_rax", "system"),)
 REGISTERS: tuple[RegisterDef, ...] = CORE + SEGMENTS + SYSTEM
-REGISTER_NUMBERS = {reg.name: i for i, reg in enumerate(REGISTERS)}
+LINUX_REGISTERS: tuple[RegisterDef, ...] = REGISTERS + LINUX
+REGISTER_NUMBERS = {reg.name: i for i, reg in enumerate(LINUX_REGISTERS)}
 RIP, RSP, RBP = REGISTER_NUMBERS["rip"], REGISTER_NUMBERS["rsp"], REGISTER_NUMBERS["rbp"]
 
 _EFLAGS_FIELDS = (("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8),
@@ -76,16 +84,27 @@ def _feature_xml(name: str, regs: tuple[RegisterDef, ...], prologue: list[str] |
     return [f'<feature name="{name}">', *(prologue or []), *(_reg_xml(r) for r in regs), "</feature>"]
 
 
-def target_xml() -> bytes:
-    """The target description gdb reads with ``qXfer:features:read:target.xml``."""
+def registers_for(linux: bool) -> tuple[RegisterDef, ...]:
+    """The registers gdb numbers, in order, for an appliance or a Linux program."""
+    return LINUX_REGISTERS if linux else REGISTERS
+
+
+def target_xml(linux: bool = False) -> bytes:
+    """The target description gdb reads with ``qXfer:features:read:target.xml``.
+
+    Args:
+        linux: describe a Linux program (OS ABI GNU/Linux, with ``orig_rax``).
+    """
     flags = ['  <flags id="i386_eflags" size="4">',
              *(f'    <field name="{n}" start="{b}" end="{b}"/>' for n, b in _EFLAGS_FIELDS),
              "  </flags>"]
     lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', "<target>",
              "<architecture>i386:x86-64</architecture>",
+             *(["<osabi>GNU/Linux</osabi>"] if linux else []),
              *_feature_xml("org.gnu.gdb.i386.core", CORE, flags),
              *_feature_xml("org.gnu.gdb.i386.segments", SEGMENTS),
              *_feature_xml("org.vmrr.x86.system", SYSTEM),
+             *(_feature_xml("org.gnu.gdb.i386.linux", LINUX) if linux else []),
              "</target>"]
     return ("\n".join(lines) + "\n").encode()
 
@@ -98,6 +117,6 @@ def encode_register(reg: RegisterDef, values: dict[str, int]) -> str:
     return value.to_bytes(reg.size, "little").hex()
 
 
-def encode_registers(values: dict[str, int]) -> str:
-    """The ``g`` reply: every register of ``REGISTERS`` in order."""
-    return "".join(encode_register(reg, values) for reg in REGISTERS)
+def encode_registers(values: dict[str, int], regs: tuple[RegisterDef, ...] = REGISTERS) -> str:
+    """The ``g`` reply: every register of ``regs`` in order."""
+    return "".join(encode_register(reg, values) for reg in regs)
