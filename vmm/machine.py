@@ -345,6 +345,10 @@ class Machine:
         self._pending_exception = None
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
+        if self.kernel is not None:
+            # QEMU can leave an exception "in flight" that never reached our hook; the next
+            # page fault would then become a double or triple fault (see Cpu.forget_exception).
+            self.cpu.forget_exception()
         try:
             self.uc.emu_start(self.uc.reg_read(x86.UC_X86_REG_RIP), UNTIL)
         except UcError as exc:
