@@ -35,7 +35,7 @@ _Q = struct.Struct("<Q")
 
 FIRST_FRAME = 16                     # frames below this stay unused (page 0 is not RAM)
 MMAP_MIN = 0x10000                   # vm.mmap_min_addr
-FAULT_AROUND = 8                     # file-backed pages mapped per fault, like Linux's fault-around
+FAULT_AROUND = 16                    # pages mapped per fault (Linux does this for file pages)
 
 
 class GuestFault(Exception):
@@ -373,11 +373,11 @@ class AddressSpace:
         if self.pte(va) & PTE_P:
             return False                       # present, so the access broke its protection
         self._populate(vma, page_down(va))
-        if vma.file is not None:
-            around = min(vma.end, page_down(va) + FAULT_AROUND * PAGE)
-            for page in range(page_down(va) + PAGE, around, PAGE):
-                if not self.pte(page) & PTE_P:
-                    self._populate(vma, page)
+        # Fault-around: the next pages of the mapping too (each fault costs a return to Python).
+        around = min(vma.end, page_down(va) + FAULT_AROUND * PAGE)
+        for page in range(page_down(va) + PAGE, around, PAGE):
+            if not self.pte(page) & PTE_P and self.frames.runs:
+                self._populate(vma, page)
         return True
 
     def _populate(self, vma: Vma, page: int) -> None:
