@@ -74,11 +74,16 @@ class SignalState:
     def action(self, signo: int) -> list[int]:
         return self.actions.get(signo, [SIG_DFL, 0, 0, 0])
 
+    def ignores(self, signo: int) -> bool:
+        handler = self.action(signo)[0]
+        return handler == SIG_IGN or (handler == SIG_DFL and signo in IGNORED_BY_DEFAULT)
+
     # -- delivery --------------------------------------------------------------------
 
     def raise_signal(self, signo: int, code: int, value: int) -> None:
         """Make ``signo`` pending (kill/tgkill to self); it is delivered when the call returns."""
-        if self.action(signo)[0] == SIG_IGN or (self.action(signo)[0] == SIG_DFL and signo in IGNORED_BY_DEFAULT):
+        # Linux never ignores a blocked signal: its action may change before it is unblocked.
+        if self.ignores(signo) and not self.mask & (1 << (signo - 1)):
             return
         if not any(p[0] == signo for p in self.pending):
             self.pending.append([signo, code, value])
@@ -216,6 +221,8 @@ def sys_rt_sigaction(k, signo, act, oact, size):
             state.actions[signo] = [handler, flags, restorer, mask & ~UNBLOCKABLE]
         else:
             state.actions.pop(signo, None)
+        if state.ignores(signo):               # setting an ignoring action discards it if pending
+            state.pending = [p for p in state.pending if p[0] != signo]
     if oact:
         k.write(oact, struct.pack("<QQQQ", *old))
     return 0
