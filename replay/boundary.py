@@ -9,6 +9,7 @@ stops exactly there. No socket is opened, no clock read, no entropy drawn.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -206,6 +207,13 @@ class TraceBoundary:
         pass                                         # replay skips the wait
 
     def stdio_write(self, stream: str, data: bytes) -> None:
+        if stream == "stderr" and self.console_output is not None:
+            try:                                  # the program's stderr goes to ours, as recorded
+                sys.stderr.buffer.write(data)
+                sys.stderr.buffer.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+            return
         self.console_write(data)
 
     def _int(self, value: object, icount: int) -> int:

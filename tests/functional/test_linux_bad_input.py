@@ -91,9 +91,6 @@ def test_bad_program_record_leaves_no_trace(bad_programs, tmp_path, case):
     assert not any(p.name.startswith("t.vmrr") for p in tmp_path.iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vmm/linux/program.py (LinuxProgram.from_host) does not check the execute permission: "
-    "a file without x bits runs, where execve fails with EACCES"))
 def test_program_without_execute_permission(linux_prog, tmp_path):
     exe = tmp_path / "noexec"
     shutil.copy(linux_prog("hello", "static"), exe)

@@ -134,10 +134,6 @@ def test_ls_long_listing(recorded):
     assert re.search(r"^-rw.* one$", out, re.M) and re.search(r"^l.* link -> one$", out, re.M), out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "getxattr/lgetxattr have no entry in vmm/linux/syscalls.py and return ENOSYS; ls -l "
-    "then prints 'ls: DIR: Function not implemented' (Linux returns ENODATA or EOPNOTSUPP "
-    "for a file without extended attributes and ls stays quiet)"))
 def test_ls_long_listing_prints_no_error(recorded):
     rec = recorded("ls")
     assert "ls:" not in rec.record.stderr, rec.record.stderr

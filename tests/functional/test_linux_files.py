@@ -58,9 +58,6 @@ def test_stdin_is_recorded(linux_prog, tmp_path):
     assert "read 1000 bytes from stdin" in replay.stdout, describe(replay)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vmrr replay writes the program's stderr to its own stdout (vmrr record and run keep "
-    "them apart): replay/ or vmrr.py, not the personality"))
 def test_replay_keeps_stdout_and_stderr_apart(linux_prog, tmp_path):
     trace = tmp_path / "streams.vmrr"
     record = record_linux(trace, [linux_prog("streams", "static")])

@@ -29,9 +29,6 @@ def test_memory_calls(linux_prog, tmp_path, variant):
     assert (tmp_path / "mapped.bin").stat().st_size == 3 * 4096
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vmm/linux/memory.py: AddressSpace.pte_flags(PROT_NONE) keeps PTE_P set, so a page that "
-    "was touched before mprotect(PROT_NONE) stays readable (only writes fault)"))
 def test_prot_none_page_is_not_readable(linux_prog, tmp_path):
     record, _, _ = record_replay_linux(
         tmp_path, [linux_prog("memory", "static"), tmp_path / "mapped.bin", "protnone-read"], "--mem", "256M")

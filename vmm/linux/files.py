@@ -845,3 +845,17 @@ def _write_statfs(k, answer, buf) -> int:
         return answer
     k.write(buf, struct.pack("<15q", *answer[:15]) + bytes(120 - 15 * 8))
     return 0
+
+
+# -- extended attributes: none, as on a file system mounted without them ------------------
+
+def sys_xattr_none(k, *_args):
+    return -abi.ENODATA
+
+
+def sys_xattr_unsupported(k, *_args):
+    return -abi.ENOTSUP
+
+
+def sys_zero_list(k, *_args):
+    return 0

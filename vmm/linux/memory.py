@@ -25,6 +25,7 @@ PAGE = 0x1000
 PAGE_SHIFT = 12
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
 PTE_NX = 1 << 63
+PTE_KEPT = 1 << 9                    # software bit: a PROT_NONE page that keeps its frame (P clear)
 PTE_ADDR = 0x000F_FFFF_FFFF_F000
 USER_END = 0x7FFF_FFFF_F000          # TASK_SIZE on x86-64 with 4-level paging
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -199,12 +200,14 @@ class AddressSpace:
                 continue
             slot = table + ((va >> 12) & 0x1FF) * 8
             entry = _Q.unpack_from(ram, slot)[0]
-            if entry & PTE_P:
+            if entry & (PTE_P | PTE_KEPT):
                 yield va, slot, entry
             va += PAGE
 
     @staticmethod
     def pte_flags(prot: int) -> int:
+        if not prot & (PROT_READ | PROT_WRITE | PROT_EXEC):
+            return PTE_KEPT                  # not present: every access faults, the page survives
         flags = PTE_P | PTE_U
         if prot & PROT_WRITE:
             flags |= PTE_W
@@ -279,7 +282,7 @@ class AddressSpace:
         jump (its TB lookup), so code pages never fault."""
         for page in range(start, end, PAGE):
             vma = self.find(page)
-            if vma is not None and not self.pte(page) & PTE_P:
+            if vma is not None and vma.prot and not self.pte(page) & (PTE_P | PTE_KEPT):
                 self._populate(vma, page)
 
     def _merge_around(self, start: int, end: int) -> None:
@@ -370,13 +373,13 @@ class AddressSpace:
         vma = self.find(va)
         if vma is None or not vma.prot & (PROT_READ | PROT_WRITE | PROT_EXEC):
             return False
-        if self.pte(va) & PTE_P:
+        if self.pte(va) & (PTE_P | PTE_KEPT):
             return False                       # present, so the access broke its protection
         self._populate(vma, page_down(va))
         # Fault-around: the next pages of the mapping too (each fault costs a return to Python).
         around = min(vma.end, page_down(va) + FAULT_AROUND * PAGE)
         for page in range(page_down(va) + PAGE, around, PAGE):
-            if not self.pte(page) & PTE_P and self.frames.runs:
+            if not self.pte(page) & (PTE_P | PTE_KEPT) and self.frames.runs:
                 self._populate(vma, page)
         return True
 
@@ -398,7 +401,7 @@ class AddressSpace:
         entry = self.pte(va)
         if not entry & PTE_P:
             vma = self.find(va)
-            if vma is None or not vma.prot & (PROT_READ | PROT_WRITE):
+            if vma is None or not vma.prot & (PROT_READ | PROT_WRITE) or entry & PTE_KEPT:
                 raise GuestFault(va)
             self._populate(vma, page_down(va))
             entry = self.pte(va)
@@ -453,7 +456,7 @@ class AddressSpace:
         parts = []
         while size > 0:
             entry = self.pte(va)
-            if not entry & PTE_P:
+            if not entry & (PTE_P | PTE_KEPT):
                 return None
             phys = (entry & PTE_ADDR) | (va & (PAGE - 1))
             n = min(size, PAGE - (va & (PAGE - 1)))

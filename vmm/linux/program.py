@@ -150,6 +150,8 @@ class LinuxProgram:
             path = found
         path = os.path.abspath(path)
         exe = parse_elf(_read_file(path, "program"), path)
+        if not os.access(path, os.X_OK):
+            raise ImageError(f"{path}: permission denied (not executable)")
         interp = None
         if exe.interp:
             interp = parse_elf(_read_file(exe.interp, "ELF interpreter"), exe.interp)
