@@ -34,6 +34,10 @@ _STATIC = {
     "/sys/devices/system/clocksource/clocksource0/current_clocksource": "tsc\n",
     "/sys/fs/cgroup/cpu.max": "max 100000\n",
 }
+# What CPUID reports on the Westmere model the personality pins (leaf 1 EDX/ECX, 0x80000001):
+# a program that reads cpuinfo must see the same CPU that CPUID shows (no AVX, no RDRAND).
+_CPU_FLAGS = (b"fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse "
+              b"sse2 syscall nx lm pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 popcnt aes hypervisor lahf_lm")
 _SELF_FILES = ("maps", "stat", "status", "auxv", "cmdline", "environ", "comm", "statm", "limits")
 
 
@@ -68,7 +72,7 @@ def content(k: LinuxKernel, path: str) -> bytes | None:
                 f"SwapTotal:             0 kB\nSwapFree:              0 kB\n").encode()
     if path == "/proc/cpuinfo":
         return (b"processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: vmrr virtual CPU (Unicorn)\n"
-                b"cpu MHz\t\t: 1000.000\ncpu cores\t: 1\nflags\t\t: fpu tsc sse sse2 ssse3 sse4_1 sse4_2 popcnt\n\n")
+                b"cpu MHz\t\t: 1000.000\ncpu cores\t: 1\nflags\t\t: " + _CPU_FLAGS + b"\n\n")
     if path == "/proc/loadavg":
         return b"0.00 0.00 0.00 1/1 1000\n"
     if path == "/proc/uptime":
@@ -94,9 +98,12 @@ def _maps(k: LinuxKernel) -> bytes:
 
 def _stat(k: LinuxKernel) -> bytes:
     rss = k.space.frames.used
+    vsize = sum(v.end - v.start for v in k.space.vmas)
+    # The 52 fields of proc(5): pid (comm) state ppid pgrp session tty tpgid flags, faults and
+    # times (10-17), priority nice threads itrealvalue starttime vsize rss rsslim (18-25),
+    # code/stack/signal fields (26-37), exit_signal (38), then 39-52.
     fields = [k.pid, f"({k.comm})", "R", 1, k.pid, k.pid, 0, -1, 0x400000, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 1, 0,
-              100, len(k.space.vmas) * 4096, rss, abi.RLIM_INFINITY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17,
-              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+              100, vsize, rss, abi.RLIM_INFINITY] + [0] * 12 + [17] + [0] * 14
     return (" ".join(str(f) for f in fields) + "\n").encode()
 
 
@@ -114,8 +121,24 @@ def _status(k: LinuxKernel) -> bytes:
             f"SigBlk:\t{k.signals.mask:016x}\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n").encode()
 
 
+_LIMIT_NAMES = [("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
+                ("Max stack size", "bytes"), ("Max core file size", "bytes"), ("Max resident set", "bytes"),
+                ("Max processes", "processes"), ("Max open files", "files"),
+                ("Max locked memory", "bytes"), ("Max address space", "bytes"),
+                ("Max file locks", "locks"), ("Max pending signals", "signals"),
+                ("Max msgqueue size", "bytes"), ("Max nice priority", ""), ("Max realtime priority", ""),
+                ("Max realtime timeout", "us")]
+
+
 def _limits(k: LinuxKernel) -> bytes:
-    return b"Limit                     Soft Limit           Hard Limit           Units\n"
+    """The rlimits in the layout of Linux's proc_pid_limits()."""
+    def show(value: int) -> str:
+        return "unlimited" if value >= abi.RLIM_INFINITY else str(value)
+    lines = [f"{'Limit':<25} {'Soft Limit':<20} {'Hard Limit':<20} {'Units':<10}"]
+    for resource, (name, unit) in enumerate(_LIMIT_NAMES):
+        soft, hard = k.rlimits.get(resource, [abi.RLIM_INFINITY, abi.RLIM_INFINITY])
+        lines.append(f"{name:<25} {show(soft):<20} {show(hard):<20} {unit:<10}")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def open(k: LinuxKernel, path: str, flags: int) -> "OpenFile | int | None":
@@ -161,6 +184,8 @@ def stat(k: LinuxKernel, path: str, follow: bool) -> list | int | None:
     if link is not None and not isinstance(link, int):
         if not follow:
             return [0x16, 2, abi.S_IFLNK | 0o777, 1, 0, 0, 0, len(link), 1024, 0, 0, 0, 0]
+        if not link.startswith("/"):                 # /proc/self -> "1000", relative to /proc
+            link = path.rsplit("/", 1)[0] + "/" + link
         if not is_virtual(link):
             return k.host("stat", link, True)
     if path in ("/proc", "/sys", "/proc/self", f"/proc/{k.pid}", "/proc/self/fd", "/proc/self/task") \
