@@ -70,3 +70,14 @@ def test_run_reports_the_crash_with_exit_3(linux_prog):
     assert run.returncode == 3, describe(run)
     assert "Traceback" not in run.stderr
     assert _crash(run.stderr)[0] == "SIGSEGV"
+
+
+def test_exit_status_and_termination_by_signal(linux_prog, tmp_path):
+    """A non-zero exit and a fatal non-core signal end the run with exit 1, not as a crash."""
+    exe = linux_prog("signals", "pie")
+    record, _, trace = record_replay_linux(tmp_path, [exe, "exit7"], expect=1, name="exit7")
+    assert "program exited with status 7" in record.stderr, record.stderr
+    end = json.loads(vmrr("info", trace, "--json").stdout)["end"]
+    assert end["exit_status"] == 7 and end["reason"] != "crash", end
+    record, _, _ = record_replay_linux(tmp_path, [exe, "term"], expect=1, name="term")
+    assert "terminated by signal 15" in record.stderr and "crashed" not in record.stderr, record.stderr

@@ -3,7 +3,9 @@
  *             integer divide by zero, raise(SIGUSR1), a blocked signal delivered on unblock;
  *             prints "PASS signals"
  *   abort     abort(): SIGABRT, not handled
- *   null      a store through NULL in store_null(): SIGSEGV, not handled */
+ *   null      a store through NULL in store_null(): SIGSEGV, not handled
+ *   term      raise(SIGTERM): terminated by the signal's default action, no crash
+ *   exit7     exit(7) */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -91,6 +93,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "handled") == 0) handled();
     else if (strcmp(argv[1], "abort") == 0) abort();
     else if (strcmp(argv[1], "null") == 0) store_null();
+    else if (strcmp(argv[1], "term") == 0) raise(SIGTERM);
+    else if (strcmp(argv[1], "exit7") == 0) exit(7);
     else CHECK(!"unknown scenario");
     return 0;
 }
