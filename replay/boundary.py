@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # Events the run loop must stop for: everything but answers to the guest's own requests.
 INLINE_KINDS = SYNC_KINDS | {EventKind.EXCEPTION, EventKind.SIGNAL}
 MAX_BLOB_PARTS = 1 << 10
+STOP_SCAN = 4096                # events looked ahead for the next stop
 RECENT = 8
 
 
@@ -52,6 +53,7 @@ class TraceBoundary:
         self._events_from = events_from
         self._events = events_from(0)
         self._queue: deque[Event] = deque()
+        self._inline_prefix = 0
         self._exhausted = False
         self.last_icount = last_icount
         self.verify = verify
@@ -72,6 +74,7 @@ class TraceBoundary:
         """The machine was loaded from a recorded checkpoint: continue with the events after it."""
         self._events = events
         self._queue.clear()
+        self._inline_prefix = 0
         self._exhausted = False
         self.recent.clear()
 
@@ -79,6 +82,7 @@ class TraceBoundary:
         """The machine was put back to position ``icount``: every event up to it is applied."""
         self._events = self._events_from(icount + 1 if icount > 0 else 0)
         self._queue.clear()
+        self._inline_prefix = 0
         self._exhausted = False
         self.recent.clear()
 
@@ -95,6 +99,7 @@ class TraceBoundary:
 
     def _pop(self) -> Event:
         event = self._queue.popleft()
+        self._inline_prefix = max(0, self._inline_prefix - 1)
         self.consumed += 1
         self.recent.append(event)
         return event
@@ -103,12 +108,16 @@ class TraceBoundary:
         return self._queue[0] if self._fill(1) else None
 
     def _next_stop(self) -> Event | None:
-        i = 0
-        while self._fill(i + 1):
+        """The next event the run loop must stop for. The queue's first ``_inline_prefix``
+        events are known to be the guest's own requests, so each call scans only new ones."""
+        i = self._inline_prefix
+        while i < STOP_SCAN and self._fill(i + 1):
             event = self._queue[i]
             if event.kind not in INLINE_KINDS:
+                self._inline_prefix = i
                 return event
             i += 1
+        self._inline_prefix = i
         return None
 
     def _diverge(self, icount: int, what: str) -> ReplayDivergence:
@@ -225,6 +234,10 @@ class TraceBoundary:
 
     def slice_limit(self, icount: int, interrupt_waiting: bool) -> int:
         stop = self._next_stop()
+        if stop is None and self._inline_prefix >= STOP_SCAN:
+            # Thousands of system calls ahead and no stop among them: run up to just before
+            # the last one looked at, and look further from there (bounded memory and time).
+            return max(icount, self._queue[STOP_SCAN - 1].icount - 1)
         if stop is None:                 # only the guest's own requests remain, if anything
             return max(icount, self.last_icount)
         if stop.icount < icount:
