@@ -66,3 +66,23 @@ def test_replay_keeps_stdout_and_stderr_apart(linux_prog, tmp_path):
     replay = replay_verify(trace)
     assert replay.stdout == record.stdout, describe(replay)
     assert "first to stderr\nsecond to stderr\n" in replay.stderr, describe(replay)
+
+
+def test_closed_files_free_their_host_descriptors(linux_prog, tmp_path):
+    """800 opens of a file and of a directory under a host limit of 128 descriptors."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    (tmp_path / "data.txt").write_text("content\n")
+    exe = linux_prog("reopen", "static")
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    run = subprocess.run([sys.executable, "-m", "vmrr", "run", "--", str(exe), str(tmp_path / "data.txt"),
+                          str(tmp_path), "800"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, preexec_fn=low_limit)
+    assert run.returncode == 0 and "PASS reopen" in run.stdout, describe(run)

@@ -270,9 +270,27 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
         return len(data)
     if kind == "host":
         if offset is None:
-            return k.host("write", f.handle, data)
-        return k.host("pwrite", f.handle, data, offset)
+            written = k.host("write", f.handle, data)
+        else:
+            written = k.host("pwrite", f.handle, data, offset)
+        _refresh_readers(k, f.path)
+        return written
     return -EBADF
+
+
+def _refresh_readers(k: LinuxKernel, path: str) -> None:
+    """The program changed ``path`` through a writable descriptor: descriptors reading it from
+    the content captured at their open see the new content, as on Linux. Deterministic (only
+    the program's own descriptors decide it); the new content is one more host answer."""
+    readers = [entry[0] for entry in k.files.fds.values() if entry[0].kind == "blob" and entry[0].path == path]
+    if not readers:
+        return
+    answer = k.host("open", path, 0, 0)
+    if isinstance(answer, int) or answer[0] != "blob":
+        return
+    _, file_id, stat = answer
+    for f in readers:
+        f.data, f.stat = file_id, stat
 
 
 def _iovecs(k: LinuxKernel, iov: int, count: int) -> list[tuple[int, int]] | int:
@@ -495,7 +513,9 @@ def sys_ftruncate(k, fd, length):
         return f
     if f.kind != "host" or not _writable(f):
         return -EINVAL
-    return k.host("ftruncate", f.handle, s64(length))
+    result = k.host("ftruncate", f.handle, s64(length))
+    _refresh_readers(k, f.path)
+    return result
 
 
 def sys_fadvise64(k, fd, offset, length, advice):

@@ -35,6 +35,11 @@ def _err(exc: OSError) -> int:
     return -(exc.errno or errno.EIO)
 
 
+def _close(fd: int) -> int:
+    os.close(fd)
+    return -1
+
+
 def stat_list(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_rdev, st.st_size,
             st.st_blksize, st.st_blocks, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
@@ -88,9 +93,11 @@ class HostOS:
                             10 if entry.is_symlink() else 8 if entry.is_file(follow_symlinks=False) else 0
                         entries.append([entry.inode(), dtype, entry.name])
                 entries[2:] = sorted(entries[2:], key=lambda e: e[2])
+                fd = _close(fd)                # a directory is captured whole: no host fd stays open
                 return ["dir", stat_list(st), entries]
             if statmod.S_ISREG(st.st_mode) and (flags & O_ACCMODE) == 0 and st.st_size <= MAX_BLOB:
                 data = _read_all(fd, st.st_size)
+                fd = _close(fd)                # so is a read-only regular file
                 file_id = hashlib.sha256(data).hexdigest()
                 if file_id not in self.blobs:
                     self.blobs[file_id] = data
@@ -98,7 +105,8 @@ class HostOS:
                 return ["blob", file_id, stat_list(st)]
             os.set_blocking(fd, True) if statmod.S_ISREG(st.st_mode) else None
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
         handle = self._next
         self._next += 1

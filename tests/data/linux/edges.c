@@ -1,6 +1,6 @@
 /* Edge cases where a kernel's exact answer matters: errors of file calls, O_APPEND,
- * ftruncate, pipes, /proc/self/fd, clocks, sleeps with bad arguments, signal details
- * (SA_RESETHAND, SA_NODEFER, the handler's mask, sigaltstack, returning from a SIGSEGV
+ * ftruncate, a reader seeing another descriptor's writes, pipes, /proc/self/fd, clocks,
+ * sleeps with bad arguments, signal details (SA_RESETHAND, SA_NODEFER, the handler's mask, sigaltstack, returning from a SIGSEGV
  * handler that moved RIP). argv[1] is a scratch directory. Prints "PASS edges". */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -62,6 +62,19 @@ static void files(const char *dir) {
     target[n] = 0;
     CHECK(strlen(target) > 6 && strcmp(target + strlen(target) - 6, "/f.txt") == 0);
     CHECK(close(fd) == 0);
+
+    /* a reader sees what the program wrote through another descriptor, size included */
+    int w = open("g.txt", O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    CHECK(w >= 0 && write(w, "old content", 11) == 11);
+    int r = open("g.txt", O_RDONLY);
+    CHECK(r >= 0 && read(r, buf, 3) == 3 && memcmp(buf, "old", 3) == 0);
+    CHECK(pwrite(w, "NEW", 3, 0) == 3 && write(w, " more", 5) == 5);
+    CHECK(read(r, buf, sizeof buf) == 13 && memcmp(buf, " content more", 13) == 0);
+    CHECK(pread(r, buf, 3, 0) == 3 && memcmp(buf, "NEW", 3) == 0);
+    CHECK(fstat(r, &st) == 0 && st.st_size == 16);
+    CHECK(ftruncate(w, 2) == 0 && fstat(r, &st) == 0 && st.st_size == 2);
+    CHECK(pread(r, buf, sizeof buf, 0) == 2 && memcmp(buf, "NE", 2) == 0);
+    CHECK(close(w) == 0 && close(r) == 0 && unlink("g.txt") == 0);
 
     CHECK(open("f.txt/x", O_RDONLY) == -1 && errno == ENOTDIR);
     CHECK(open("f.txt", O_RDONLY | O_DIRECTORY) == -1 && errno == ENOTDIR);
