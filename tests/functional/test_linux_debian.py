@@ -93,14 +93,6 @@ def recorded(tmp_path_factory):
     _cache.clear()
 
 
-def _program_stdout(replay: subprocess.CompletedProcess, rec: Recording) -> str:
-    """The replay's stdout without the program's stderr lines, which replay shows there too
-    (test_linux_files.py::test_replay_keeps_stdout_and_stderr_apart is the xfail for that)."""
-    program_stderr = {line for line in rec.record.stderr.splitlines(keepends=True)
-                      if not line.startswith("vmrr: ")}
-    return "".join(line for line in replay.stdout.splitlines(keepends=True) if line not in program_stderr)
-
-
 @pytest.mark.parametrize("name", PROGRAMS)
 def test_record_and_replay_twice(recorded, name):
     rec = recorded(name)
@@ -108,7 +100,7 @@ def test_record_and_replay_twice(recorded, name):
         assert rec.record.stdout == rec.native, describe(rec.record)
     for _ in range(2):
         replay = replay_verify(rec.trace)
-        assert _program_stdout(replay, rec) == rec.record.stdout, describe(rec.record) + describe(replay)
+        assert replay.stdout == rec.record.stdout, describe(rec.record) + describe(replay)
 
 
 @pytest.mark.parametrize("name", PROGRAMS)
@@ -119,7 +111,7 @@ def test_replay_after_inputs_changed_or_deleted(recorded, name):
     (rec.inputs / "script.py").unlink()
     shutil.rmtree(rec.inputs / "dir")
     replay = replay_verify(rec.trace)
-    assert _program_stdout(replay, rec) == rec.record.stdout, describe(rec.record) + describe(replay)
+    assert replay.stdout == rec.record.stdout, describe(rec.record) + describe(replay)
 
 
 def test_python_output(recorded):
