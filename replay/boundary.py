@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from trace_format.events import SYNC_KINDS, Event, EventKind
 from vmm.boundary import EndOfTrace
+from vmm.linux.checks import blob_payload, syscall_payload
 from vmm.errors import ReplayDivergence
 
 if TYPE_CHECKING:
@@ -157,8 +158,9 @@ class TraceBoundary:
         if event.kind != EventKind.SYSCALL or event.icount != icount:
             raise self._diverge(icount, f"the program made system call {_syscall_name(nr)} but the "
                                         f"recording has {event.kind.name} at icount {event.icount}")
-        if not (isinstance(payload, list) and len(payload) == 5 and isinstance(payload[4], list)):
-            raise self._diverge(icount, "a malformed SYSCALL record")
+        problem = syscall_payload(payload)
+        if problem is not None:
+            raise self._diverge(icount, f"a malformed SYSCALL record: {problem}")
         if payload[0] != tid or payload[1] != nr:
             raise self._diverge(icount, f"the program made system call {_syscall_name(nr)} (thread {tid}) "
                                         f"but the recording has {_syscall_name(payload[1])} (thread {payload[0]})")
@@ -199,10 +201,9 @@ class TraceBoundary:
         return data
 
     def _keep_blob(self, payload: object) -> None:
-        if not (isinstance(payload, list) and len(payload) == 4 and isinstance(payload[0], bytes)
-                and isinstance(payload[1], int) and isinstance(payload[2], int) and isinstance(payload[3], bytes)
-                and 0 <= payload[1] < payload[2] <= MAX_BLOB_PARTS):
-            raise ReplayDivergence("a malformed BLOB record in the trace")
+        problem = blob_payload(payload)
+        if problem is not None:
+            raise ReplayDivergence(f"a malformed BLOB record in the trace: {problem}")
         digest, part, parts, data = payload
         if digest.hex() in self._blobs:
             return

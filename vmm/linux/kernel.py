@@ -322,9 +322,18 @@ class LinuxKernel:
                 "proc": [self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk,
                          self.clear_child_tid, list(self.robust_list), self.comm,
                          sorted([k, list(v)] for k, v in self.rlimits.items())],
-                "unimplemented": sorted(self.unimplemented.items())}
+                "unimplemented": [[k, v] for k, v in sorted(self.unimplemented.items())]}
+
+    @classmethod
+    def check_state(cls, state: object, mem_size: int) -> None:
+        """Raise ValueError naming the problem unless ``state`` (from a file) can be loaded."""
+        from vmm.linux.checks import state_problem
+        problem = state_problem(state, mem_size)
+        if problem is not None:
+            raise ValueError(problem)
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state, self.machine.mem_size)
         self.space.load_state(state["space"])
         self.files.load_state(state["files"])
         self.signals.load_state(state["signals"])

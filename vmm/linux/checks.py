@@ -1,0 +1,182 @@
+"""Checks of what a trace or sidecar says about a Linux program, before anything uses it.
+
+A checkpoint or a time-travel sidecar restores the personality's state, and replay
+feeds recorded SYSCALL, BLOB and SIGNAL payloads to it: all of it comes from a file and
+may be damaged or hostile. ``state_problem`` and the payload checks return None for a
+well-formed value and a short description of the first problem otherwise; they never
+raise, whatever they are given.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vmm.linux.memory import FIRST_FRAME, PAGE, USER_END
+
+U64 = 1 << 64
+MAX_VMAS = 1 << 20
+MAX_FILES = 1 << 16
+MAX_NAME = 4096
+FILE_KINDS = {"blob", "host", "dir", "synth", "null", "zero", "random", "pipe", "stdout", "stderr"}
+_HEX_ID = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _u(value: object, limit: int = U64) -> bool:
+    return type(value) is int and 0 <= value < limit
+
+
+def _str(value: object, limit: int = MAX_NAME) -> bool:
+    return type(value) is str and len(value) <= limit
+
+
+def _stat(value: object) -> bool:
+    return value is None or (type(value) is list and len(value) == 13 and all(type(v) is int for v in value))
+
+
+def _space(space: object, mem_size: int) -> str | None:
+    if not (type(space) is list and len(space) == 3):
+        return "space is not [root, frames, vmas]"
+    root, frames, vmas = space
+    if not (_u(root, mem_size) and root % PAGE == 0 and root >= FIRST_FRAME * PAGE):
+        return "space.root is not a page of RAM"
+    end = mem_size // PAGE
+    if not (type(frames) is list and len(frames) == 3 and _u(frames[0], end + 1) and _u(frames[1], end + 1)
+            and type(frames[2]) is list and len(frames[2]) <= end):
+        return "space.frames is malformed"
+    last = FIRST_FRAME
+    for run in frames[2]:
+        if not (type(run) is list and len(run) == 2 and _u(run[0], end) and _u(run[1], end + 1)
+                and last <= run[0] < run[1]):
+            return "space.frames holds a run out of order or outside RAM"
+        last = run[1]
+    if type(vmas) is not list or len(vmas) > MAX_VMAS:
+        return "space.vmas is not a list"
+    last = 0
+    for vma in vmas:
+        if not (type(vma) is list and len(vma) == 7):
+            return "a VMA is not [start, end, prot, flags, file, offset, name]"
+        start, stop, prot, flags, file, offset, name = vma
+        if not (_u(start, USER_END) and _u(stop, USER_END + 1) and last <= start < stop
+                and start % PAGE == 0 and stop % PAGE == 0):
+            return f"a VMA at {start!r:.20} is out of order or outside the address space"
+        if not (_u(prot, 8) and _u(flags, 1 << 32) and _u(offset) and offset % PAGE == 0 and _str(name)):
+            return f"the VMA at {start:#x} has a bad protection, flags, offset or name"
+        if file is not None and not (type(file) is str and _HEX_ID.match(file)):
+            return f"the VMA at {start:#x} names no file content"
+        last = stop
+    return None
+
+
+def _files(files: object) -> str | None:
+    if not (type(files) is list and len(files) == 4):
+        return "files is not [descriptions, table, pipes, next pipe]"
+    descriptions, table, pipes, next_pipe = files
+    if type(descriptions) is not list or len(descriptions) > MAX_FILES:
+        return "files.descriptions is not a list"
+    for f in descriptions:
+        if not (type(f) is list and len(f) == 9):
+            return "an open file is malformed"
+        kind, path, flags, pos, ref, stat, data, handle, pipe = f
+        if kind not in FILE_KINDS or not (_str(path) and _u(flags, 1 << 32) and _u(pos) and _u(ref, 1 << 20)
+                                          and _stat(stat)):
+            return f"an open file of kind {kind!r:.20} is malformed"
+        if handle is not None and not _u(handle, 1 << 32) or pipe is not None and not _u(pipe, 1 << 32):
+            return "an open file has a bad handle or pipe number"
+        if kind == "blob" and not (type(data) is str and _HEX_ID.match(data)):
+            return "a file's content id is malformed"
+        if kind == "synth" and type(data) is not bytes:
+            return "a made-up file has no bytes"
+        if kind == "dir" and not (type(data) is list and all(
+                type(e) is list and len(e) == 3 and _u(e[0]) and _u(e[1], 256) and _str(e[2]) for e in data)):
+            return "a directory's entries are malformed"
+        if kind == "host" and handle is None or kind == "pipe" and pipe is None:
+            return f"a {kind} file lacks its handle"
+    if type(table) is not list or len(table) > MAX_FILES:
+        return "files.table is not a list"
+    for row in table:
+        if not (type(row) is list and len(row) == 3 and _u(row[0], 1 << 20) and _u(row[1], len(descriptions))
+                and type(row[2]) is bool):
+            return "a descriptor row is malformed"
+    if not (type(pipes) is list and all(type(p) is list and len(p) == 2 and _u(p[0], 1 << 32)
+                                        and type(p[1]) is bytes for p in pipes) and _u(next_pipe, 1 << 32)):
+        return "files.pipes is malformed"
+    return None
+
+
+def _signals(signals: object) -> str | None:
+    if not (type(signals) is list and len(signals) == 4):
+        return "signals is not [actions, mask, altstack, pending]"
+    actions, mask, altstack, pending = signals
+    if not (type(actions) is list and len(actions) <= 64 and all(
+            type(a) is list and len(a) == 2 and type(a[0]) is int and 1 <= a[0] <= 64 and type(a[1]) is list
+            and len(a[1]) == 4 and all(_u(v) for v in a[1]) for a in actions)):
+        return "signals.actions is malformed"
+    if not (_u(mask) and type(altstack) is list and len(altstack) == 3 and all(_u(v) for v in altstack)):
+        return "signals.mask or altstack is malformed"
+    if not (type(pending) is list and len(pending) <= 64 and all(
+            type(p) is list and len(p) == 3 and type(p[0]) is int and 1 <= p[0] <= 64
+            and all(type(v) is int and -U64 < v < U64 for v in p[1:]) for p in pending)):
+        return "signals.pending is malformed"
+    return None
+
+
+def _proc(proc: object) -> str | None:
+    if not (type(proc) is list and len(proc) == 10):
+        return "proc is not the process's ten fields"
+    pid, tid, cwd, umask, brk_start, brk, clear_tid, robust, comm, rlimits = proc
+    if not (_u(pid, 1 << 31) and _u(tid, 1 << 31) and _str(cwd) and cwd.startswith("/") and _u(umask, 0o1000)
+            and _u(brk_start, USER_END + 1) and _u(brk, USER_END + 1) and _u(clear_tid) and _str(comm, 64)):
+        return "proc holds a field out of range"
+    if not (type(robust) is list and len(robust) == 2 and all(_u(v) for v in robust)):
+        return "proc.robust_list is malformed"
+    if not (type(rlimits) is list and len(rlimits) <= 64 and all(
+            type(r) is list and len(r) == 2 and _u(r[0], 64) and type(r[1]) is list and len(r[1]) == 2
+            and all(_u(v) for v in r[1]) for r in rlimits)):
+        return "proc.rlimits is malformed"
+    return None
+
+
+def state_problem(state: object, mem_size: int) -> str | None:
+    """None when ``state`` is a LinuxKernel.state() this machine can load."""
+    if type(state) is not dict or set(state) != {"space", "files", "signals", "proc", "unimplemented"}:
+        return "linux state is not a map of space, files, signals, proc and unimplemented"
+    unimplemented = state["unimplemented"]
+    if not (type(unimplemented) is list and all(type(u) is list and len(u) == 2 and _str(u[0], 64)
+                                                and _u(u[1]) for u in unimplemented)):
+        return "linux state's unimplemented counts are malformed"
+    return (_space(state["space"], mem_size) or _files(state["files"]) or _signals(state["signals"])
+            or _proc(state["proc"]))
+
+
+# -- event payloads -------------------------------------------------------------------------
+
+def syscall_payload(payload: object) -> str | None:
+    """[tid, nr, args, ret, answers] (ret None for a call that does not return)."""
+    if not (type(payload) is list and len(payload) == 5):
+        return "not [tid, nr, args, ret, answers]"
+    tid, nr, args, ret, answers = payload
+    if not (_u(tid, 1 << 31) and _u(nr, 1 << 16) and type(args) is list and len(args) <= 6):
+        return "a bad thread, number or argument list"
+    if not all(type(a) is int and 0 <= a < U64 or a is None or _str(a) for a in args):
+        return "an argument is neither a register value nor a path"
+    if not (ret is None or type(ret) is int and -U64 < ret < U64):
+        return "a bad result"
+    if not (type(answers) is list and all(type(a) is list and len(a) == 2 and _str(a[0], 32) for a in answers)):
+        return "the host answers are not [op, value] pairs"
+    return None
+
+
+def blob_payload(payload: object) -> str | None:
+    if (type(payload) is list and len(payload) == 4 and type(payload[0]) is bytes and len(payload[0]) == 32
+            and type(payload[1]) is int and type(payload[2]) is int and 0 <= payload[1] < payload[2] <= 1 << 10
+            and type(payload[3]) is bytes):
+        return None
+    return "not [sha256, part, parts, bytes]"
+
+
+def signal_payload(payload: object) -> str | None:
+    if (type(payload) is list and len(payload) == 4 and _u(payload[0], 1 << 31) and type(payload[1]) is int
+            and 1 <= payload[1] <= 64 and _u(payload[2], 1 << 32) and type(payload[3]) is int
+            and -U64 < payload[3] < U64):
+        return None
+    return "not [tid, signo, code, value]"
