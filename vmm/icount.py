@@ -1,42 +1,139 @@
-"""The exact instruction counter: a native UC_HOOK_CODE callback, no Python on the hot path.
+"""The exact instruction counter: counted per translated block, no Python on the hot path.
 
-Unicorn has no instruction counter of its own, and a Python hook per instruction runs at
-~1.5 MIPS. Instead a dozen bytes of x86-64 machine code, placed in an executable page,
-are registered as the code hook. Before each instruction begins it does::
+Unicorn has no instruction counter of its own; a native per-instruction code hook costs
+~8x the speed of the emulator. So the counter counts whole *blocks* (Unicorn's
+translation blocks) with a native ``UC_HOOK_BLOCK`` callback, and counts instruction by
+instruction only where an exact position inside a block is needed. The native code
+(``vmm/icount_native.c``, shipped as bytes in ``NATIVE_CODE``) shares one struct with
+Python. Its semantics are those of a per-instruction counter, bit for bit:
 
-    if (s->icount >= s->limit) { uc_emu_stop(uc); return; }   /* instruction not run */
-    s->icount++; s->last_pc = address;
+* ``icount`` counts the instructions that have *begun*; the VM stops exactly at
+  ``limit`` with RIP on the first instruction not run; ``last_pc`` is the address of
+  the instruction last begun (the faulting one, after a fault); a faulting instruction
+  is counted; each iteration of a ``rep`` string instruction counts as one.
+* ``stop_soon()`` makes the VM stop before the next instruction begins.
 
-so ``icount`` counts the instructions that have begun, the VM stops exactly at ``limit``
-with RIP on the first instruction not run, and ``last_pc`` is the address of the
-instruction being executed (the faulting one, inside a fault). Python reads and writes
-the shared struct through ctypes at any moment: inside a device callback, after HLT,
-after a fault. ``stop_soon()`` lowers the limit so that the VM stops before the next
-instruction; this is how a device asks the run loop to look at it (rather than
-``uc.emu_stop()``, which would let one more instruction's hook count itself first).
+**The block table.** A native ``UC_HOOK_EDGE_GENERATED`` callback runs every time
+Unicorn translates a block and records its shape — (address, size in bytes,
+instruction count), Unicorn's own TB information — in a two-way hashed table, marked
+*new*. The first time a new block is entered the block hook stops before it and Python
+(``_classify``) reads the block's bytes and decodes them (capstone): a block is
+*counted* (the block hook adds its instruction count at its start, and stops before it
+if it would cross ``limit``), or *exact*: it contains, before its last instruction, an
+instruction whose hook may read the icount or ask to stop (IN, OUT, INS, OUTS, RDTSC,
+RDTSCP, SYSCALL, SYSENTER, CPUID: ``HOOKED_INSNS``), or its decoding disagrees with
+Unicorn. An exact block gets a native per-instruction code hook over its address range
+(``vmrr_range_hook``; added once, kept) and is re-translated; such blocks count one
+instruction at a time, exactly as the whole VM used to. Classifications are cached by
+the block's bytes, so a re-translation of unchanged code costs a dictionary lookup.
+
+**Invalidation.** Because every translation re-marks its entry *new* and Python then
+looks at the block's current bytes, the table follows whatever Unicorn executes: guest
+self-modifying code and loaders (Unicorn re-translates what was written), checkpoint
+and time-travel restores (they call ``ctl_flush_tb``), and, with paging, a virtual
+address that now maps other code (a new TB is translated for the new physical page).
+``InstructionCounter.invalidate()`` drops everything — table, cached classifications,
+range hooks, Unicorn's TBs — for a caller that changed mappings wholesale (the Linux
+personality after munmap/mmap) and prefers not to rely on the above.
+
+**The tail.** When the block hook stops before a block that would cross the limit,
+``run`` adds a range code hook over just that block for the few instructions up to the
+limit, then removes it (Unicorn invalidates the blocks compiled with it).
+
+**Exact positions in callbacks.** A hook on an instruction in the middle of a block
+only exists in exact blocks, where the icount is already exact; such an instruction at
+the end of a counted block sees the block's full count, which is exact too. Faults and
+exceptions in the middle of a counted block (UC_HOOK_INTR, an invalid instruction,
+unmapped memory) abort it: ``sync_fault(rip)`` corrects the count from the block's
+start count and the position of the faulting instruction.
+
+**Debugger hooks.** Python code and memory hooks (time travel's breakpoints and
+watchpoints) read the icount at every instruction or access: ``set_exact(True)``
+switches the whole VM to the per-instruction counter (``vmrr_code_hook`` on every
+address, Unicorn's TBs flushed) while they are installed. Register it *before* such
+code hooks so that it runs first, as it always did.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from unicorn import UC_HOOK_CODE, Uc
+import capstone
+from capstone import x86_const as cs_x86
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, Uc, UcError
+from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 NO_LIMIT = (1 << 64) - 1
+TABLE_SLOTS = 1 << 16
 
-# System V AMD64: rdi = uc, rsi = address, edx = size, rcx = user_data (our struct).
-_HOOK_CODE = bytes([
-    0x48, 0x8B, 0x01,              # mov rax, [rcx]          ; icount
-    0x48, 0x3B, 0x41, 0x08,        # cmp rax, [rcx+8]        ; limit
-    0x73, 0x0B,                    # jae .stop
-    0x48, 0xFF, 0xC0,              # inc rax
-    0x48, 0x89, 0x01,              # mov [rcx], rax
-    0x48, 0x89, 0x71, 0x18,        # mov [rcx+24], rsi       ; last_pc
-    0xC3,                          # ret
-    0xFF, 0x61, 0x10,              # .stop: jmp [rcx+16]     ; tail-call uc_emu_stop(uc)
-])
+# Entry kinds and stop reasons: vmm/icount_native.c.
+KIND_NEW, KIND_COUNTED, KIND_EXACT = 0, 1, 2
+STOP_NONE, STOP_MISS, STOP_LIMIT, STOP_CODE = 0, 1, 2, 3
+
+# Instructions whose Unicorn hooks may read the icount or ask the VM to stop.
+HOOKED_INSNS = frozenset({
+    cs_x86.X86_INS_IN, cs_x86.X86_INS_OUT, cs_x86.X86_INS_INSB, cs_x86.X86_INS_INSW,
+    cs_x86.X86_INS_INSD, cs_x86.X86_INS_OUTSB, cs_x86.X86_INS_OUTSW, cs_x86.X86_INS_OUTSD,
+    cs_x86.X86_INS_RDTSC, cs_x86.X86_INS_RDTSCP, cs_x86.X86_INS_SYSCALL,
+    cs_x86.X86_INS_SYSENTER, cs_x86.X86_INS_CPUID,
+})
+
+NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
+# gcc 12 -O2 build of icount_native.c (see its header; test_icount_native.py rebuilds it).
+NATIVE_CODE = bytes.fromhex(
+    "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b307424"
+    "483b7010750a440fb740184c39c2747c48c74158010000004889716048895168ff611090440fb740084c39c2"
+    "75d2440fb6400c4584c074d84c8b094c8b51084180f801744f4d39ca732a48c7415802000000488971604889"
+    "5168ff61100f1f800000000048c7415002000000c30f1f80000000004c89493848897140488951484c894150"
+    "c30f1f80000000004883c010eb9c6690440fb7580a4f8d040b4d39c272a84c894938488971404889514848c7"
+    "4150010000004d85db74140fb7400e4c890148834170014801f048894118c3c30f1f4000488b164883417801"
+    "4889d048c1e80f4831d0482341304883e0fe48c1e004480341280fb74e0a483b107435483b5010743b668378"
+    "0800740b668378180075044883c0104889100fb75608c6400c00c1e21009ca895008c3660f1f840000000000"
+    "6639480874dd483b501075c56639481875bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c0"
+    "0148897118488901c30f1f0048c7415803000000ff611066662e0f1f840000000000669048837920007409c3"
+    "0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f0048c7415803000000ff6110"
+)
+NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0x100, "vmrr_code_hook": 0x180, "vmrr_range_hook": 0x1b0}
+GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
+             "-fcf-protection=none", "-fno-jump-tables"]
+
+_CR0_PG = 1 << 31
+_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_CS.skipdata = False
+
+
+def make_native(source: Path = NATIVE_SOURCE) -> tuple[bytes, dict[str, int]]:
+    """Compile ``icount_native.c``: (the .text bytes, {function: offset}). Needs gcc and binutils."""
+    with tempfile.TemporaryDirectory() as tmp:
+        obj, binary = Path(tmp) / "n.o", Path(tmp) / "n.bin"
+        subprocess.run(["gcc", *GCC_FLAGS, "-c", str(source), "-o", str(obj)], check=True,
+                       capture_output=True, timeout=60)
+        relocs = subprocess.run(["objdump", "-r", str(obj)], check=True, capture_output=True,
+                                text=True).stdout
+        if "R_X86_64" in relocs:
+            raise RuntimeError(f"{source.name} needs relocations:\n{relocs}")
+        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)],
+                       check=True, capture_output=True)
+        symbols = subprocess.run(["nm", str(obj)], check=True, capture_output=True, text=True).stdout
+        entries = {name: int(addr, 16) for addr, kind, name in
+                   (line.split() for line in symbols.splitlines()) if kind == "T"}
+        return binary.read_bytes(), entries
+
+
+def have_toolchain() -> bool:
+    return all(shutil.which(tool) for tool in ("gcc", "objcopy", "objdump", "nm"))
+
+
+class _Entry(ctypes.Structure):
+    _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint16), ("icount", ctypes.c_uint16),
+                ("kind", ctypes.c_uint8), ("pad", ctypes.c_uint8), ("last_off", ctypes.c_uint16)]
 
 
 class _CounterState(ctypes.Structure):
@@ -45,7 +142,39 @@ class _CounterState(ctypes.Structure):
         ("limit", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
         ("last_pc", ctypes.c_uint64),
+        ("exact_all", ctypes.c_uint64),
+        ("table", ctypes.c_void_p),
+        ("mask", ctypes.c_uint64),
+        ("block_base", ctypes.c_uint64),
+        ("block_pc", ctypes.c_uint64),
+        ("block_size", ctypes.c_uint64),
+        ("block_kind", ctypes.c_uint64),
+        ("stop_reason", ctypes.c_uint64),
+        ("stop_pc", ctypes.c_uint64),
+        ("stop_size", ctypes.c_uint64),
+        ("blocks", ctypes.c_uint64),
+        ("translations", ctypes.c_uint64),
     ]
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """What decoding a block found: instruction offsets, and whether it must run exact."""
+    offsets: tuple[int, ...]
+    exact: bool
+
+
+def decode_block(code: bytes, address: int, icount: int | None) -> BlockShape:
+    """Decode one translated block; exact when a hooked instruction is not its last
+    or when the decoding does not account for exactly ``icount`` instructions and all bytes."""
+    offsets, ids, end = [], [], 0
+    for insn in _CS.disasm(code, address):
+        offsets.append(insn.address - address)
+        ids.append(insn.id)
+        end = insn.address - address + insn.size
+    consistent = end == len(code) and (icount is None or icount == len(offsets)) and offsets
+    hooked_inside = any(i in HOOKED_INSNS for i in ids[:-1])
+    return BlockShape(tuple(offsets) or (0,), bool(hooked_inside or not consistent))
 
 
 class InstructionCounter:
@@ -53,23 +182,46 @@ class InstructionCounter:
 
     Args:
         uc: the engine to attach to. The counter lives as long as this object.
+
+    Drive the engine with ``run`` (not ``uc.emu_start``): it classifies new blocks and
+    runs the last instructions before a limit one at a time.
     """
 
     def __init__(self, uc: Uc) -> None:
-        self._page = mmap.mmap(-1, mmap.PAGESIZE,
+        self.uc = uc
+        self._page = mmap.mmap(-1, mmap.PAGESIZE * (len(NATIVE_CODE) // mmap.PAGESIZE + 1),
                                prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        self._page.write(_HOOK_CODE)
-        code_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        self._page.write(NATIVE_CODE)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        self._entry = {name: base + off for name, off in NATIVE_ENTRY.items()}
+        self._table = (_Entry * TABLE_SLOTS)()
         stop_addr = ctypes.cast(_ucbind.uclib.uc_emu_stop, ctypes.c_void_p).value
-        self._state = _CounterState(0, NO_LIMIT, stop_addr, 0)
+        self._state = _CounterState(0, NO_LIMIT, stop_addr, 0, 0, ctypes.addressof(self._table),
+                                    TABLE_SLOTS - 1)
+        self._state_ptr = ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p)
+        self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes)
+        self._current: dict[tuple[int, int], BlockShape] = {}     # by (address, size)
+        self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
+        self._tail: tuple[int, int] | None = None
+        self._global_hook = None
+        self.misses = 0
+        self.tails = 0
+        self._native_hook(UC_HOOK_BLOCK, "vmrr_block_hook", 1, 0)
+        self._native_hook(UC_HOOK_EDGE_GENERATED, "vmrr_edge_hook", 1, 0)
+
+    def _native_hook(self, kind: int, entry: str, begin: int, end: int):
         handle = _ucbind.uc_hook_h()
         status = _ucbind.uclib.uc_hook_add(
-            uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(code_addr),
-            ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p),
-            ctypes.c_uint64(1), ctypes.c_uint64(0))
+            self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(self._entry[entry]),
+            self._state_ptr, ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if status != 0:
-            raise RuntimeError(f"uc_hook_add for the instruction counter failed: {status}")
-        self._handle = handle
+            raise RuntimeError(f"uc_hook_add for the instruction counter ({entry}) failed: {status}")
+        return handle
+
+    def _hook_del(self, handle) -> None:
+        _ucbind.uclib.uc_hook_del(self.uc._uch, handle)
+
+    # -- the counter as Python sees it ----------------------------------------------
 
     @property
     def icount(self) -> int:
@@ -78,6 +230,7 @@ class InstructionCounter:
     @icount.setter
     def icount(self, value: int) -> None:
         self._state.icount = value
+        self._state.block_kind = KIND_NEW          # no block is under way any more
 
     @property
     def limit(self) -> int:
@@ -95,3 +248,171 @@ class InstructionCounter:
     def stop_soon(self) -> None:
         """Stop the VM before the next instruction begins (callable from any hook)."""
         self._state.limit = self._state.icount
+
+    def stats(self) -> dict[str, int]:
+        """Blocks counted natively, translations, classifications, tails, exact ranges."""
+        s = self._state
+        return {"blocks": s.blocks, "translations": s.translations, "misses": self.misses,
+                "tails": self.tails, "exact_ranges": len(self._ranges)}
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self, until: int) -> None:
+        """``emu_start`` from RIP until the limit (or HLT, a fault, a stop request).
+
+        Raises:
+            UcError: as ``emu_start``; the icount is already corrected to the fault.
+        """
+        uc, s = self.uc, self._state
+        try:
+            while True:
+                s.stop_reason = STOP_NONE
+                try:
+                    uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), until)
+                except UcError:
+                    self.sync_fault(uc.reg_read(x86.UC_X86_REG_RIP))
+                    raise
+                reason = s.stop_reason
+                if reason == STOP_MISS:
+                    self._classify(s.stop_pc, s.stop_size)
+                elif reason == STOP_LIMIT and s.icount < s.limit and self._tail is None:
+                    self._start_tail(s.stop_pc, s.stop_size)
+                else:
+                    return
+        finally:
+            if self._tail is not None:
+                self._end_tail()
+
+    def _start_tail(self, pc: int, size: int) -> None:
+        self.tails += 1
+        handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", pc, pc + size - 1)
+        self._tail = (pc, pc + size, handle)
+        self.uc.ctl_remove_cache(pc, pc + size)
+        self._slot(pc, size).kind = KIND_EXACT     # the range hook counts it now
+
+    def _end_tail(self) -> None:
+        lo, hi, handle = self._tail
+        self._tail = None
+        self._hook_del(handle)                # Unicorn invalidates the blocks compiled with it
+        self._slot(lo, hi - lo).kind = KIND_NEW
+
+    def sync_fault(self, rip: int) -> None:
+        """A fault or exception stopped a counted block at the instruction at ``rip``:
+        count up to and including it, as a per-instruction counter would have."""
+        s = self._state
+        if s.block_kind != KIND_COUNTED or not s.block_pc <= rip < s.block_pc + s.block_size:
+            return
+        shape = self._current.get((s.block_pc, s.block_size))
+        if shape is None:
+            return
+        try:
+            index = shape.offsets.index(rip - s.block_pc)
+        except ValueError:
+            return
+        s.icount = s.block_base + index + 1
+        s.last_pc = rip
+        s.block_kind = KIND_NEW
+
+    # -- the block table ---------------------------------------------------------------
+
+    def _slot(self, pc: int, size: int) -> _Entry:
+        """The table entry for (pc, size), inserted (as the edge hook would) if missing."""
+        first = ((pc ^ (pc >> 15)) & (TABLE_SLOTS - 1)) & ~1
+        a, b = self._table[first], self._table[first + 1]
+        if a.pc == pc and a.size == size:
+            return a
+        if b.pc == pc and b.size == size:
+            return b
+        e = b if a.size != 0 and b.size == 0 else a
+        e.pc, e.size, e.icount, e.kind, e.last_off = pc, size, 0, KIND_NEW, 0
+        return e
+
+    def _read_code(self, pc: int, size: int) -> bytes:
+        uc = self.uc
+        if not uc.reg_read(x86.UC_X86_REG_CR0) & _CR0_PG:
+            return bytes(uc.mem_read(pc, size))
+        buf = ctypes.create_string_buffer(size)
+        status = _ucbind.uclib.uc_vmem_read(uc._uch, ctypes.c_uint64(pc), ctypes.c_int(4),
+                                            buf, ctypes.c_size_t(size))
+        if status != 0:
+            raise UcError(status)
+        return buf.raw
+
+    def _classify(self, pc: int, size: int) -> None:
+        self.misses += 1
+        entry = self._slot(pc, size)
+        icount = entry.icount or None
+        try:
+            code = self._read_code(pc, size)
+        except UcError:
+            code = b""
+        key = (pc, code)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = decode_block(code, pc, icount) if code else BlockShape((0,), True)
+            self._shapes[key] = shape
+        if icount is not None and len(shape.offsets) != icount and not shape.exact:
+            shape = BlockShape(shape.offsets, True)
+        self._current[(pc, size)] = shape
+        lo, hi = pc, pc + size
+        covered = self._covered(lo, hi)
+        if shape.exact or covered or self._overlaps(lo, hi):
+            if not covered:
+                handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
+                self._ranges[(lo, hi)] = handle
+                self.uc.ctl_remove_cache(lo, hi)
+                self._reset_overlapping(lo, hi)
+            entry = self._slot(pc, size)
+            entry.kind = KIND_EXACT
+        else:
+            if icount is None:
+                entry.icount = len(shape.offsets)
+            entry.last_off = shape.offsets[-1]
+            entry.kind = KIND_COUNTED
+
+    def _covered(self, lo: int, hi: int) -> bool:
+        if self._tail is not None and self._tail[0] <= lo and hi <= self._tail[1]:
+            return True
+        return any(a <= lo and hi <= b for a, b in self._ranges)
+
+    def _overlaps(self, lo: int, hi: int) -> bool:
+        if self._tail is not None and lo < self._tail[1] and self._tail[0] < hi:
+            return True
+        return any(lo < b and a < hi for a, b in self._ranges)
+
+    def _reset_overlapping(self, lo: int, hi: int) -> None:
+        """A new exact range: blocks overlapping it were invalidated; forget their kind."""
+        for pc, size in self._current:
+            if pc < hi and lo < pc + size:
+                self._slot(pc, size).kind = KIND_NEW
+
+    # -- modes and invalidation ----------------------------------------------------------
+
+    def set_exact(self, on: bool) -> None:
+        """Count every instruction with a per-instruction hook (debugger hooks installed)."""
+        if on == (self._global_hook is not None):
+            return
+        if on:
+            self._global_hook = self._native_hook(UC_HOOK_CODE, "vmrr_code_hook", 1, 0)
+            self._state.exact_all = 1
+        else:
+            self._hook_del(self._global_hook)
+            self._global_hook = None
+            self._state.exact_all = 0
+        self._state.block_kind = KIND_NEW
+        self.uc.ctl_flush_tb()
+
+    @property
+    def exact(self) -> bool:
+        return self._global_hook is not None
+
+    def invalidate(self) -> None:
+        """Forget every block: call after changing what code lives at which address."""
+        for handle in self._ranges.values():
+            self._hook_del(handle)
+        self._ranges.clear()
+        self._shapes.clear()
+        self._current.clear()
+        ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
+        self._state.block_kind = KIND_NEW
+        self.uc.ctl_flush_tb()

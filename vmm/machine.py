@@ -222,6 +222,7 @@ class Machine:
         return result
 
     def _on_interrupt(self, uc, intno: int, _ud) -> None:
+        self.counter.sync_fault(uc.reg_read(x86.UC_X86_REG_RIP))   # it may end a block early
         self._pending_exception = intno
         self.counter.stop_soon()
 
@@ -328,7 +329,7 @@ class Machine:
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
         try:
-            self.uc.emu_start(self.uc.reg_read(x86.UC_X86_REG_RIP), UNTIL)
+            counter.run(UNTIL)
         except UcError as exc:
             self._on_emu_error(exc)
         if self._hook_error is not None:
@@ -530,8 +531,8 @@ class Machine:
         ram = self.ram
         for number, page in pages.items():
             ram[number * PAGE:(number + 1) * PAGE] = page
-        self.uc.ctl_flush_tb()                       # RAM changed behind Unicorn's back
-        uc = self.uc
+        self.uc.ctl_flush_tb()                       # RAM changed behind Unicorn's back (the
+        uc = self.uc                                 # counter re-checks every block it re-translates)
         uc.reg_write(x86.UC_X86_REG_GDTR, (0, cpu["gdtr_base"], cpu["gdtr_limit"], 0))
         uc.reg_write(x86.UC_X86_REG_IDTR, (0, cpu["idtr_base"], cpu["idtr_limit"], 0))
         for name in ("cr0", "cr3", "cr4", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base", "cr2"):
