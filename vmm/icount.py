@@ -105,6 +105,29 @@ GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-prot
              "-fcf-protection=none", "-fno-jump-tables"]
 
 _CR0_PG = 1 << 31
+_ARITH_FLAGS = 0x8D5                  # CF PF AF ZF SF OF
+_CC_SRC_OFFSET: int | None = None
+
+
+def _cc_src_offset() -> int:
+    """Where CC_SRC lies in a Unicorn x86 CPU context (found once, by writing RFLAGS,
+    which stores the arithmetic flags there, and looking for them)."""
+    global _CC_SRC_OFFSET
+    if _CC_SRC_OFFSET is None:
+        from unicorn import UC_ARCH_X86, UC_MODE_64
+        probe = Uc(UC_ARCH_X86, UC_MODE_64)
+        values = (0x801 | 0x2, 0xC4 | 0x2, 0x10 | 0x2)
+        blobs = []
+        for value in values:
+            probe.reg_write(x86.UC_X86_REG_RFLAGS, value)
+            blobs.append(bytes(probe.context_save()))
+        want = [v & _ARITH_FLAGS for v in values]
+        found = [off for off in range(0, len(blobs[0]) - 8, 8)
+                 if [int.from_bytes(b[off:off + 8], "little") for b in blobs] == want]
+        if len(found) != 1:
+            raise RuntimeError(f"cannot find CC_SRC in Unicorn's CPU context ({found})")
+        _CC_SRC_OFFSET = found[0]
+    return _CC_SRC_OFFSET
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _CS.skipdata = False
 
@@ -297,9 +320,18 @@ class InstructionCounter:
         self._slot(lo, hi - lo).kind = KIND_NEW
 
     def sync_fault(self, rip: int) -> None:
-        """A fault or exception stopped a counted block at the instruction at ``rip``:
-        count up to and including it, as a per-instruction counter would have."""
+        """A fault or exception stopped the current block at the instruction at ``rip``.
+
+        In a counted block: count up to and including that instruction, as a
+        per-instruction counter would have. In a block compiled with a code hook: repair
+        RFLAGS, which Unicorn corrupts when an instruction with a code hook faults after
+        one that left its flags lazily computed (``_repair_fault_flags``), so that a
+        fault leaves the same state whichever way its block was counted.
+        """
         s = self._state
+        if s.block_kind == KIND_EXACT:
+            self._repair_fault_flags()
+            return
         if s.block_kind != KIND_COUNTED or not s.block_pc <= rip < s.block_pc + s.block_size:
             return
         shape = self._current.get((s.block_pc, s.block_size))
@@ -312,6 +344,17 @@ class InstructionCounter:
         s.icount = s.block_base + index + 1
         s.last_pc = rip
         s.block_kind = KIND_NEW
+
+    def _repair_fault_flags(self) -> None:
+        """Unicorn's code-hook prologue computes the flags into CC_SRC and marks them
+        final, but a fault restores the *lazy* flag state recorded at the instruction's
+        start, which then reinterprets CC_SRC: RFLAGS reads back wrong (an ``add`` then a
+        faulting store gives CF|AF set). CC_SRC still holds the right arithmetic flags."""
+        uc = self.uc
+        cc_src = int.from_bytes(bytes(uc.context_save())[_cc_src_offset():][:8], "little")
+        rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, (rflags & ~_ARITH_FLAGS) | (cc_src & _ARITH_FLAGS))
+        self._state.block_kind = KIND_NEW
 
     # -- the block table ---------------------------------------------------------------
 
