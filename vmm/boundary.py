@@ -40,6 +40,7 @@ class Boundary(Protocol):
     """What the machine asks of whoever answers for the host (live, or a trace)."""
 
     decides_interrupts: bool     # True: the machine delivers when it can; False: events say when
+    exact_slices: bool           # False: a slice may overrun its limit to finish a block
 
     def clock_ns(self, icount: int, which: int) -> int: ...
     def rdtsc(self, icount: int) -> int: ...
@@ -92,6 +93,7 @@ class LiveBoundary:
     """
 
     decides_interrupts = True
+    exact_slices = False         # a slice may end a few instructions late (one block)
 
     def __init__(self, machine: Machine, *, listen: tuple[str, int] | None = None,
                  console_input: bool = False, console_output=None,

@@ -92,15 +92,16 @@ NATIVE_CODE = bytes.fromhex(
     "483b7010750a440fb740184c39c2747c48c74158010000004889716048895168ff611090440fb740084c39c2"
     "75d2440fb6400c4584c074d84c8b094c8b51084180f801744f4d39ca732a48c7415802000000488971604889"
     "5168ff61100f1f800000000048c7415002000000c30f1f80000000004c89493848897140488951484c894150"
-    "c30f1f80000000004883c010eb9c6690440fb7580a4f8d040b4d39c272a84c894938488971404889514848c7"
-    "4150010000004d85db74140fb7400e4c890148834170014801f048894118c3c30f1f4000488b164883417801"
-    "4889d048c1e80f4831d0482341304883e0fe48c1e004480341280fb74e0a483b107435483b5010743b668378"
-    "0800740b668378180075044883c0104889100fb75608c6400c00c1e21009ca895008c3660f1f840000000000"
-    "6639480874dd483b501075c56639481875bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c0"
-    "0148897118488901c30f1f0048c7415803000000ff611066662e0f1f840000000000669048837920007409c3"
-    "0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f0048c7415803000000ff6110"
+    "c30f1f80000000004883c010eb9c6690440fb7400a4f8d1c084d39da730f4883b98000000000749e4d39d173"
+    "994c894938488971404889514848c74150010000004d85c0741a0fb7400e4c891948834170014801f0488941"
+    "18c3660f1f440000c366662e0f1f8400000000000f1f4000488b1648834178014889d048c1e80f4831d04823"
+    "41304883e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b6683781800750448"
+    "83c0104889100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c5"
+    "6639481875bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f00"
+    "48c7415803000000ff611066662e0f1f840000000000669048837920007409c30f1f840000000000488b0148"
+    "3b4108730f4883c00148897118488901c30f1f0048c7415803000000ff6110"
 )
-NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0x100, "vmrr_code_hook": 0x180, "vmrr_range_hook": 0x1b0}
+NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0x120, "vmrr_code_hook": 0x1a0, "vmrr_range_hook": 0x1d0}
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
 
@@ -177,6 +178,7 @@ class _CounterState(ctypes.Structure):
         ("stop_size", ctypes.c_uint64),
         ("blocks", ctypes.c_uint64),
         ("translations", ctypes.c_uint64),
+        ("soft", ctypes.c_uint64),
     ]
 
 
@@ -280,13 +282,20 @@ class InstructionCounter:
 
     # -- running --------------------------------------------------------------------
 
-    def run(self, until: int) -> None:
+    def run(self, until: int, *, exact: bool = True) -> None:
         """``emu_start`` from RIP until the limit (or HLT, a fault, a stop request).
+
+        Args:
+            until: the address passed to ``emu_start`` as its end.
+            exact: stop exactly at ``limit``. False lets the last block that crosses the
+                limit finish (a live slice's end only bounds how late the loop looks at
+                the host): no per-instruction tail. ``stop_soon`` is exact either way.
 
         Raises:
             UcError: as ``emu_start``; the icount is already corrected to the fault.
         """
         uc, s = self.uc, self._state
+        s.soft = 0 if exact else 1
         try:
             while True:
                 s.stop_reason = STOP_NONE

@@ -53,6 +53,7 @@ struct counter {
     uint64_t stop_size;            /* 104 */
     uint64_t blocks;               /* 112: blocks counted natively (statistics) */
     uint64_t translations;         /* 120: blocks Unicorn translated (statistics) */
+    uint64_t soft;                 /* 128: 1: the limit may be overrun to finish a block */
 };
 
 static inline uint64_t slot_of(const struct counter *s, uint64_t pc)
@@ -89,7 +90,7 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
         return;
     }
     n = e->kind == KIND_COUNTED ? e->icount : 0;   /* EXACT: a code hook counts */
-    if (s->icount + n > s->limit) {
+    if (s->icount + n > s->limit && (!s->soft || s->icount >= s->limit)) {
         s->stop_reason = STOP_LIMIT;
         s->stop_pc = pc;
         s->stop_size = size;

@@ -1,7 +1,8 @@
 """The Machine: CPU, RAM and devices, and the run loop that drives them.
 
 The run loop executes the guest in *slices*: Unicorn runs until the instruction counter
-reaches the slice's limit (or HLT, power-off, a fault, or a device asking to stop),
+reaches the slice's limit (or HLT, power-off, a fault, or a device asking to stop; a live
+slice may finish the translated block that crosses its limit, vmm/icount.py),
 then the loop asks the boundary for host inputs, applies them to devices, and delivers
 a pending interrupt if the guest can take one. Inputs are therefore injected between
 instructions at an exact icount. Record and replay run this same loop; only the
@@ -303,9 +304,10 @@ class Machine:
                 waiting = self.pic.deliverable_line() is not None and (
                     not self.cpu.interrupts_enabled or self._in_sti_shadow())
                 limit = boundary.slice_limit(self.icount, waiting)
-                if max_instructions is not None:
-                    limit = min(limit, max_instructions)
-                self._run_slice(limit)
+                exact = getattr(boundary, "exact_slices", True)
+                if max_instructions is not None and max_instructions <= limit:
+                    limit, exact = max_instructions, True
+                self._run_slice(limit, exact)
                 if self.result is not None and self.result.outcome is not Outcome.PAUSED:
                     break
                 inputs = boundary.poll(self.icount, idle=False)
@@ -322,14 +324,14 @@ class Machine:
         self.console.flush()
         return self.result
 
-    def _run_slice(self, limit: int) -> None:
+    def _run_slice(self, limit: int, exact: bool = True) -> None:
         counter = self.counter
         counter.limit = limit
         self._pending_exception = None
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
         try:
-            counter.run(UNTIL)
+            counter.run(UNTIL, exact=exact)
         except UcError as exc:
             self._on_emu_error(exc)
         if self._hook_error is not None:
