@@ -88,20 +88,19 @@ HOOKED_INSNS = frozenset({
 NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
 # gcc 12 -O2 build of icount_native.c (see its header; test_icount_native.py rebuilds it).
 NATIVE_CODE = bytes.fromhex(
-    "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b307424"
-    "483b7010750a440fb740184c39c2747c48c74158010000004889716048895168ff611090440fb740084c39c2"
-    "75d2440fb6400c4584c074d84c8b094c8b51084180f801744f4d39ca732a48c7415802000000488971604889"
-    "5168ff61100f1f800000000048c7415002000000c30f1f80000000004c89493848897140488951484c894150"
-    "c30f1f80000000004883c010eb9c6690440fb7400a4f8d1c084d39da730f4883b98000000000749e4d39d173"
-    "994c894938488971404889514848c74150010000004d85c0741a0fb7400e4c891948834170014801f0488941"
-    "18c3660f1f440000c366662e0f1f8400000000000f1f4000488b1648834178014889d048c1e80f4831d04823"
-    "41304883e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b6683781800750448"
-    "83c0104889100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c5"
-    "6639481875bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f00"
-    "48c7415803000000ff611066662e0f1f840000000000669048837920007409c30f1f840000000000488b0148"
-    "3b4108730f4883c00148897118488901c30f1f0048c7415803000000ff6110"
+    "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b30746c"
+    "483b7010750e440fb740184c39c20f84a800000048c74158010000004889716048895168ff61100f1f440000"
+    "440fb7400a4f8d1c084d39da730f4883b98000000000744e4d39d173494c894938488941404d85c0740e0fb7"
+    "400e4c89194801f048894118c30f1f8000000000440fb740084c39c2758a440fb6400c4584c074944c8b094c"
+    "8b51084180f801749f4d39ca731a48c74158020000004889716048895168ff61100f1f80000000004c894938"
+    "48894140c30f1f80000000004883c010ebb46690488b1648834178014889d048c1e80f4831d0482341304883"
+    "e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b668378180075044883c01048"
+    "89100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c566394818"
+    "75bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f0048c74158"
+    "03000000ff611066662e0f1f840000000000669048837920007409c30f1f840000000000488b01483b410873"
+    "0f4883c00148897118488901c30f1f0048c7415803000000ff6110"
 )
-NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0x120, "vmrr_code_hook": 0x1a0, "vmrr_range_hook": 0x1d0}
+NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x170, "vmrr_range_hook": 0x1a0}
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
 
@@ -170,13 +169,13 @@ class _CounterState(ctypes.Structure):
         ("table", ctypes.c_void_p),
         ("mask", ctypes.c_uint64),
         ("block_base", ctypes.c_uint64),
-        ("block_pc", ctypes.c_uint64),
-        ("block_size", ctypes.c_uint64),
-        ("block_kind", ctypes.c_uint64),
+        ("block", ctypes.c_void_p),
+        ("unused0", ctypes.c_uint64),
+        ("unused1", ctypes.c_uint64),
         ("stop_reason", ctypes.c_uint64),
         ("stop_pc", ctypes.c_uint64),
         ("stop_size", ctypes.c_uint64),
-        ("blocks", ctypes.c_uint64),
+        ("unused2", ctypes.c_uint64),
         ("translations", ctypes.c_uint64),
         ("soft", ctypes.c_uint64),
     ]
@@ -255,7 +254,7 @@ class InstructionCounter:
     @icount.setter
     def icount(self, value: int) -> None:
         self._state.icount = value
-        self._state.block_kind = KIND_NEW          # no block is under way any more
+        self._state.block = None                   # no block is under way any more
 
     @property
     def limit(self) -> int:
@@ -275,9 +274,9 @@ class InstructionCounter:
         self._state.limit = self._state.icount
 
     def stats(self) -> dict[str, int]:
-        """Blocks counted natively, translations, classifications, tails, exact ranges."""
+        """Translations, classifications, tails, exact ranges."""
         s = self._state
-        return {"blocks": s.blocks, "translations": s.translations, "misses": self.misses,
+        return {"translations": s.translations, "misses": self.misses,
                 "tails": self.tails, "exact_ranges": len(self._ranges)}
 
     # -- running --------------------------------------------------------------------
@@ -338,21 +337,23 @@ class InstructionCounter:
         fault leaves the same state whichever way its block was counted.
         """
         s = self._state
-        if s.block_kind == KIND_EXACT:
-            self._repair_fault_flags()
+        block = _Entry.from_address(s.block) if s.block else None
+        if self._global_hook is not None or (block is not None and block.kind == KIND_EXACT):
+            if s.last_pc == rip:                   # it faulted under its code hook
+                self._repair_fault_flags()
             return
-        if s.block_kind != KIND_COUNTED or not s.block_pc <= rip < s.block_pc + s.block_size:
+        if block is None or block.kind != KIND_COUNTED or not block.pc <= rip < block.pc + block.size:
             return
-        shape = self._current.get((s.block_pc, s.block_size))
+        shape = self._current.get((block.pc, block.size))
         if shape is None:
             return
         try:
-            index = shape.offsets.index(rip - s.block_pc)
+            index = shape.offsets.index(rip - block.pc)
         except ValueError:
             return
         s.icount = s.block_base + index + 1
         s.last_pc = rip
-        s.block_kind = KIND_NEW
+        s.block = None
 
     def _repair_fault_flags(self) -> None:
         """Unicorn's code-hook prologue computes the flags into CC_SRC and marks them
@@ -363,7 +364,7 @@ class InstructionCounter:
         cc_src = int.from_bytes(bytes(uc.context_save())[_cc_src_offset():][:8], "little")
         rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
         uc.reg_write(x86.UC_X86_REG_RFLAGS, (rflags & ~_ARITH_FLAGS) | (cc_src & _ARITH_FLAGS))
-        self._state.block_kind = KIND_NEW
+        self._state.block = None
 
     # -- the block table ---------------------------------------------------------------
 
@@ -451,7 +452,7 @@ class InstructionCounter:
             self._hook_del(self._global_hook)
             self._global_hook = None
             self._state.exact_all = 0
-        self._state.block_kind = KIND_NEW
+        self._state.block = None
         self.uc.ctl_flush_tb()
 
     @property
@@ -466,5 +467,5 @@ class InstructionCounter:
         self._shapes.clear()
         self._current.clear()
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
-        self._state.block_kind = KIND_NEW
+        self._state.block = None
         self.uc.ctl_flush_tb()

@@ -44,14 +44,13 @@ struct counter {
     uint64_t exact_all;            /*  32: 1: the global code hook counts everything */
     struct entry *table;           /*  40 */
     uint64_t mask;                 /*  48: slots - 1 (a power of two, minus one) */
-    uint64_t block_base;           /*  56: icount before the current block */
-    uint64_t block_pc;             /*  64 */
-    uint64_t block_size;           /*  72 */
-    uint64_t block_kind;           /*  80: KIND_COUNTED: counted whole at its start */
+    uint64_t block_base;           /*  56: icount before the current counted block */
+    struct entry *block;           /*  64: the block under way (kind COUNTED or EXACT), or 0 */
+    uint64_t unused[2];            /*  72 */
     uint64_t stop_reason;          /*  88: STOP_* of the last stop asked for here */
     uint64_t stop_pc;              /*  96 */
     uint64_t stop_size;            /* 104 */
-    uint64_t blocks;               /* 112: blocks counted natively (statistics) */
+    uint64_t unused2;              /* 112 */
     uint64_t translations;         /* 120: blocks Unicorn translated (statistics) */
     uint64_t soft;                 /* 128: 1: the limit may be overrun to finish a block */
 };
@@ -77,10 +76,8 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
     struct entry *e;
     uint64_t n;
 
-    if (s->exact_all) {
-        s->block_kind = KIND_EXACT;
+    if (s->exact_all)
         return;
-    }
     e = find(s, pc, size);
     if (!e || e->kind == KIND_NEW) {
         s->stop_reason = STOP_MISS;
@@ -98,13 +95,10 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
         return;
     }
     s->block_base = s->icount;
-    s->block_pc = pc;
-    s->block_size = size;
-    s->block_kind = e->kind;
+    s->block = e;
     if (n) {
         s->icount += n;
         s->last_pc = pc + e->last_off;
-        s->blocks++;
     }
 }
 
