@@ -36,9 +36,15 @@ address that now maps other code (a new TB is translated for the new physical pa
 range hooks, Unicorn's TBs — for a caller that changed mappings wholesale (the Linux
 personality after munmap/mmap) and prefers not to rely on the above.
 
+Unicorn skips the edge hook until the first block of an engine has run; blocks it did
+not report are counted from the decoding alone. Python never asks Unicorn for a block
+(``UC_CTL_TB_REQUEST_CACHE`` outside ``emu_start`` translates with a stale exit address).
+
 **The tail.** When the block hook stops before a block that would cross the limit,
 ``run`` adds a range code hook over just that block for the few instructions up to the
-limit, then removes it (Unicorn invalidates the blocks compiled with it).
+limit, then removes it (Unicorn invalidates the blocks compiled with it). A live slice
+(``run(exact=False)``) has no tail: its last block may finish past the limit, which
+only bounds how late the run loop looks at the host. ``stop_soon`` is exact in both.
 
 **Exact positions in callbacks.** A hook on an instruction in the middle of a block
 only exists in exact blocks, where the icount is already exact; such an instruction at
@@ -394,7 +400,7 @@ class InstructionCounter:
     def _classify(self, pc: int, size: int) -> None:
         self.misses += 1
         entry = self._slot(pc, size)
-        icount = entry.icount or None
+        icount = entry.icount or None       # 0: the edge hook did not see it translated
         try:
             code = self._read_code(pc, size)
         except UcError:
