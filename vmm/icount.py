@@ -72,7 +72,7 @@ from pathlib import Path
 
 import capstone
 from capstone import x86_const as cs_x86
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, Uc, UcError
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UC_PROT_EXEC, Uc, UcError
 from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
@@ -110,7 +110,6 @@ NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook"
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
 
-_CR0_PG = 1 << 31
 _ARITH_FLAGS = 0x8D5                  # CF PF AF ZF SF OF
 _CC_SRC_OFFSET: int | None = None
 
@@ -387,11 +386,10 @@ class InstructionCounter:
         return e
 
     def _read_code(self, pc: int, size: int) -> bytes:
-        uc = self.uc
-        if not uc.reg_read(x86.UC_X86_REG_CR0) & _CR0_PG:
-            return bytes(uc.mem_read(pc, size))
+        """The block's bytes through the CPU's own address translation (with paging on,
+        block addresses are virtual)."""
         buf = ctypes.create_string_buffer(size)
-        status = _ucbind.uclib.uc_vmem_read(uc._uch, ctypes.c_uint64(pc), ctypes.c_int(4),
+        status = _ucbind.uclib.uc_vmem_read(self.uc._uch, ctypes.c_uint64(pc), ctypes.c_int(UC_PROT_EXEC),
                                             buf, ctypes.c_size_t(size))
         if status != 0:
             raise UcError(status)

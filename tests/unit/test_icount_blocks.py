@@ -328,3 +328,38 @@ def test_shipped_native_code_is_built_from_its_source():
     assert entries == icount_mod.NATIVE_ENTRY
     assert code == icount_mod.NATIVE_CODE, "rebuild NATIVE_CODE from vmm/icount_native.c"
     assert os.path.getsize(icount_mod.NATIVE_SOURCE) > 0
+
+
+# -- the Linux personality's SYSCALL hook ------------------------------------------------
+
+def test_a_syscall_hook_sees_the_syscall_counted_and_can_stop_right_after_it(assemble):
+    from unicorn import UC_HOOK_INSN
+    from unicorn import x86_const as x86
+    image = assemble("""
+        nop
+        nop
+        syscall
+        nop
+        nop
+        syscall
+        nop
+        hlt
+    """)
+    for exact in (False, True):
+        machine, boundary, _ = boot(image, exact=exact)
+        seen = []
+
+        def on_syscall(uc, _ud, machine=machine, seen=seen):
+            seen.append((machine.icount, uc.reg_read(x86.UC_X86_REG_RIP)))
+            if len(seen) == 1:
+                machine.pause("syscall")
+        machine.uc.hook_add(UC_HOOK_INSN, on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        try:
+            first = machine.run(max_instructions=1000)
+            assert (first.outcome, seen) == (Outcome.PAUSED, [(3, BASE + 2)])
+            assert machine.icount == 3              # stopped before the next instruction
+            result = machine.run()
+            assert seen[1][0] == 6
+            assert (result.outcome, result.icount) == (Outcome.POWER_OFF, 8)
+        finally:
+            boundary.close()
