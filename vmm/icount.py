@@ -28,13 +28,17 @@ instruction at a time, exactly as the whole VM used to. Classifications are cach
 the block's bytes, so a re-translation of unchanged code costs a dictionary lookup.
 
 **Invalidation.** Because every translation re-marks its entry *new* and Python then
-looks at the block's current bytes, the table follows whatever Unicorn executes: guest
+looks at the block's current bytes, the table follows whatever Unicorn translates: guest
 self-modifying code and loaders (Unicorn re-translates what was written), checkpoint
-and time-travel restores (they call ``ctl_flush_tb``), and, with paging, a virtual
-address that now maps other code (a new TB is translated for the new physical page).
-``InstructionCounter.invalidate()`` drops everything — table, cached classifications,
-range hooks, Unicorn's TBs — for a caller that changed mappings wholesale (the Linux
-personality after munmap/mmap) and prefers not to rely on the above.
+and time-travel restores (they call ``ctl_flush_tb``). One case it cannot see: with
+paging, when a virtual address is mapped to other code, Unicorn translates new blocks
+for the new physical page but keeps the old page's blocks, which run again, untranslated
+and so unreported, if the old mapping comes back; the table, keyed by (virtual address,
+size), then describes the other block. So whoever changes executable mappings (the
+Linux personality after mmap, munmap, mprotect) calls ``InstructionCounter.invalidate()``:
+it drops the table, the cached classifications, the range hooks and every translated
+block. It may be called from inside a hook (a SYSCALL hook): the VM then stops before
+the next instruction and the blocks are flushed before anything else runs.
 
 Unicorn skips the edge hook until the first block of an engine has run; blocks it did
 not report are counted from the decoding alone. Python never asks Unicorn for a block
@@ -233,6 +237,8 @@ class InstructionCounter:
         self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
         self._tail: tuple[int, int] | None = None
         self._global_hook = None
+        self._running = False                  # inside emu_start (a hook may be calling)
+        self._flush_pending = False
         self.misses = 0
         self.tails = 0
         self._native_hook(UC_HOOK_BLOCK, "vmrr_block_hook", 1, 0)
@@ -303,11 +309,17 @@ class InstructionCounter:
         try:
             while True:
                 s.stop_reason = STOP_NONE
+                self._running = True
                 try:
                     uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), until)
                 except UcError:
                     self.sync_fault(uc.reg_read(x86.UC_X86_REG_RIP))
                     raise
+                finally:
+                    self._running = False
+                    if self._flush_pending:
+                        self._flush_pending = False
+                        uc.ctl_flush_tb()
                 reason = s.stop_reason
                 if reason == STOP_MISS:
                     self._classify(s.stop_pc, s.stop_size)
@@ -464,7 +476,12 @@ class InstructionCounter:
         return self._global_hook is not None
 
     def invalidate(self) -> None:
-        """Forget every block: call after changing what code lives at which address."""
+        """Forget every block: call after changing what code lives at which address.
+
+        Callable from inside a hook (a SYSCALL hook that changed mappings): the VM then
+        stops before the next instruction and Unicorn's blocks are flushed before it goes
+        on, so that no block translated from the old mapping runs again.
+        """
         for handle in self._ranges.values():
             self._hook_del(handle)
         self._ranges.clear()
@@ -472,4 +489,8 @@ class InstructionCounter:
         self._current.clear()
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
-        self.uc.ctl_flush_tb()
+        if self._running:
+            self._flush_pending = True
+            self.stop_soon()
+        else:
+            self.uc.ctl_flush_tb()

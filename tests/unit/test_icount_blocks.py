@@ -363,3 +363,81 @@ def test_a_syscall_hook_sees_the_syscall_counted_and_can_stop_right_after_it(ass
             assert (result.outcome, result.icount) == (Outcome.POWER_OFF, 8)
         finally:
             boundary.close()
+
+
+PAGING = """
+    mov $0x300000, %rdi
+    xor %eax, %eax
+    mov $2048, %ecx
+    rep stosq                          # four zeroed pages of tables at 0x300000
+    movq $0x301003, 0x300000           # PML4[0] -> PDPT
+    movq $0x302003, 0x301000           # PDPT[0] -> PD
+    movq $0x303003, 0x302000           # PD[0] -> PT: 4 KiB pages for 0..2 MiB
+    movq $0x200083, 0x302008           # PD[1]: 2 MiB page, identity
+    mov $1, %ecx                       # PT: identity but page 0 (the null guard)
+1:  mov %rcx, %rax
+    shl $12, %rax
+    or $3, %rax
+    mov %rax, 0x303000(,%rcx,8)
+    inc %ecx
+    cmp $512, %ecx
+    jne 1b
+    mov $0x300000, %rax
+    mov %rax, %cr3
+    mov %cr4, %rax
+    or $0x20, %rax
+    mov %rax, %cr4
+    mov %cr0, %rax
+    bts $31, %rax
+    mov %rax, %cr0
+    mov $6, %r12                       # A first: its block is cached, unhooked, when C comes
+2:  mov %r12, %rax
+    and $1, %eax
+    syscall                            # the host maps page 0x1f0000 to code A or C
+    mov %cr3, %rax
+    mov %rax, %cr3
+    mov $0x1f0000, %rax
+    call *%rax
+    dec %r12
+    jnz 2b
+    hlt
+"""
+CODE_A = bytes.fromhex("48ffc048ffc0c3")      # inc %rax; inc %rax; ret
+CODE_C = bytes.fromhex("e5904883c101c3")      # in $0x90,%eax; add $1,%rcx; ret: the same shape
+
+
+def test_paging_one_virtual_page_remapped_between_codes_of_the_same_shape(assemble):
+    """The Linux personality's case: a virtual address that maps other code after an
+    mmap; the host changes the mapping in a SYSCALL hook and calls invalidate()."""
+    from unicorn import UC_HOOK_INSN
+    from unicorn import x86_const as x86
+    image = assemble(PAGING)
+    seen = []
+    stops = [150]
+    for exact in (True, False, True):
+        machine, boundary, log = boot(image, exact=exact)
+        machine.uc.mem_write(0x310000, CODE_A)
+        machine.uc.mem_write(0x311000, CODE_C)
+
+        def on_syscall(uc, _ud, machine=machine):
+            phys = 0x311000 if uc.reg_read(x86.UC_X86_REG_RAX) else 0x310000
+            uc.mem_write(0x303000 + 0x1F0 * 8, (phys | 3).to_bytes(8, "little"))
+            machine.counter.invalidate()
+        machine.uc.hook_add(UC_HOOK_INSN, on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        try:
+            marks = []
+            for stop in stops:
+                result = machine.run(max_instructions=stop)
+                marks.append(observe(machine, log, result))
+            if len(stops) == 1:               # a first run to learn the length: stop all along the calls
+                total = machine.run().icount
+                stops += list(range(total - 90, total + 2, 7))
+            else:
+                seen.append(marks)
+        finally:
+            boundary.close()
+    block, exact = seen
+    assert block == exact
+    assert block[-1]["outcome"] is Outcome.POWER_OFF
+    assert len(block[-1]["events"]) == 3              # code C ran for r12 = 5, 3, 1
+    assert block[-1]["registers"]["cr0"] >> 31 == 1
