@@ -96,7 +96,8 @@ HOOKED_INSNS = frozenset({
 })
 
 NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
-# gcc 12 -O2 build of icount_native.c (see its header; test_icount_native.py rebuilds it).
+# gcc 12 -O2 build of icount_native.c (see its header; make_native() rebuilds it and
+# tests/unit/test_icount_blocks.py checks these bytes against it when gcc is present).
 NATIVE_CODE = bytes.fromhex(
     "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b30746c"
     "483b7010750e440fb740184c39c20f84a800000048c74158010000004889716048895168ff61100f1f440000"
@@ -111,6 +112,7 @@ NATIVE_CODE = bytes.fromhex(
     "0f4883c00148897118488901c30f1f0048c7415803000000ff6110"
 )
 NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x170, "vmrr_range_hook": 0x1a0}
+NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
 
@@ -137,8 +139,9 @@ def _cc_src_offset() -> int:
             raise RuntimeError(f"cannot find CC_SRC in Unicorn's CPU context ({found})")
         _CC_SRC_OFFSET = found[0]
     return _CC_SRC_OFFSET
+
+
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_CS.skipdata = False
 
 
 def make_native(source: Path = NATIVE_SOURCE) -> tuple[bytes, dict[str, int]]:
@@ -160,7 +163,11 @@ def make_native(source: Path = NATIVE_SOURCE) -> tuple[bytes, dict[str, int]]:
 
 
 def have_toolchain() -> bool:
-    return all(shutil.which(tool) for tool in ("gcc", "objcopy", "objdump", "nm"))
+    """gcc (the version NATIVE_CODE was built with) and binutils are installed."""
+    if not all(shutil.which(tool) for tool in ("gcc", "objcopy", "objdump", "nm")):
+        return False
+    version = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout
+    return version.split(".")[0].strip() == NATIVE_GCC
 
 
 class _Entry(ctypes.Structure):

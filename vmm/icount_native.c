@@ -3,8 +3,8 @@
  * Four Unicorn callbacks, all sharing one `struct counter` passed as user_data.
  * No globals, no calls but through the function pointer in the struct, no
  * relocations: the object's .text is position independent and ships as bytes in
- * vmm/icount.py (NATIVE_CODE). tests/unit/test_icount_native.py rebuilds this file
- * with `make_native()` and compares, when gcc is present:
+ * vmm/icount.py (NATIVE_CODE, NATIVE_ENTRY). tests/unit/test_icount_blocks.py rebuilds
+ * this file with vmm.icount.make_native() and compares, when gcc is present:
  *
  *   gcc -O2 -fPIC -fno-asynchronous-unwind-tables -fno-stack-protector
  *       -fcf-protection=none -fno-jump-tables -c icount_native.c

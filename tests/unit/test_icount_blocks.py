@@ -322,7 +322,8 @@ def test_invalidate_forgets_blocks_and_still_counts_exactly(assemble):
 
 # -- the shipped machine code ------------------------------------------------------------
 
-@pytest.mark.skipif(not icount_mod.have_toolchain(), reason="needs gcc and binutils")
+@pytest.mark.skipif(not icount_mod.have_toolchain(),
+                    reason=f"needs gcc {icount_mod.NATIVE_GCC} and binutils")
 def test_shipped_native_code_is_built_from_its_source():
     code, entries = icount_mod.make_native()
     assert entries == icount_mod.NATIVE_ENTRY
