@@ -60,6 +60,9 @@ STI = 0xFB
 
 _ZERO_MIB = bytes(MiB)
 _ZERO_MIB_CRC = zlib.crc32(_ZERO_MIB)
+_memcmp = ctypes.CDLL(None).memcmp
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+_memcmp.restype = ctypes.c_int
 _STATE_REGS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -483,10 +486,10 @@ class Machine:
 
         A MiB of zeros (most of a guest's RAM) is recognised by a comparison, several
         times faster than its crc32, which is a constant."""
-        ram, crcs = self.ram, []
+        mv, base, crcs = memoryview(self.ram), self._ram_ptr, []
         for off in range(0, self.mem_size, MiB):
-            chunk = ram[off:off + MiB]
-            crcs.append(_ZERO_MIB_CRC if chunk == _ZERO_MIB else zlib.crc32(chunk))
+            zero = _memcmp(base + off, _ZERO_MIB, MiB) == 0
+            crcs.append(_ZERO_MIB_CRC if zero else zlib.crc32(mv[off:off + MiB]))
         return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
 
     def cpu_state(self) -> dict:
