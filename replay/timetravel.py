@@ -484,6 +484,10 @@ class TimeTravel:
         """
         uc, machine, counter = self.machine.uc, self.machine, self.machine.counter
         handles = []
+        if code or watches:
+            # Python hooks read the icount at every instruction or access: count each one
+            # (this hook goes first, so the icount includes the instruction being hooked).
+            counter.set_exact(True)
         # A breakpoint under the start position is stepped over when continuing.
         skip_first = counter.icount + 1 if first_only else -1
 
@@ -534,6 +538,7 @@ class TimeTravel:
             self.machine.uc.hook_del(h)
         if handles:
             self.machine.uc.ctl_flush_tb()
+        self.machine.counter.set_exact(self.machine.kernel is not None)   # a Linux program stays exact
 
     # -- the API: moving ---------------------------------------------------------------
 

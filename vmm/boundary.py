@@ -46,6 +46,7 @@ class Boundary(Protocol):
     """What the machine asks of whoever answers for the host (live, or a trace)."""
 
     decides_interrupts: bool     # True: the machine delivers when it can; False: events say when
+    exact_slices: bool           # False: a slice may overrun its limit to finish a block
 
     def clock_ns(self, icount: int, which: int) -> int: ...
     def rdtsc(self, icount: int) -> int: ...
@@ -107,6 +108,13 @@ class LiveBoundary:
 
     decides_interrupts = True
     replaying = False
+
+    @property
+    def exact_slices(self) -> bool:
+        """An appliance's live slice may end a few instructions late (one block). A Linux
+        program's may not: a page fault in a block finished past the limit was counted
+        differently from the same fault under replay's exact slices."""
+        return self.machine.kernel is not None
 
     def __init__(self, machine: Machine, *, listen: tuple[str, int] | None = None,
                  console_input: bool = False, console_output=None,

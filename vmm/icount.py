@@ -1,42 +1,178 @@
-"""The exact instruction counter: a native UC_HOOK_CODE callback, no Python on the hot path.
+"""The exact instruction counter: counted per translated block, no Python on the hot path.
 
-Unicorn has no instruction counter of its own, and a Python hook per instruction runs at
-~1.5 MIPS. Instead a dozen bytes of x86-64 machine code, placed in an executable page,
-are registered as the code hook. Before each instruction begins it does::
+Unicorn has no instruction counter of its own; a native per-instruction code hook costs
+~8x the speed of the emulator. So the counter counts whole *blocks* (Unicorn's
+translation blocks) with a native ``UC_HOOK_BLOCK`` callback, and counts instruction by
+instruction only where an exact position inside a block is needed. The native code
+(``vmm/icount_native.c``, shipped as bytes in ``NATIVE_CODE``) shares one struct with
+Python. Its semantics are those of a per-instruction counter, bit for bit:
 
-    if (s->icount >= s->limit) { uc_emu_stop(uc); return; }   /* instruction not run */
-    s->icount++; s->last_pc = address;
+* ``icount`` counts the instructions that have *begun*; the VM stops exactly at
+  ``limit`` with RIP on the first instruction not run; ``last_pc`` is the address of
+  the instruction last begun (the faulting one, after a fault); a faulting instruction
+  is counted; each iteration of a ``rep`` string instruction counts as one.
+* ``stop_soon()`` makes the VM stop before the next instruction begins.
 
-so ``icount`` counts the instructions that have begun, the VM stops exactly at ``limit``
-with RIP on the first instruction not run, and ``last_pc`` is the address of the
-instruction being executed (the faulting one, inside a fault). Python reads and writes
-the shared struct through ctypes at any moment: inside a device callback, after HLT,
-after a fault. ``stop_soon()`` lowers the limit so that the VM stops before the next
-instruction; this is how a device asks the run loop to look at it (rather than
-``uc.emu_stop()``, which would let one more instruction's hook count itself first).
+**The block table.** A native ``UC_HOOK_EDGE_GENERATED`` callback runs every time
+Unicorn translates a block and records its shape — (address, size in bytes,
+instruction count), Unicorn's own TB information — in a two-way hashed table, marked
+*new*. The first time a new block is entered the block hook stops before it and Python
+(``_classify``) reads the block's bytes and decodes them (capstone): a block is
+*counted* (the block hook adds its instruction count at its start, and stops before it
+if it would cross ``limit``), or *exact*: it contains, before its last instruction, an
+instruction whose hook may read the icount or ask to stop (IN, OUT, INS, OUTS, RDTSC,
+RDTSCP, SYSCALL, SYSENTER, CPUID: ``HOOKED_INSNS``), or its decoding disagrees with
+Unicorn. An exact block gets a native per-instruction code hook over its address range
+(``vmrr_range_hook``; added once, kept) and is re-translated; such blocks count one
+instruction at a time, exactly as the whole VM used to. Classifications are cached by
+the block's bytes, so a re-translation of unchanged code costs a dictionary lookup.
+
+**Invalidation.** Because every translation re-marks its entry *new* and Python then
+looks at the block's current bytes, the table follows whatever Unicorn translates: guest
+self-modifying code and loaders (Unicorn re-translates what was written), checkpoint
+and time-travel restores (they call ``ctl_flush_tb``). One case it cannot see: with
+paging, when a virtual address is mapped to other code, Unicorn translates new blocks
+for the new physical page but keeps the old page's blocks, which run again, untranslated
+and so unreported, if the old mapping comes back; the table, keyed by (virtual address,
+size), then describes the other block. So whoever changes executable mappings (the
+Linux personality after mmap, munmap, mprotect) calls ``InstructionCounter.invalidate()``:
+it drops the table, the cached classifications, the range hooks and every translated
+block. It may be called from inside a hook (a SYSCALL hook): the VM then stops before
+the next instruction and the blocks are flushed before anything else runs.
+
+Unicorn skips the edge hook until the first block of an engine has run; blocks it did
+not report are counted from the decoding alone. Python never asks Unicorn for a block
+(``UC_CTL_TB_REQUEST_CACHE`` outside ``emu_start`` translates with a stale exit address).
+
+**The tail.** When the block hook stops before a block that would cross the limit,
+``run`` adds a range code hook over just that block for the few instructions up to the
+limit, then removes it (Unicorn invalidates the blocks compiled with it). A live slice
+(``run(exact=False)``) has no tail: its last block may finish past the limit, which
+only bounds how late the run loop looks at the host. ``stop_soon`` is exact in both.
+
+**Exact positions in callbacks.** A hook on an instruction in the middle of a block
+only exists in exact blocks, where the icount is already exact; such an instruction at
+the end of a counted block sees the block's full count, which is exact too. Faults and
+exceptions in the middle of a counted block (UC_HOOK_INTR, an invalid instruction,
+unmapped memory) abort it: ``sync_fault(rip)`` corrects the count from the block's
+start count and the position of the faulting instruction.
+
+**Debugger hooks.** Python code and memory hooks (time travel's breakpoints and
+watchpoints) read the icount at every instruction or access: ``set_exact(True)``
+switches the whole VM to the per-instruction counter (``vmrr_code_hook`` on every
+address, Unicorn's TBs flushed) while they are installed. Register it *before* such
+code hooks so that it runs first, as it always did.
 """
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from unicorn import UC_HOOK_CODE, Uc
+import capstone
+from capstone import x86_const as cs_x86
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UC_PROT_EXEC, Uc, UcError
+from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 NO_LIMIT = (1 << 64) - 1
+TABLE_SLOTS = 1 << 16
 
-# System V AMD64: rdi = uc, rsi = address, edx = size, rcx = user_data (our struct).
-_HOOK_CODE = bytes([
-    0x48, 0x8B, 0x01,              # mov rax, [rcx]          ; icount
-    0x48, 0x3B, 0x41, 0x08,        # cmp rax, [rcx+8]        ; limit
-    0x73, 0x0B,                    # jae .stop
-    0x48, 0xFF, 0xC0,              # inc rax
-    0x48, 0x89, 0x01,              # mov [rcx], rax
-    0x48, 0x89, 0x71, 0x18,        # mov [rcx+24], rsi       ; last_pc
-    0xC3,                          # ret
-    0xFF, 0x61, 0x10,              # .stop: jmp [rcx+16]     ; tail-call uc_emu_stop(uc)
-])
+# Entry kinds and stop reasons: vmm/icount_native.c.
+KIND_NEW, KIND_COUNTED, KIND_EXACT = 0, 1, 2
+STOP_NONE, STOP_MISS, STOP_LIMIT, STOP_CODE = 0, 1, 2, 3
+
+# Instructions whose Unicorn hooks may read the icount or ask the VM to stop.
+HOOKED_INSNS = frozenset({
+    cs_x86.X86_INS_IN, cs_x86.X86_INS_OUT, cs_x86.X86_INS_INSB, cs_x86.X86_INS_INSW,
+    cs_x86.X86_INS_INSD, cs_x86.X86_INS_OUTSB, cs_x86.X86_INS_OUTSW, cs_x86.X86_INS_OUTSD,
+    cs_x86.X86_INS_RDTSC, cs_x86.X86_INS_RDTSCP, cs_x86.X86_INS_SYSCALL,
+    cs_x86.X86_INS_SYSENTER, cs_x86.X86_INS_CPUID,
+})
+
+NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
+# gcc 12 -O2 build of icount_native.c (see its header; make_native() rebuilds it and
+# tests/unit/test_icount_blocks.py checks these bytes against it when gcc is present).
+NATIVE_CODE = bytes.fromhex(
+    "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b30746c"
+    "483b7010750e440fb740184c39c20f84a800000048c74158010000004889716048895168ff61100f1f440000"
+    "440fb7400a4f8d1c084d39da730f4883b98000000000744e4d39d173494c894938488941404d85c0740e0fb7"
+    "400e4c89194801f048894118c30f1f8000000000440fb740084c39c2758a440fb6400c4584c074944c8b094c"
+    "8b51084180f801749f4d39ca731a48c74158020000004889716048895168ff61100f1f80000000004c894938"
+    "48894140c30f1f80000000004883c010ebb46690488b1648834178014889d048c1e80f4831d0482341304883"
+    "e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b668378180075044883c01048"
+    "89100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c566394818"
+    "75bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f0048c74158"
+    "03000000ff611066662e0f1f840000000000669048837920007409c30f1f840000000000488b01483b410873"
+    "0f4883c00148897118488901c30f1f0048c7415803000000ff6110"
+)
+NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x170, "vmrr_range_hook": 0x1a0}
+NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
+GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
+             "-fcf-protection=none", "-fno-jump-tables"]
+
+_ARITH_FLAGS = 0x8D5                  # CF PF AF ZF SF OF
+_CC_SRC_OFFSET: int | None = None
+
+
+def _cc_src_offset() -> int:
+    """Where CC_SRC lies in a Unicorn x86 CPU context (found once, by writing RFLAGS,
+    which stores the arithmetic flags there, and looking for them)."""
+    global _CC_SRC_OFFSET
+    if _CC_SRC_OFFSET is None:
+        from unicorn import UC_ARCH_X86, UC_MODE_64
+        probe = Uc(UC_ARCH_X86, UC_MODE_64)
+        values = (0x801 | 0x2, 0xC4 | 0x2, 0x10 | 0x2)
+        blobs = []
+        for value in values:
+            probe.reg_write(x86.UC_X86_REG_RFLAGS, value)
+            blobs.append(bytes(probe.context_save()))
+        want = [v & _ARITH_FLAGS for v in values]
+        found = [off for off in range(0, len(blobs[0]) - 8, 8)
+                 if [int.from_bytes(b[off:off + 8], "little") for b in blobs] == want]
+        if len(found) != 1:
+            raise RuntimeError(f"cannot find CC_SRC in Unicorn's CPU context ({found})")
+        _CC_SRC_OFFSET = found[0]
+    return _CC_SRC_OFFSET
+
+
+_CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+
+def make_native(source: Path = NATIVE_SOURCE) -> tuple[bytes, dict[str, int]]:
+    """Compile ``icount_native.c``: (the .text bytes, {function: offset}). Needs gcc and binutils."""
+    with tempfile.TemporaryDirectory() as tmp:
+        obj, binary = Path(tmp) / "n.o", Path(tmp) / "n.bin"
+        subprocess.run(["gcc", *GCC_FLAGS, "-c", str(source), "-o", str(obj)], check=True,
+                       capture_output=True, timeout=60)
+        relocs = subprocess.run(["objdump", "-r", str(obj)], check=True, capture_output=True,
+                                text=True).stdout
+        if "R_X86_64" in relocs:
+            raise RuntimeError(f"{source.name} needs relocations:\n{relocs}")
+        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)],
+                       check=True, capture_output=True)
+        symbols = subprocess.run(["nm", str(obj)], check=True, capture_output=True, text=True).stdout
+        entries = {name: int(addr, 16) for addr, kind, name in
+                   (line.split() for line in symbols.splitlines()) if kind == "T"}
+        return binary.read_bytes(), entries
+
+
+def have_toolchain() -> bool:
+    """gcc (the version NATIVE_CODE was built with) and binutils are installed."""
+    if not all(shutil.which(tool) for tool in ("gcc", "objcopy", "objdump", "nm")):
+        return False
+    version = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout
+    return version.split(".")[0].strip() == NATIVE_GCC
+
+
+class _Entry(ctypes.Structure):
+    _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint16), ("icount", ctypes.c_uint16),
+                ("kind", ctypes.c_uint8), ("pad", ctypes.c_uint8), ("last_off", ctypes.c_uint16)]
 
 
 class _CounterState(ctypes.Structure):
@@ -45,7 +181,40 @@ class _CounterState(ctypes.Structure):
         ("limit", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
         ("last_pc", ctypes.c_uint64),
+        ("exact_all", ctypes.c_uint64),
+        ("table", ctypes.c_void_p),
+        ("mask", ctypes.c_uint64),
+        ("block_base", ctypes.c_uint64),
+        ("block", ctypes.c_void_p),
+        ("unused0", ctypes.c_uint64),
+        ("unused1", ctypes.c_uint64),
+        ("stop_reason", ctypes.c_uint64),
+        ("stop_pc", ctypes.c_uint64),
+        ("stop_size", ctypes.c_uint64),
+        ("unused2", ctypes.c_uint64),
+        ("translations", ctypes.c_uint64),
+        ("soft", ctypes.c_uint64),
     ]
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """What decoding a block found: instruction offsets, and whether it must run exact."""
+    offsets: tuple[int, ...]
+    exact: bool
+
+
+def decode_block(code: bytes, address: int, icount: int | None) -> BlockShape:
+    """Decode one translated block; exact when a hooked instruction is not its last
+    or when the decoding does not account for exactly ``icount`` instructions and all bytes."""
+    offsets, ids, end = [], [], 0
+    for insn in _CS.disasm(code, address):
+        offsets.append(insn.address - address)
+        ids.append(insn.id)
+        end = insn.address - address + insn.size
+    consistent = end == len(code) and (icount is None or icount == len(offsets)) and offsets
+    hooked_inside = any(i in HOOKED_INSNS for i in ids[:-1])
+    return BlockShape(tuple(offsets) or (0,), bool(hooked_inside or not consistent))
 
 
 class InstructionCounter:
@@ -53,23 +222,48 @@ class InstructionCounter:
 
     Args:
         uc: the engine to attach to. The counter lives as long as this object.
+
+    Drive the engine with ``run`` (not ``uc.emu_start``): it classifies new blocks and
+    runs the last instructions before a limit one at a time.
     """
 
     def __init__(self, uc: Uc) -> None:
-        self._page = mmap.mmap(-1, mmap.PAGESIZE,
+        self.uc = uc
+        self._page = mmap.mmap(-1, mmap.PAGESIZE * (len(NATIVE_CODE) // mmap.PAGESIZE + 1),
                                prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        self._page.write(_HOOK_CODE)
-        code_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        self._page.write(NATIVE_CODE)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        self._entry = {name: base + off for name, off in NATIVE_ENTRY.items()}
+        self._table = (_Entry * TABLE_SLOTS)()
         stop_addr = ctypes.cast(_ucbind.uclib.uc_emu_stop, ctypes.c_void_p).value
-        self._state = _CounterState(0, NO_LIMIT, stop_addr, 0)
+        self._state = _CounterState(0, NO_LIMIT, stop_addr, 0, 0, ctypes.addressof(self._table),
+                                    TABLE_SLOTS - 1)
+        self._state_ptr = ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p)
+        self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes)
+        self._current: dict[tuple[int, int], BlockShape] = {}     # by (address, size)
+        self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
+        self._tail: tuple[int, int] | None = None
+        self._global_hook = None
+        self._running = False                  # inside emu_start (a hook may be calling)
+        self._flush_pending = False
+        self.misses = 0
+        self.tails = 0
+        self._native_hook(UC_HOOK_BLOCK, "vmrr_block_hook", 1, 0)
+        self._native_hook(UC_HOOK_EDGE_GENERATED, "vmrr_edge_hook", 1, 0)
+
+    def _native_hook(self, kind: int, entry: str, begin: int, end: int):
         handle = _ucbind.uc_hook_h()
         status = _ucbind.uclib.uc_hook_add(
-            uc._uch, ctypes.byref(handle), UC_HOOK_CODE, ctypes.c_void_p(code_addr),
-            ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p),
-            ctypes.c_uint64(1), ctypes.c_uint64(0))
+            self.uc._uch, ctypes.byref(handle), kind, ctypes.c_void_p(self._entry[entry]),
+            self._state_ptr, ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if status != 0:
-            raise RuntimeError(f"uc_hook_add for the instruction counter failed: {status}")
-        self._handle = handle
+            raise RuntimeError(f"uc_hook_add for the instruction counter ({entry}) failed: {status}")
+        return handle
+
+    def _hook_del(self, handle) -> None:
+        _ucbind.uclib.uc_hook_del(self.uc._uch, handle)
+
+    # -- the counter as Python sees it ----------------------------------------------
 
     @property
     def icount(self) -> int:
@@ -78,6 +272,7 @@ class InstructionCounter:
     @icount.setter
     def icount(self, value: int) -> None:
         self._state.icount = value
+        self._state.block = None                   # no block is under way any more
 
     @property
     def limit(self) -> int:
@@ -95,3 +290,214 @@ class InstructionCounter:
     def stop_soon(self) -> None:
         """Stop the VM before the next instruction begins (callable from any hook)."""
         self._state.limit = self._state.icount
+
+    def stats(self) -> dict[str, int]:
+        """Translations, classifications, tails, exact ranges."""
+        s = self._state
+        return {"translations": s.translations, "misses": self.misses,
+                "tails": self.tails, "exact_ranges": len(self._ranges)}
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self, until: int, *, exact: bool = True) -> None:
+        """``emu_start`` from RIP until the limit (or HLT, a fault, a stop request).
+
+        Args:
+            until: the address passed to ``emu_start`` as its end.
+            exact: stop exactly at ``limit``. False lets the last block that crosses the
+                limit finish (a live slice's end only bounds how late the loop looks at
+                the host): no per-instruction tail. ``stop_soon`` is exact either way.
+
+        Raises:
+            UcError: as ``emu_start``; the icount is already corrected to the fault.
+        """
+        uc, s = self.uc, self._state
+        s.soft = 0 if exact else 1
+        try:
+            while True:
+                s.stop_reason = STOP_NONE
+                self._running = True
+                try:
+                    uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), until)
+                except UcError:
+                    self.sync_fault(uc.reg_read(x86.UC_X86_REG_RIP))
+                    raise
+                finally:
+                    self._running = False
+                    if self._flush_pending:
+                        self._flush_pending = False
+                        uc.ctl_flush_tb()
+                reason = s.stop_reason
+                if reason == STOP_MISS:
+                    self._classify(s.stop_pc, s.stop_size)
+                elif reason == STOP_LIMIT and s.icount < s.limit and self._tail is None:
+                    self._start_tail(s.stop_pc, s.stop_size)
+                else:
+                    return
+        finally:
+            if self._tail is not None:
+                self._end_tail()
+
+    def _start_tail(self, pc: int, size: int) -> None:
+        self.tails += 1
+        handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", pc, pc + size - 1)
+        self._tail = (pc, pc + size, handle)
+        self.uc.ctl_remove_cache(pc, pc + size)
+        self._slot(pc, size).kind = KIND_EXACT     # the range hook counts it now
+
+    def _end_tail(self) -> None:
+        lo, hi, handle = self._tail
+        self._tail = None
+        self._hook_del(handle)                # Unicorn invalidates the blocks compiled with it
+        self._slot(lo, hi - lo).kind = KIND_NEW
+
+    def sync_fault(self, rip: int) -> None:
+        """A fault or exception stopped the current block at the instruction at ``rip``.
+
+        In a counted block: count up to and including that instruction, as a
+        per-instruction counter would have. In a block compiled with a code hook: repair
+        RFLAGS, which Unicorn corrupts when an instruction with a code hook faults after
+        one that left its flags lazily computed (``_repair_fault_flags``), so that a
+        fault leaves the same state whichever way its block was counted.
+        """
+        s = self._state
+        block = _Entry.from_address(s.block) if s.block else None
+        if self._global_hook is not None or (block is not None and block.kind == KIND_EXACT):
+            if s.last_pc == rip:                   # it faulted under its code hook
+                self._repair_fault_flags()
+            return
+        if block is None or block.kind != KIND_COUNTED or not block.pc <= rip < block.pc + block.size:
+            return
+        shape = self._current.get((block.pc, block.size))
+        if shape is None:
+            return
+        try:
+            index = shape.offsets.index(rip - block.pc)
+        except ValueError:
+            return
+        s.icount = s.block_base + index + 1
+        s.last_pc = rip
+        s.block = None
+
+    def _repair_fault_flags(self) -> None:
+        """Unicorn's code-hook prologue computes the flags into CC_SRC and marks them
+        final, but a fault restores the *lazy* flag state recorded at the instruction's
+        start, which then reinterprets CC_SRC: RFLAGS reads back wrong (an ``add`` then a
+        faulting store gives CF|AF set). CC_SRC still holds the right arithmetic flags."""
+        uc = self.uc
+        cc_src = int.from_bytes(bytes(uc.context_save())[_cc_src_offset():][:8], "little")
+        rflags = uc.reg_read(x86.UC_X86_REG_RFLAGS)
+        uc.reg_write(x86.UC_X86_REG_RFLAGS, (rflags & ~_ARITH_FLAGS) | (cc_src & _ARITH_FLAGS))
+        self._state.block = None
+
+    # -- the block table ---------------------------------------------------------------
+
+    def _slot(self, pc: int, size: int) -> _Entry:
+        """The table entry for (pc, size), inserted (as the edge hook would) if missing."""
+        first = ((pc ^ (pc >> 15)) & (TABLE_SLOTS - 1)) & ~1
+        a, b = self._table[first], self._table[first + 1]
+        if a.pc == pc and a.size == size:
+            return a
+        if b.pc == pc and b.size == size:
+            return b
+        e = b if a.size != 0 and b.size == 0 else a
+        e.pc, e.size, e.icount, e.kind, e.last_off = pc, size, 0, KIND_NEW, 0
+        return e
+
+    def _read_code(self, pc: int, size: int) -> bytes:
+        """The block's bytes through the CPU's own address translation (with paging on,
+        block addresses are virtual)."""
+        buf = ctypes.create_string_buffer(size)
+        status = _ucbind.uclib.uc_vmem_read(self.uc._uch, ctypes.c_uint64(pc), ctypes.c_int(UC_PROT_EXEC),
+                                            buf, ctypes.c_size_t(size))
+        if status != 0:
+            raise UcError(status)
+        return buf.raw
+
+    def _classify(self, pc: int, size: int) -> None:
+        self.misses += 1
+        entry = self._slot(pc, size)
+        icount = entry.icount or None       # 0: the edge hook did not see it translated
+        try:
+            code = self._read_code(pc, size)
+        except UcError:
+            code = b""
+        key = (pc, code)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = decode_block(code, pc, icount) if code else BlockShape((0,), True)
+            self._shapes[key] = shape
+        if icount is not None and len(shape.offsets) != icount and not shape.exact:
+            shape = BlockShape(shape.offsets, True)
+        self._current[(pc, size)] = shape
+        lo, hi = pc, pc + size
+        covered = self._covered(lo, hi)
+        if shape.exact or covered or self._overlaps(lo, hi):
+            if not covered:
+                handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
+                self._ranges[(lo, hi)] = handle
+                self.uc.ctl_remove_cache(lo, hi)
+                self._reset_overlapping(lo, hi)
+            entry = self._slot(pc, size)
+            entry.kind = KIND_EXACT
+        else:
+            if icount is None:
+                entry.icount = len(shape.offsets)
+            entry.last_off = shape.offsets[-1]
+            entry.kind = KIND_COUNTED
+
+    def _covered(self, lo: int, hi: int) -> bool:
+        if self._tail is not None and self._tail[0] <= lo and hi <= self._tail[1]:
+            return True
+        return any(a <= lo and hi <= b for a, b in self._ranges)
+
+    def _overlaps(self, lo: int, hi: int) -> bool:
+        if self._tail is not None and lo < self._tail[1] and self._tail[0] < hi:
+            return True
+        return any(lo < b and a < hi for a, b in self._ranges)
+
+    def _reset_overlapping(self, lo: int, hi: int) -> None:
+        """A new exact range: blocks overlapping it were invalidated; forget their kind."""
+        for pc, size in self._current:
+            if pc < hi and lo < pc + size:
+                self._slot(pc, size).kind = KIND_NEW
+
+    # -- modes and invalidation ----------------------------------------------------------
+
+    def set_exact(self, on: bool) -> None:
+        """Count every instruction with a per-instruction hook (debugger hooks installed)."""
+        if on == (self._global_hook is not None):
+            return
+        if on:
+            self._global_hook = self._native_hook(UC_HOOK_CODE, "vmrr_code_hook", 1, 0)
+            self._state.exact_all = 1
+        else:
+            self._hook_del(self._global_hook)
+            self._global_hook = None
+            self._state.exact_all = 0
+        self._state.block = None
+        self.uc.ctl_flush_tb()
+
+    @property
+    def exact(self) -> bool:
+        return self._global_hook is not None
+
+    def invalidate(self) -> None:
+        """Forget every block: call after changing what code lives at which address.
+
+        Callable from inside a hook (a SYSCALL hook that changed mappings): the VM then
+        stops before the next instruction and Unicorn's blocks are flushed before it goes
+        on, so that no block translated from the old mapping runs again.
+        """
+        for handle in self._ranges.values():
+            self._hook_del(handle)
+        self._ranges.clear()
+        self._shapes.clear()
+        self._current.clear()
+        ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
+        self._state.block = None
+        if self._running:
+            self._flush_pending = True
+            self.stop_soon()
+        else:
+            self.uc.ctl_flush_tb()

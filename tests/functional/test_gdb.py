@@ -261,7 +261,8 @@ def test_a_recorded_crash_is_a_signal_and_then_the_end(tmp_path, gdbserver):
 @pytest.mark.slow
 def test_ctrl_c_interrupts_a_long_continue(tmp_path, gdbserver):
     trace = tmp_path / "cpubench.vmrr"
-    record = vmrr("record", "cpubench", "-o", trace, "--no-stdin", "--args", "rounds=30")
+    # long enough that the continue is still under way after 1.5 s (replay runs ~400 MIPS)
+    record = vmrr("record", "cpubench", "-o", trace, "--no-stdin", "--args", "rounds=240")
     assert record.returncode == 0, describe(record)
     replay_verify(trace)
     server, port, _ = gdbserver(trace)

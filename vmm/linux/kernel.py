@@ -126,10 +126,11 @@ class LinuxKernel:
     def _write_phys(self, phys: int, data: bytes) -> None:
         self.uc.mem_write(phys, data)
 
-    def _flush_tlb(self) -> None:
+    def _flush_tlb(self, code: bool = True) -> None:
         # Loading CR3 flushes the TLB (and QEMU's jump cache) as on a real CPU.
         self.uc.reg_write(x86.UC_X86_REG_CR3, self.space.root)
-        self.machine.code_changed()
+        if code:
+            self.machine.code_changed()
 
     def read(self, va: int, size: int) -> bytes:
         return self.space.read(va, size)

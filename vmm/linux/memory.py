@@ -142,7 +142,8 @@ class AddressSpace:
         write_phys: writes bytes at a guest-physical address through Unicorn, so that
             translated code cached for that page is invalidated.
         file_content: returns the bytes of a backing file by its content id.
-        flush_tlb: called after entries were removed or made stricter.
+        flush_tlb: called after entries were removed or made stricter, with True when code
+            was among them (translated blocks of it must go too).
     """
 
     def __init__(self, ram, mem_size: int, write_phys: Callable[[int, bytes], None],
@@ -308,7 +309,7 @@ class AddressSpace:
             del self.vmas[i]
             del self._starts[i]
         if dropped:
-            self.flush_tlb()
+            self.flush_tlb(any(vma.prot & PROT_EXEC for vma in inside))
         return True
 
     def _drop_pages(self, start: int, end: int) -> int:
@@ -322,15 +323,17 @@ class AddressSpace:
     def discard(self, start: int, end: int) -> None:
         """MADV_DONTNEED: drop the pages; the next touch sees zeros (or the file) again."""
         if self._drop_pages(start, end):
-            self.flush_tlb()
+            vma = self.find(start)
+            self.flush_tlb(vma is not None and bool(vma.prot & PROT_EXEC))
 
     def protect(self, start: int, end: int, prot: int) -> bool:
         """Change the protection of [start, end). False if part of the range is not mapped."""
-        covered = start
+        covered, was_code = start, bool(prot & PROT_EXEC)
         for vma in self._carve(start, end):
             if vma.start != covered:
                 return False
             covered = vma.end
+            was_code = was_code or bool(vma.prot & PROT_EXEC)
             vma.prot = prot
         if covered < end:
             return False
@@ -338,7 +341,7 @@ class AddressSpace:
         ram = self.ram
         for _va, slot, entry in list(self.present_pages(start, end)):
             _Q.pack_into(ram, slot, (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D)))
-        self.flush_tlb()
+        self.flush_tlb(was_code)
         self._merge_around(start, end)
         if prot & PROT_EXEC:
             self.populate(start, end)
@@ -361,7 +364,7 @@ class AddressSpace:
         for vma in moving:
             self._insert(Vma(vma.start - old + new, vma.end - old + new, vma.prot, vma.flags,
                              vma.file, vma.offset, vma.name))
-        self.flush_tlb()
+        self.flush_tlb(any(vma.prot & PROT_EXEC for vma in moving))
 
     def extend(self, vma: Vma, new_end: int) -> None:
         vma.end = new_end

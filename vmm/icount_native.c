@@ -1,0 +1,150 @@
+/* The native half of vmrr's exact instruction counter (see vmm/icount.py).
+ *
+ * Four Unicorn callbacks, all sharing one `struct counter` passed as user_data.
+ * No globals, no calls but through the function pointer in the struct, no
+ * relocations: the object's .text is position independent and ships as bytes in
+ * vmm/icount.py (NATIVE_CODE, NATIVE_ENTRY). tests/unit/test_icount_blocks.py rebuilds
+ * this file with vmm.icount.make_native() and compares, when gcc is present:
+ *
+ *   gcc -O2 -fPIC -fno-asynchronous-unwind-tables -fno-stack-protector
+ *       -fcf-protection=none -fno-jump-tables -c icount_native.c
+ *   objcopy -O binary -j .text icount_native.o icount_native.bin
+ *
+ * Unicorn's calling conventions (System V AMD64):
+ *   block hook:  (uc, uint64 address, uint32 size, void *user_data)
+ *   code hook:   (uc, uint64 address, uint32 size, void *user_data)
+ *   edge hook:   (uc, uc_tb *cur, uc_tb *prev, void *user_data)
+ */
+
+#include <stdint.h>
+
+typedef struct uc_tb {             /* unicorn.h */
+    uint64_t pc;
+    uint16_t icount;
+    uint16_t size;
+} uc_tb;
+
+enum { KIND_NEW = 0, KIND_COUNTED = 1, KIND_EXACT = 2 };
+enum { STOP_NONE = 0, STOP_MISS = 1, STOP_LIMIT = 2, STOP_CODE = 3 };
+
+struct entry {                     /* one translated block, 16 bytes */
+    uint64_t pc;
+    uint16_t size;                 /* bytes, as Unicorn reports the block */
+    uint16_t icount;               /* instructions in it */
+    uint8_t kind;                  /* KIND_*: NEW until Python has looked at it */
+    uint8_t pad;
+    uint16_t last_off;             /* offset of its last instruction */
+};
+
+struct counter {
+    uint64_t icount;               /*   0: instructions begun */
+    uint64_t limit;                /*   8: stop before instruction number limit+1 begins */
+    void (*emu_stop)(void *uc);    /*  16: uc_emu_stop */
+    uint64_t last_pc;              /*  24: address of the instruction last begun */
+    uint64_t exact_all;            /*  32: 1: the global code hook counts everything */
+    struct entry *table;           /*  40 */
+    uint64_t mask;                 /*  48: slots - 1 (a power of two, minus one) */
+    uint64_t block_base;           /*  56: icount before the current counted block */
+    struct entry *block;           /*  64: the block under way (kind COUNTED or EXACT), or 0 */
+    uint64_t unused[2];            /*  72 */
+    uint64_t stop_reason;          /*  88: STOP_* of the last stop asked for here */
+    uint64_t stop_pc;              /*  96 */
+    uint64_t stop_size;            /* 104 */
+    uint64_t unused2;              /* 112 */
+    uint64_t translations;         /* 120: blocks Unicorn translated (statistics) */
+    uint64_t soft;                 /* 128: 1: the limit may be overrun to finish a block */
+};
+
+static inline uint64_t slot_of(const struct counter *s, uint64_t pc)
+{
+    return ((pc ^ (pc >> 15)) & s->mask) & ~(uint64_t)1;     /* two-way: slot, slot+1 */
+}
+
+static inline struct entry *find(struct counter *s, uint64_t pc, uint64_t size)
+{
+    struct entry *e = &s->table[slot_of(s, pc)];
+    if (e[0].pc == pc && e[0].size == size)
+        return &e[0];
+    if (e[1].pc == pc && e[1].size == size)
+        return &e[1];
+    return 0;
+}
+
+/* UC_HOOK_BLOCK: count the whole block before it runs, or stop before it. */
+void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
+{
+    struct entry *e;
+    uint64_t n;
+
+    if (s->exact_all)
+        return;
+    e = find(s, pc, size);
+    if (!e || e->kind == KIND_NEW) {
+        s->stop_reason = STOP_MISS;
+        s->stop_pc = pc;
+        s->stop_size = size;
+        s->emu_stop(uc);           /* stops before this block: Python classifies it */
+        return;
+    }
+    n = e->kind == KIND_COUNTED ? e->icount : 0;   /* EXACT: a code hook counts */
+    if (s->icount + n > s->limit && (!s->soft || s->icount >= s->limit)) {
+        s->stop_reason = STOP_LIMIT;
+        s->stop_pc = pc;
+        s->stop_size = size;
+        s->emu_stop(uc);
+        return;
+    }
+    s->block_base = s->icount;
+    s->block = e;
+    if (n) {
+        s->icount += n;
+        s->last_pc = pc + e->last_off;
+    }
+}
+
+/* UC_HOOK_EDGE_GENERATED: Unicorn just translated `cur`; remember its shape. */
+void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
+{
+    struct entry *e = &s->table[slot_of(s, cur->pc)];
+
+    (void)uc;
+    (void)prev;
+    s->translations++;
+    if (e[0].pc == cur->pc && e[0].size == cur->size)
+        ;
+    else if (e[1].pc == cur->pc && e[1].size == cur->size)
+        e = &e[1];
+    else if (e[0].size != 0 && e[1].size == 0)
+        e = &e[1];
+    /* else: the first way is free, or both are taken and the first is evicted */
+    e->pc = cur->pc;
+    e->size = cur->size;
+    e->icount = cur->icount;
+    e->kind = KIND_NEW;            /* the bytes may differ: Python looks again */
+}
+
+static inline void count_one(void *uc, uint64_t pc, struct counter *s)
+{
+    if (s->icount >= s->limit) {
+        s->stop_reason = STOP_CODE;
+        s->emu_stop(uc);           /* a code hook's stop takes effect before this insn */
+        return;
+    }
+    s->icount++;
+    s->last_pc = pc;
+}
+
+/* UC_HOOK_CODE over every address (exact_all): the per-instruction counter. */
+void vmrr_code_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
+{
+    (void)size;
+    count_one(uc, pc, s);
+}
+
+/* UC_HOOK_CODE over one block's range: the same, unless exact_all already counts. */
+void vmrr_range_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
+{
+    (void)size;
+    if (!s->exact_all)
+        count_one(uc, pc, s);
+}
