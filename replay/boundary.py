@@ -30,14 +30,18 @@ class TraceBoundary:
         machine: the machine being replayed.
         events_from: gives the trace's events from an icount on.
         last_icount: the last icount the trace covers (where a cut-short trace ends).
-        verify: check state digests (DIGEST events) as they come.
+        verify: check state digests (DIGEST events) as they come, and the trace's
+            checkpoints where the replay passes them (``events_from`` then yields their
+            marks: ``Event(icount, CHECKPOINT, index)``).
         console_output: binary stream for the reproduced console, or None.
+        check_checkpoint: called with a checkpoint's index when the replay reaches it.
     """
 
     decides_interrupts = False
 
     def __init__(self, machine: Machine, events_from: Callable[[int], Iterator[Event]], *,
-                 last_icount: int, verify: bool = True, console_output=None) -> None:
+                 last_icount: int, verify: bool = True, console_output=None,
+                 check_checkpoint: Callable[[int], None] | None = None) -> None:
         self.machine = machine
         self._events_from = events_from
         self._events = events_from(0)
@@ -48,6 +52,8 @@ class TraceBoundary:
         self.console_output = console_output
         self.consumed = 0
         self.digests_checked = 0
+        self.checkpoints_checked = 0
+        self._check_checkpoint = check_checkpoint
         self.recent: deque[Event] = deque(maxlen=RECENT)
 
     # -- the event stream ------------------------------------------------------------
@@ -144,10 +150,11 @@ class TraceBoundary:
                 raise self._diverge(icount, f"the recording has {event.kind.name} at icount "
                                             f"{event.icount} that the guest never asked for")
             self._pop()
-            if event.kind == EventKind.DIGEST:
+            if event.kind == EventKind.DIGEST or event.kind == EventKind.CHECKPOINT:
                 if not self.verify:
                     continue
-                self.digests_checked += 1
+                if event.kind == EventKind.DIGEST:
+                    self.digests_checked += 1
             inputs.append((event.kind, event.payload))
             if event.kind == EventKind.END:
                 break
@@ -164,6 +171,12 @@ class TraceBoundary:
             raise self._diverge(icount, f"the guest halted, but the recording goes on with "
                                         f"{event.kind.name} at icount {event.icount}")
 
+    def checkpoint_reached(self, index: object) -> None:
+        """The run loop applied a checkpoint mark: the machine is where checkpoint ``index`` was taken."""
+        if self._check_checkpoint is not None and self.verify:
+            self._check_checkpoint(index)
+            self.checkpoints_checked += 1
+
     def record_speed(self, instructions: int, seconds: float) -> None:
         pass                                     # slices end at recorded icounts, not by time
 
@@ -173,7 +186,7 @@ class TraceBoundary:
         event = self.peek()
         if event is None:
             return
-        if event.kind != kind or event.icount != icount or list(event.payload) != list(payload):
+        if event.kind != kind or event.icount != icount or event.payload != list(payload):
             raise self._diverge(icount, f"the guest took exception {payload[0]} but the recording has "
                                         f"{event.kind.name} {event.payload!r} at icount {event.icount}")
         self._pop()

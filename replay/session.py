@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trace_format import TraceReader
+from trace_format import TraceHeader, TraceReader
 from trace_format.events import Event, EventKind
-from vmm.errors import ReplayDivergence
+from vmm.cpu import CPU_MODEL
+from vmm.errors import BadTraceData, CheckpointMismatch, ReplayDivergence, UsageError
 from vmm.loader import parse_image
-from vmm.machine import Machine, Outcome, RunResult
+from vmm.machine import MAX_BOOT_ARGS, MIN_MACHINE_MEM, Machine, Outcome, RunResult, default_max_mem
 from replay.boundary import TraceBoundary
 
 
@@ -20,6 +21,7 @@ class ReplayReport:
     recorded_end: dict | None
     digests_checked: int = 0
     checks: list[str] = field(default_factory=list)
+    checkpoints_checked: int = 0
 
     @property
     def complete(self) -> bool:
@@ -31,31 +33,43 @@ class Replay:
 
     Args:
         path: the trace file (a ``.incomplete`` file from a killed recorder works too).
-        verify: check state digests while replaying and the final state at the end.
+        verify: check state digests while replaying, every checkpoint the replay passes
+            (its CPU, devices and RAM against the replayed machine) and the final state.
         console_output: binary stream for the reproduced guest console, or None.
         recover: salvage the complete chunks of a cut or damaged trace.
+        max_mem: refuse a trace whose machine has more RAM than this many bytes
+            (default: ``default_max_mem()``, a share of this host's memory).
 
     Raises:
         TraceError: the trace cannot be opened. ImageError: its embedded image is bad.
+        UsageError: the trace's machine is larger than ``max_mem`` or cannot be built.
     """
 
     def __init__(self, path: str, *, verify: bool = True, console_output=None,
-                 recover: bool = False) -> None:
+                 recover: bool = False, max_mem: int | None = None) -> None:
         self.reader = TraceReader(path, recover=recover)
-        if verify:
-            self.reader.verify_checksums()
-        self.path = path
-        header = self.reader.header
-        config = header.config
-        self.header = header
-        self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
-        self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
-        end = self.reader.end
-        last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
-        self.boundary = TraceBoundary(self.machine, lambda start: self.reader.events(start_icount=start),
-                                      last_icount=last,
-                                      verify=verify, console_output=console_output)
-        self.machine.connect(self.boundary)
+        self.machine = None
+        try:
+            if verify:
+                self.reader.verify_checksums()
+            self.path = path
+            header = self.reader.header
+            config = header.config
+            self.header = header
+            check_machine_limits(path, header, default_max_mem() if max_mem is None else max_mem)
+            self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
+            self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
+            end = self.reader.end
+            last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
+            self.boundary = TraceBoundary(
+                self.machine,
+                lambda start: self.reader.events(start_icount=start, checkpoint_marks=verify),
+                last_icount=last, verify=verify, console_output=console_output,
+                check_checkpoint=self._check_checkpoint_passed)
+            self.machine.connect(self.boundary)
+        except BaseException:
+            self.close()
+            raise
         self.verify = verify
         self._from_checkpoint = False
 
@@ -75,9 +89,13 @@ class Replay:
             TraceCorrupt, ReplayDivergence: the checkpoint is damaged or does not fit.
         """
         checkpoint = self.reader.load_checkpoint(index)
-        self.machine.restore_checkpoint(checkpoint.icount, checkpoint.cpu, checkpoint.devices,
-                                        checkpoint.pages)
-        self.boundary.reposition_after_checkpoint(self.reader.events(after_checkpoint=index))
+        try:
+            self.machine.restore_checkpoint(checkpoint.icount, checkpoint.cpu, checkpoint.devices,
+                                            checkpoint.pages, checkpoint.digest)
+        except CheckpointMismatch as exc:
+            raise CheckpointMismatch(f"{self.path}: checkpoint {index}: {exc}") from None
+        self.boundary.reposition_after_checkpoint(
+            self.reader.events(after_checkpoint=index, checkpoint_marks=self.verify))
         for kind, payload in self.boundary.poll(checkpoint.icount, idle=False):
             self.machine.apply(kind, payload)
         self._from_checkpoint = True
@@ -87,14 +105,46 @@ class Replay:
     def icount(self) -> int:
         return self.machine.icount
 
+    def _check_checkpoint_passed(self, index: object) -> None:
+        """The replay is where checkpoint ``index`` was taken: the checkpoint must be this state.
+
+        Its contents must describe exactly the replayed CPU, devices and RAM, and its
+        recorded digest (if any) must be the replayed machine's digest.
+
+        Raises:
+            CheckpointMismatch: naming the checkpoint and what differs.
+        """
+        if type(index) is not int or not 0 <= index < len(self.reader.checkpoints):
+            raise BadTraceData(f"{self.path}: checkpoint mark {index!r} names no checkpoint")
+        checkpoint = self.reader.load_checkpoint(index)
+        machine = self.machine
+        where = f"{self.path}: checkpoint {index} at icount {checkpoint.icount}"
+        if checkpoint.icount != machine.icount:
+            raise CheckpointMismatch(f"{where}: the replay reached it at icount {machine.icount}")
+        live = machine.state_digest()
+        try:
+            described = machine.check_checkpoint(checkpoint.icount, checkpoint.cpu,
+                                                 checkpoint.devices, checkpoint.pages)
+        except CheckpointMismatch as exc:
+            raise CheckpointMismatch(f"{where}: {exc}") from None
+        from vmm.machine import digest_difference
+        if described != live:
+            raise CheckpointMismatch(f"{where}: its contents differ from the replayed machine: "
+                                     f"{digest_difference(described, live)}")
+        if checkpoint.digest is not None and checkpoint.digest != live:
+            raise CheckpointMismatch(f"{where}: its recorded digest differs from the replayed "
+                                     f"machine: {digest_difference(checkpoint.digest, live)}")
+
     def run(self, until: int | None = None) -> ReplayReport:
         """Replay to ``until`` (Outcome.LIMIT) or the end of the recording.
 
         Raises:
             ReplayDivergence: the guest did something the recording does not match.
+            CheckpointMismatch: (verify) a checkpoint is not the state the replay reached.
         """
         result = self.machine.run(max_instructions=until)
-        report = ReplayReport(result, self.reader.end, self.boundary.digests_checked)
+        report = ReplayReport(result, self.reader.end, self.boundary.digests_checked,
+                              checkpoints_checked=self.boundary.checkpoints_checked)
         if result.outcome is not Outcome.LIMIT:
             self._check_end(report)
         return report
@@ -152,10 +202,34 @@ class Replay:
         return list(self.reader.events(kinds=kinds))
 
     def close(self) -> None:
+        """Close the trace and free the machine (its RAM and CPU engine) now."""
         self.reader.close()
+        if self.machine is not None:
+            self.machine.close()
 
     def __enter__(self) -> Replay:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_machine_limits(path: str, header: TraceHeader, max_mem: int) -> None:
+    """Refuse, before allocating anything, a machine this vmrr cannot or should not build.
+
+    Raises:
+        UsageError: naming the header field and the limit.
+    """
+    config = header.config
+    if config.mem_size > max_mem:
+        raise UsageError(f"{path}: the trace's machine has {config.mem_size} bytes of RAM "
+                         f"(header field config.mem_size), more than --max-mem allows "
+                         f"({max_mem} bytes); raise --max-mem to replay it")
+    if config.mem_size < MIN_MACHINE_MEM:
+        raise BadTraceData(f"{path}: header field config.mem_size is {config.mem_size}, below "
+                           f"the {MIN_MACHINE_MEM} bytes any guest needs")
+    if config.cpu_model != CPU_MODEL:
+        raise BadTraceData(f"{path}: recorded on CPU model {config.cpu_model!r} (header field "
+                           f"config.cpu_model); this vmrr emulates {CPU_MODEL!r}")
+    if len(config.boot_args.encode("utf-8", "surrogatepass")) > MAX_BOOT_ARGS:
+        raise BadTraceData(f"{path}: header field config.boot_args is longer than {MAX_BOOT_ARGS} bytes")

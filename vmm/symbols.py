@@ -11,6 +11,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from vmm.errors import DATA_ERRORS
+
 
 @dataclass(frozen=True, slots=True)
 class Symbol:
@@ -39,7 +41,7 @@ class SymbolTable:
                     kind = sym["st_info"]["type"]
                     if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym["st_value"]:
                         symbols.append(Symbol(sym.name, sym["st_value"], sym["st_size"]))
-        except (ELFError, OverflowError, ValueError, struct.error):
+        except (ELFError, *DATA_ERRORS):
             pass                  # damaged symbol tables only cost names in reports
         return cls(symbols)
 
