@@ -299,17 +299,21 @@ def structure_mutant(d: Decoded, rng: random.Random) -> tuple[bytes, str]:
 # --- sidecars --------------------------------------------------------------------------
 
 
-def sidecar_structure_mutant(data: bytes, rng: random.Random, key: bytes | None) -> bytes:
+def sidecar_structure_mutant(data: bytes, rng: random.Random, key: bytes | None) -> tuple[bytes, bool]:
     """A sidecar with one decoded value changed; re-signed with ``key`` if given (else its
-    old MAC is kept, as an attacker without the key would have to)."""
+    old MAC is kept, as an attacker without the key would have to). Returns (bytes,
+    whether the content differs at all: a mutation may put back an equal value)."""
     from replay import sidecar
 
-    body = lz4.frame.decompress(data[sidecar.HEAD_LEN:])
-    content = _unpack(body)
-    content = mutate_value(content, rng)
-    new_body = lz4.frame.compress(_pack(content))
+    old_body = data[sidecar.HEAD_LEN:]
+    packed = lz4.frame.decompress(old_body)
+    content = mutate_value(_unpack(packed), rng)
+    new_packed = _pack(content)
+    if new_packed == packed:
+        return data, False
+    new_body = lz4.frame.compress(new_packed)
     mac = data[len(sidecar.MAGIC):sidecar.HEAD_LEN] if key is None else sidecar._mac(key, new_body)
-    return sidecar.MAGIC + mac + new_body
+    return sidecar.MAGIC + mac + new_body, True
 
 
 # --- running vmrr in-process -------------------------------------------------------------
