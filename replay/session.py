@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from trace_format import TraceHeader, TraceReader
 from trace_format.events import Event, EventKind
 from vmm.cpu import CPU_MODEL
-from vmm.errors import BadTraceData, CheckpointMismatch, ReplayDivergence, UsageError
+from vmm.errors import BadTraceData, CheckFailed, CheckpointMismatch, ReplayDivergence, UsageError
 from vmm.loader import parse_image
 from vmm.machine import MAX_BOOT_ARGS, MIN_MACHINE_MEM, Machine, Outcome, RunResult, default_max_mem
 from replay.boundary import TraceBoundary
@@ -176,6 +176,10 @@ class Replay:
 
     def _check_final_state(self, end: dict, report: ReplayReport) -> None:
         machine = self.machine
+        if end.get("digest") is None and end.get("reason") in ("poweroff", "crash", "stopped"):
+            # vmrr always records it; a finished trace without it cannot be verified.
+            raise CheckFailed(f"{self.path}: the recorded end has no final state digest, so the "
+                              f"final state cannot be verified")
         if end.get("digest") is not None:
             try:
                 machine.verify_digest(end["digest"])

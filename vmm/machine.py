@@ -150,7 +150,9 @@ class Machine:
         self.counter = self.cpu.counter
         self.boundary = None
         try:
-            self.ram = mmap.mmap(-1, mem_size)
+            # Private, not Python's default shared mapping: pages never written cost no
+            # memory even when read (a digest reads all of RAM), and MADV_DONTNEED zeroes.
+            self.ram = mmap.mmap(-1, mem_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         except (OSError, OverflowError, ValueError) as exc:
             raise HostError(f"cannot reserve {mem_size} bytes of guest RAM: {exc}") from None
         self._ram_export = ctypes.c_char.from_buffer(self.ram)   # pins the mapping; close() drops it
