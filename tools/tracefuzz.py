@@ -316,6 +316,68 @@ def sidecar_structure_mutant(data: bytes, rng: random.Random, key: bytes | None)
     return sidecar.MAGIC + mac + new_body, True
 
 
+# --- a corpus: every kind of trace vmrr writes -------------------------------------------
+
+
+def record(path: str, guest: str, *, max_instructions: int = 5_000_000, checkpoint_every: int = 500_000,
+           boot_args: str = "", client=None, mem_size: int = 4 << 20) -> str:
+    """Record ``guest`` (an image name under guests/images) in this process into ``path``.
+
+    ``client(address)``, if given, runs in a thread against the recording's listener."""
+    import threading
+
+    from recorder import RecordSession
+    from vmm.loader import load_image
+
+    session = RecordSession(load_image(str(ROOT / "guests" / "images" / f"{guest}.elf")), path,
+                            mem_size=mem_size, boot_args=boot_args, checkpoint_every=checkpoint_every,
+                            listen=("127.0.0.1", 0) if client else None)
+    thread = None
+    if client is not None:
+        thread = threading.Thread(target=client, args=(session.boundary.listen_address,), daemon=True)
+        thread.start()
+    session.run(max_instructions=max_instructions, duration=20)
+    if thread is not None:
+        thread.join(10)
+    return path
+
+
+def echo_clients(address) -> None:
+    """Two TCP clients of t_echo: a line, then 5000 bytes, each echoed back."""
+    import socket
+
+    for message in (b"hello over tcp\n", b"x" * 5000):
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                more = sock.recv(65536)
+                if not more:
+                    break
+                got += more
+
+
+def build_corpus(directory: str) -> dict[str, str]:
+    """{kind: path} of every kind of trace vmrr writes, recorded small and fast."""
+    d = Path(directory)
+    traces = {
+        "poweroff": record(str(d / "hello.vmrr"), "t_hello"),
+        "checkpoints": record(str(d / "timers.vmrr"), "t_timer_modes", checkpoint_every=300_000,
+                              max_instructions=1_200_000),
+        "crash": record(str(d / "crash.vmrr"), "t_crash_null"),
+        "sockets": record(str(d / "echo.vmrr"), "t_echo", boot_args="max_clients=2", client=echo_clients),
+        "exceptions": record(str(d / "exceptions.vmrr"), "t_exceptions"),
+    }
+    # A killed recording: the trace as it was on disk before the footer was written,
+    # with a chunk cut short after it.
+    decoded = decode(Path(traces["checkpoints"]).read_bytes())
+    decoded.footer = None
+    killed = d / "killed.vmrr.incomplete"
+    killed.write_bytes(encode(decoded) + b"VMCK" + bytes(30))
+    traces["killed"] = str(killed)
+    return traces
+
+
 # --- running vmrr in-process -------------------------------------------------------------
 
 

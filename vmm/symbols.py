@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import struct
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ class SymbolTable:
 
     @classmethod
     def from_elf(cls, elf_bytes: bytes) -> SymbolTable:
+        # Parsing is the slowest part of building a Machine and tables are read-only:
+        # opening the same image again (time travel, a debugger, a test) reuses it.
+        return _from_elf_cached(cls, bytes(elf_bytes))
+
+    @classmethod
+    def _parse_elf(cls, elf_bytes: bytes) -> SymbolTable:
         symbols = []
         try:
             elf = ELFFile(io.BytesIO(elf_bytes))
@@ -71,3 +78,8 @@ class SymbolTable:
 
     def __iter__(self):
         return iter(self._symbols)
+
+
+@functools.lru_cache(maxsize=4)
+def _from_elf_cached(cls, elf_bytes: bytes) -> SymbolTable:
+    return cls._parse_elf(elf_bytes)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, guest
+from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import tracefuzz as tf  # noqa: E402
@@ -32,36 +30,6 @@ MUTANTS_PER_KIND = 450
 SIDECAR_MUTANTS = 120
 
 
-def record(path: Path, name: str, *, max_instructions: int = 5_000_000, checkpoint_every: int = 500_000,
-           boot_args: str = "", client=None) -> str:
-    from recorder import RecordSession
-    from vmm.loader import load_image
-
-    session = RecordSession(load_image(str(guest(name))), str(path), mem_size=4 << 20,
-                            boot_args=boot_args, checkpoint_every=checkpoint_every,
-                            listen=("127.0.0.1", 0) if client else None)
-    thread = None
-    if client is not None:
-        thread = threading.Thread(target=client, args=(session.boundary.listen_address,), daemon=True)
-        thread.start()
-    session.run(max_instructions=max_instructions, duration=20)
-    if thread is not None:
-        thread.join(10)
-    return str(path)
-
-
-def echo_clients(address) -> None:
-    for message in (b"hello over tcp\n", b"x" * 5000):
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(message)
-            got = b""
-            while len(got) < len(message):
-                more = sock.recv(65536)
-                if not more:
-                    break
-                got += more
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Every kind of trace vmrr writes: {kind: (path, Reference)}."""
@@ -69,21 +37,7 @@ def corpus(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     saved = os.environ.get("VMRR_CACHE_DIR")
     os.environ["VMRR_CACHE_DIR"] = str(cache)
-    traces = {
-        "poweroff": record(directory / "hello.vmrr", "t_hello"),
-        "checkpoints": record(directory / "timers.vmrr", "t_timer_modes", checkpoint_every=300_000,
-                              max_instructions=1_200_000),
-        "crash": record(directory / "crash.vmrr", "t_crash_null"),
-        "sockets": record(directory / "echo.vmrr", "t_echo", boot_args="max_clients=2", client=echo_clients),
-        "exceptions": record(directory / "exceptions.vmrr", "t_exceptions"),
-    }
-    # A killed recording: the trace as it was on disk before the footer was written.
-    data = Path(traces["checkpoints"]).read_bytes()
-    decoded = tf.decode(data)
-    decoded.footer = None
-    killed = directory / "killed.vmrr.incomplete"
-    killed.write_bytes(tf.encode(decoded) + b"VMCK" + bytes(30))     # and a cut chunk after it
-    traces["killed"] = str(killed)
+    traces = tf.build_corpus(str(directory))
     refs = {kind: (path, tf.reference(path, max_mem=MAX_MEM)) for kind, path in traces.items()}
     yield refs
     if saved is None:
