@@ -144,7 +144,9 @@ class RecordSession:
         machine = self.machine
         icount = machine.icount
         now = time.monotonic()
-        if icount >= self._next_digest or now >= self._next_digest_time:
+        # A chunk written because it is a second old ends with a digest: a killed
+        # recording's prefix is then verified up to its last chunk, not only at its end.
+        if icount >= self._next_digest or now >= self._next_digest_time or self.writer.flush_due():
             self._log(icount, EventKind.DIGEST, machine.state_digest())
             self.digests_written += 1
             self._next_digest = icount + self.digest_every

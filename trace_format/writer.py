@@ -154,6 +154,10 @@ class TraceWriter:
         if self._parts and (self._clock() if now is None else now) >= self._deadline:
             self._flush_events()
 
+    def flush_due(self, now: float | None = None) -> bool:
+        """True when ``flush_if_due`` would write a chunk now (events wait, the oldest is old)."""
+        return bool(self._parts) and (self._clock() if now is None else now) >= self._deadline
+
     def flush(self) -> None:
         """Write the buffered events now, whatever their age."""
         self._check_open()
