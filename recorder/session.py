@@ -124,11 +124,7 @@ class RecordSession:
         self._deadline = time.monotonic() + duration if duration else None
         self._next_digest_time = time.monotonic() + self.digest_interval
         try:
-            # A digest of the boot state, written with the base checkpoint (which flushes
-            # it): even a recording killed in its first second has one to verify.
-            self._log(0, EventKind.DIGEST, self.machine.state_digest())
-            self.digests_written += 1
-            self._checkpoint(base=True)
+            self._checkpoint(base=True)      # carries the boot state's digest (format 3)
             result = self.machine.run(max_instructions=max_instructions, between=self._between)
             self.writer.close(self._end_record(result), icount=result.icount)
         finally:

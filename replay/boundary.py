@@ -34,14 +34,15 @@ class TraceBoundary:
             checkpoints where the replay passes them (``events_from`` then yields their
             marks: ``Event(icount, CHECKPOINT, index)``).
         console_output: binary stream for the reproduced console, or None.
-        check_checkpoint: called with a checkpoint's index when the replay reaches it.
+        check_checkpoint: called with a checkpoint's index when the replay reaches it;
+            returns whether it checked a recorded state digest (counted in digests_checked).
     """
 
     decides_interrupts = False
 
     def __init__(self, machine: Machine, events_from: Callable[[int], Iterator[Event]], *,
                  last_icount: int, verify: bool = True, console_output=None,
-                 check_checkpoint: Callable[[int], None] | None = None) -> None:
+                 check_checkpoint: Callable[[int], bool] | None = None) -> None:
         self.machine = machine
         self._events_from = events_from
         self._events = events_from(0)
@@ -174,7 +175,8 @@ class TraceBoundary:
     def checkpoint_reached(self, index: object) -> None:
         """The run loop applied a checkpoint mark: the machine is where checkpoint ``index`` was taken."""
         if self._check_checkpoint is not None and self.verify:
-            self._check_checkpoint(index)
+            if self._check_checkpoint(index):
+                self.digests_checked += 1            # the checkpoint's recorded state digest
             self.checkpoints_checked += 1
 
     def record_speed(self, instructions: int, seconds: float) -> None:

@@ -105,11 +105,14 @@ class Replay:
     def icount(self) -> int:
         return self.machine.icount
 
-    def _check_checkpoint_passed(self, index: object) -> None:
+    def _check_checkpoint_passed(self, index: object) -> bool:
         """The replay is where checkpoint ``index`` was taken: the checkpoint must be this state.
 
         Its contents must describe exactly the replayed CPU, devices and RAM, and its
         recorded digest (if any) must be the replayed machine's digest.
+
+        Returns:
+            Whether a recorded state digest was checked (it counts as one).
 
         Raises:
             CheckpointMismatch: naming the checkpoint and what differs.
@@ -134,6 +137,7 @@ class Replay:
         if checkpoint.digest is not None and checkpoint.digest != live:
             raise CheckpointMismatch(f"{where}: its recorded digest differs from the replayed "
                                      f"machine: {digest_difference(checkpoint.digest, live)}")
+        return checkpoint.digest is not None
 
     def run(self, until: int | None = None) -> ReplayReport:
         """Replay to ``until`` (Outcome.LIMIT) or the end of the recording.
