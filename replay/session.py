@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from trace_format import TraceHeader, TraceReader
@@ -61,11 +62,14 @@ class Replay:
             self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
             end = self.reader.end
             last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
+            reader, me = self.reader, weakref.ref(self)
+            # Neither callback holds the Replay: without a cycle through it, dropping a
+            # Replay closes it (``__del__``) and frees its machine at once.
             self.boundary = TraceBoundary(
                 self.machine,
-                lambda start: self.reader.events(start_icount=start, checkpoint_marks=verify),
+                lambda start: reader.events(start_icount=start, checkpoint_marks=verify),
                 last_icount=last, verify=verify, console_output=console_output,
-                check_checkpoint=self._check_checkpoint_passed)
+                check_checkpoint=lambda index: me()._check_checkpoint_passed(index))
             self.machine.connect(self.boundary)
         except BaseException:
             self.close()
@@ -214,6 +218,10 @@ class Replay:
         self.reader.close()
         if self.machine is not None:
             self.machine.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "machine", None) is not None and getattr(self, "reader", None) is not None:
+            self.close()
 
     def __enter__(self) -> Replay:
         return self

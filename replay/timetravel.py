@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
@@ -160,8 +161,11 @@ class TimeTravel:
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
         self.disk_checkpoints_loaded = 0
-        self.boundary.console_write = self._capture_console
-        self.boundary.sock_send = self._capture_socket
+        # Weak: the engine must not be part of a reference cycle, so that dropping it
+        # frees its snapshots at once (``__del__`` closes it), not at the next collection.
+        me = weakref.ref(self)
+        self.boundary.console_write = lambda data: _call(me, "_capture_console", data)
+        self.boundary.sock_send = lambda chan, data: _call(me, "_capture_socket", chan, data)
         self._ended = False                 # the machine sits at the end of history
         self.last_icount = 1 << 64          # until the first pass has found it
         end_icount = self.end.get("icount") if self.end else None
@@ -920,11 +924,21 @@ class TimeTravel:
         self.boundary.__dict__.pop("sock_send", None)
         self.replay.close()
 
+    def __del__(self) -> None:
+        if getattr(self, "replay", None) is not None and getattr(self, "boundary", None) is not None:
+            self.close()
+
     def __enter__(self) -> "TimeTravel":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _call(ref, method: str, *args) -> None:
+    engine = ref()
+    if engine is not None:
+        getattr(engine, method)(*args)
 
 
 class _NoCancelType:
