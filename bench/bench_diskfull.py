@@ -39,9 +39,11 @@ def one(size: str, seconds: float) -> dict:
         load = subprocess.Popen(["redis-benchmark", "-p", str(port), "-t", "set,get", "-c", "10",
                                  "-n", "100000000", "-r", "100000", "-q"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        interrupted = False
         try:
             rec.wait(seconds)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:             # it never filled: stop it like a user
+            interrupted = True
             rec.send_signal(2)
             rec.wait(60)
         load.kill()
@@ -56,7 +58,7 @@ def one(size: str, seconds: float) -> dict:
                                     cwd=ROOT, capture_output=True, text=True, timeout=600)
         errors = [line for line in err.splitlines() if line.startswith("vmrr: error")]
         found = re.search(r"verified: (\d+) state digests", replay.stderr) if replay else None
-        return {"size": size, "exit": rec.returncode, "errors": errors,
+        return {"size": size, "exit": rec.returncode, "interrupted": interrupted, "errors": errors,
                 "traceback": "Traceback" in err or "internal error" in err, "left": left,
                 "replay_exit": None if replay is None else replay.returncode,
                 "digests": int(found.group(1)) if found else 0,
@@ -74,7 +76,9 @@ def main() -> None:
     print("disk full: kvstore recorded under redis-benchmark onto a tmpfs of each size")
     for size in opts.sizes.split(","):
         r = one(size, opts.seconds)
-        print(f"  tmpfs {r['size']:>5}: recorder exit {r['exit']}, {len(r['errors'])} error line(s) "
+        print(f"  tmpfs {r['size']:>5}: recorder exit {r['exit']}"
+              f"{' (not full after --seconds: stopped with SIGINT)' if r['interrupted'] else ''}, "
+              f"{len(r['errors'])} error line(s) "
               f"{r['errors'][:1]}, traceback {r['traceback']}; left {r['left']}; replay --verify exit "
               f"{r['replay_exit']} with {r['digests']} digests ({r['replay_tail']})", flush=True)
 

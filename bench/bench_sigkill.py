@@ -105,7 +105,7 @@ def main() -> None:
           f"{sum(r['traceback'] for r in results)}")
     print(f"  digests checked per prefix: min {min(r['digests'] for r in results)}, "
           f"max {max(r['digests'] for r in results)}, total {sum(r['digests'] for r in results)}; "
-          f"prefixes with >= 2 digests (one beyond the boot digest): "
+          f"prefixes with >= 2 digests (one beyond the base checkpoint's): "
           f"{sum(r['digests'] >= 2 for r in results)}")
     print(f"  checkpoints checked: total {sum(r['checkpoints'] for r in results)}")
     print(f"  loss (kill - last write): worst {max(r['loss'] for r in results):.2f} s, "
