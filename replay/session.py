@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from trace_format import TraceHeader, TraceReader
 from trace_format.events import Event, EventKind
-from vmm.cpu import CPU_MODEL
+from vmm.cpu import SUPPORTED_CPU_MODELS
 from vmm.errors import BadTraceData, CheckFailed, CheckpointMismatch, ReplayDivergence, UsageError
 from vmm.loader import parse_image
 from vmm.machine import MAX_BOOT_ARGS, MIN_MACHINE_MEM, Machine, Outcome, RunResult, default_max_mem
@@ -244,8 +244,8 @@ def check_machine_limits(path: str, header: TraceHeader, max_mem: int) -> None:
     if config.mem_size < MIN_MACHINE_MEM:
         raise BadTraceData(f"{path}: header field config.mem_size is {config.mem_size}, below "
                            f"the {MIN_MACHINE_MEM} bytes any guest needs")
-    if config.cpu_model != CPU_MODEL:
+    if config.cpu_model not in SUPPORTED_CPU_MODELS:
         raise BadTraceData(f"{path}: recorded on CPU model {config.cpu_model!r} (header field "
-                           f"config.cpu_model); this vmrr emulates {CPU_MODEL!r}")
+                           f"config.cpu_model); this vmrr emulates {sorted(SUPPORTED_CPU_MODELS)}")
     if len(config.boot_args.encode("utf-8", "surrogatepass")) > MAX_BOOT_ARGS:
         raise BadTraceData(f"{path}: header field config.boot_args is longer than {MAX_BOOT_ARGS} bytes")

@@ -618,7 +618,7 @@ class TraceReader:
         events: list[Event] = []
         add = events.append
         kind_of = KIND_BY_NUMBER.get
-        checks = PAYLOAD_CHECKS
+        checks = PAYLOAD_CHECKS.get
         previous = floor
         for record in records:
             if type(record) is not list or len(record) != 3:
@@ -630,7 +630,8 @@ class TraceReader:
             event_kind = kind_of(kind) if type(kind) is int else None
             if event_kind is None:
                 raise corrupt(f"record {len(events)} has unknown event kind {kind!r}")
-            problem = checks[event_kind](payload)
+            check = checks(event_kind)
+            problem = "of no known shape" if check is None else check(payload)
             if problem is not None:
                 raise corrupt(f"record {len(events)} ({event_kind.name} at icount {icount}): "
                               f"payload is {problem}")

@@ -115,7 +115,8 @@ class TraceWriter:
         """
         if type(icount) is not int or icount < self._last_icount or kind not in _APPENDABLE:
             self._reject_event(icount, kind)
-        problem = _CHECKS[kind](payload)
+        check = _CHECKS.get(kind)
+        problem = "of no known shape (the kind has no entry in PAYLOAD_CHECKS)" if check is None else check(payload)
         if problem is not None:
             raise ValueError(f"cannot record {_kind_name(kind)} payload at icount {icount}: "
                              f"payload is {problem}")

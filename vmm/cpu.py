@@ -17,6 +17,7 @@ from unicorn import x86_const as x86
 from vmm.icount import InstructionCounter
 
 CPU_MODEL = "qemu64"           # CPUID without RDRAND/RDSEED: see docs/machine.md
+SUPPORTED_CPU_MODELS = frozenset({CPU_MODEL})      # what a trace header's cpu_model may name
 _UC_CPU_MODEL = x86.UC_CPU_X86_QEMU64
 
 RFLAGS_TF = 1 << 8

@@ -62,12 +62,17 @@ STI = 0xFB
 
 _STATE_REGS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _SEGMENTS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
-# cpu_state() keys and the range of each: what a checkpoint's CPU state must look like.
+# cpu_state() keys and the range of each (ints 0..limit-1): what a checkpoint's CPU state
+# must look like. Non-integer parts of the state go in Machine.cpu_state_schema().
 CPU_STATE_RANGES: dict[str, int] = {
     **{name: 1 << 64 for name in STATE_REG_NAMES}, **{name: 1 << 16 for name in _SEGMENTS},
     "gdtr_base": 1 << 64, "gdtr_limit": 1 << 16, "idtr_base": 1 << 64, "idtr_limit": 1 << 16,
     "halted": 2,
 }
+
+
+def _below(limit: int) -> Callable[[object], bool]:
+    return lambda value: type(value) is int and 0 <= value < limit
 _ZERO_MIB_CRC: dict[int, int] = {}
 _RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -540,6 +545,10 @@ class Machine:
         regs["halted"] = int(self.halted)
         return regs
 
+    def cpu_state_schema(self) -> dict[str, Callable[[object], bool]]:
+        """Each key of ``cpu_state()`` and a check of its value, for state read from files."""
+        return {name: _below(limit) for name, limit in CPU_STATE_RANGES.items()}
+
     def device_state(self) -> dict:
         return {dev.name: dev.state() for dev in self.devices}
 
@@ -568,12 +577,12 @@ class Machine:
             CheckpointMismatch: naming the part of the state that does not fit.
         """
         where = f"checkpoint at icount {icount}"
-        if type(cpu) is not dict or cpu.keys() != CPU_STATE_RANGES.keys():
+        schema = self.cpu_state_schema()
+        if type(cpu) is not dict or cpu.keys() != schema.keys():
             raise CheckpointMismatch(f"{where}: malformed CPU state (wrong set of registers)")
-        for name, limit in CPU_STATE_RANGES.items():
-            value = cpu[name]
-            if type(value) is not int or not 0 <= value < limit:
-                raise CheckpointMismatch(f"{where}: CPU register {name} = {value!r} is out of range")
+        for name, check in schema.items():
+            if not check(cpu[name]):
+                raise CheckpointMismatch(f"{where}: CPU state {name} = {cpu[name]!r:.40} is out of range")
         if type(devices) is not dict or devices.keys() != {dev.name for dev in self.devices}:
             raise CheckpointMismatch(f"{where}: malformed device state (wrong set of devices)")
         try:

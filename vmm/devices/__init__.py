@@ -45,7 +45,8 @@ class Device:
 
     ``STATE_SCHEMA`` maps each key of ``state()`` to a check of its value; a saved
     state (from a trace or a sidecar, so untrusted) must have exactly those keys and
-    pass every check before ``load_state`` uses it (``check_state``).
+    pass every check before ``load_state`` uses it (``check_state``). A device with a
+    state too rich for a table overrides ``check_state`` instead.
     """
 
     name: ClassVar[str] = "device"
@@ -54,7 +55,9 @@ class Device:
 
     @classmethod
     def check_state(cls, state: object) -> None:
-        """Raise BadDeviceState naming the field unless ``state`` fits STATE_SCHEMA."""
+        """Raise BadDeviceState naming the field unless ``state`` fits STATE_SCHEMA.
+
+        Must not raise anything else, whatever ``state`` is."""
         if type(state) is not dict:
             raise BadDeviceState(f"{cls.name} state is not a map")
         if state.keys() != cls.STATE_SCHEMA.keys():
