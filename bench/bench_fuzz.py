@@ -1,6 +1,6 @@
 """The long fuzz campaign: hundreds of thousands of hostile traces and sidecars through vmrr.
 
-    nice -n 10 python bench/bench_fuzz.py [--mutants 100000] [--workers 2] [--seed 11]
+    nice -n 10 python bench/bench_fuzz.py [--mutants 100000] [--workers 2] [--seed 11] [--minutes M]
 
 Records the corpus of tools/tracefuzz.py (every kind of trace vmrr writes, small), then
 each worker process runs its share of the mutants in-process: 60 % structure-aware
@@ -12,7 +12,8 @@ wrong-answer oracle, entering every checkpoint with its oracle, and time travel.
 
 Counts tracebacks (anything but a VmrrError escaping, "internal error" included),
 hangs (> 30 s), wrong answers, exit codes, and the peak RSS of each worker. Targets:
-0 tracebacks, 0 hangs, 0 wrong answers, bounded RSS.
+0 tracebacks, 0 hangs, 0 wrong answers, bounded RSS. With --minutes, each worker also
+stops at that deadline (the report then says how many mutants ran).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def run_target(target: str, path: str, ref: tf.Reference) -> tf.Outcome:
 
 
 def worker(args) -> dict:
-    index, count, seed, corpus_dir, work_dir = args
+    index, count, seed, corpus_dir, work_dir, deadline = args
     os.environ["VMRR_CACHE_DIR"] = os.path.join(work_dir, "cache")
     from replay import sidecar
     from replay.timetravel import TimeTravel
@@ -78,6 +79,8 @@ def worker(args) -> dict:
              "by_target": Counter(), "slowest": 0.0}
     start = time.perf_counter()
     for n in range(count):
+        if deadline is not None and time.time() >= deadline:
+            break
         if rng.random() < 1 / 12:
             what = "sidecar"
             if rng.random() < 0.5:
@@ -134,7 +137,9 @@ def main() -> None:
     parser.add_argument("--mutants", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", default="11")
+    parser.add_argument("--minutes", type=float, default=None, help="stop each worker after this long")
     opts = parser.parse_args()
+    deadline = None if opts.minutes is None else time.time() + opts.minutes * 60
     with tempfile.TemporaryDirectory(prefix="vmrr-fuzz-") as tmp:
         corpus_dir = os.path.join(tmp, "corpus")
         os.makedirs(corpus_dir)
@@ -145,7 +150,7 @@ def main() -> None:
             work = os.path.join(tmp, f"w{i}")
             os.makedirs(work)
             share = opts.mutants // opts.workers + (i < opts.mutants % opts.workers)
-            jobs.append((i, share, opts.seed, corpus_dir, work))
+            jobs.append((i, share, opts.seed, corpus_dir, work, deadline))
         start = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(opts.workers) as pool:
             results = pool.map(worker, jobs)

@@ -10,7 +10,8 @@ from trace_format.events import Event, EventKind
 from vmm.cpu import SUPPORTED_CPU_MODELS
 from vmm.errors import BadTraceData, CheckFailed, CheckpointMismatch, ReplayDivergence, UsageError
 from vmm.loader import parse_image
-from vmm.machine import MAX_BOOT_ARGS, MIN_MACHINE_MEM, Machine, Outcome, RunResult, default_max_mem
+from vmm.machine import (MAX_BOOT_ARGS, MIN_MACHINE_MEM, Machine, Outcome, RunResult, default_max_mem,
+                         digest_difference)
 from replay.boundary import TraceBoundary
 
 
@@ -91,6 +92,8 @@ class Replay:
 
         Raises:
             TraceCorrupt, ReplayDivergence: the checkpoint is damaged or does not fit.
+            CheckpointMismatch: its contents are not the state its recorded digest names,
+                or it has no digest (the machine is left unchanged then).
         """
         checkpoint = self.reader.load_checkpoint(index)
         try:
@@ -134,7 +137,6 @@ class Replay:
                                                  checkpoint.devices, checkpoint.pages)
         except CheckpointMismatch as exc:
             raise CheckpointMismatch(f"{where}: {exc}") from None
-        from vmm.machine import digest_difference
         if described != live:
             raise CheckpointMismatch(f"{where}: its contents differ from the replayed machine: "
                                      f"{digest_difference(described, live)}")
