@@ -9,6 +9,7 @@ stderr and an exit code. Exit codes: 0 success; 1 replay divergence or a failed 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
@@ -16,6 +17,8 @@ import time
 from vmm.errors import VmrrError
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+EXIT_INTERNAL = 70                       # a bug: an exception that is not a VmrrError (EX_SOFTWARE)
+U64_MAX = (1 << 64) - 1
 __version__ = "0.1.0"
 
 
@@ -23,14 +26,52 @@ def say(message: str) -> None:
     print(f"vmrr: {message}", file=sys.stderr, flush=True)
 
 
-def _int_arg(text: str) -> int:
+def _int_arg(text: str, lo: int = 0, hi: int = U64_MAX) -> int:
     try:
+        if len(text) > 40:
+            raise ValueError
         value = int(text.replace("_", ""), 0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
+    if value < 0 and lo >= 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text} is out of range ({lo}..{hi})")
     return value
+
+
+def _int_range(lo: int, hi: int):
+    """An argparse type: a whole number in lo..hi."""
+    def parse(text: str) -> int:
+        return _int_arg(text, lo, hi)
+    parse.__name__ = "number"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """A finite, positive duration in seconds (at most ten years)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text[:40]!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 10 * 365 * 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds above 0")
+    return value
+
+
+def _max_mem_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-mem", metavar="SIZE", default=None,
+                   help="refuse traces whose machine has more RAM than this (default: "
+                        "min(4G, half of this host's memory))")
+
+
+def max_mem_of(args) -> int:
+    """--max-mem in bytes, or the host's default."""
+    from vmm.machine import default_max_mem, parse_mem_size
+
+    if getattr(args, "max_mem", None) is None:
+        return default_max_mem()
+    return parse_mem_size(args.max_mem, "--max-mem", limit=1 << 40)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,10 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="run a guest and record everything it receives into a trace")
     _machine_options(p)
     p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to create")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop recording after this long")
+    p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop recording after this long")
     p.add_argument("--chaos", nargs="?", const=-1, type=_int_arg, metavar="SEED",
                    help="perturb interrupt timing (rare interleavings become common); random seed if none given")
-    p.add_argument("--checkpoint-every", type=_int_arg, metavar="N", help="instructions between checkpoints")
+    p.add_argument("--checkpoint-every", type=_int_range(1, 1 << 62), metavar="N",
+                   help="instructions between checkpoints")
+    p.add_argument("--digest-every", type=_int_range(1, 1 << 62), metavar="N",
+                   help="instructions between state digests (there is also one per second)")
     p.add_argument("--force", action="store_true", help="overwrite TRACE if it exists")
     p.set_defaults(func=cmd_record)
 
@@ -85,17 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=_int_arg, metavar="ICOUNT", help="stop at this instruction count")
     p.add_argument("--quiet", action="store_true", help="do not reproduce the guest console")
     _recover_option(p)
+    _max_mem_option(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="record the kvstore appliance under real clients, then replay and verify it")
     p.add_argument("-o", "--output", default="vmrr-demo.vmrr", metavar="TRACE", help="trace to write (default vmrr-demo.vmrr)")
-    p.add_argument("--requests", type=_int_arg, default=5000, metavar="N", help="requests per client run (default 5000)")
+    p.add_argument("--requests", type=_int_range(1, 10**9), default=5000, metavar="N", help="requests per client run (default 5000)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="describe a trace: machine, run, events")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--json", action="store_true", help="print JSON")
     _recover_option(p)
+    _max_mem_option(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("events", help="list a trace's events, one JSON object per line with --json")
@@ -113,13 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gdbserver", help="serve a trace to gdb (target remote HOST:PORT), reverse execution included")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_int_arg, default=1234, help="TCP port (default 1234; 0 picks a free one)")
+    p.add_argument("--port", type=_int_range(0, 65535), default=1234,
+                   help="TCP port (default 1234; 0 picks a free one)")
+    _max_mem_option(p)
     p.add_argument("--at", default="start", metavar="POSITION",
                    help="where gdb finds the guest: start (default), end, crash, or an icount")
     p.set_defaults(func=cmd_gdbserver)
 
     p = sub.add_parser("tui", help="terminal debugger: open a trace at its crash, step forward and backward")
     p.add_argument("trace", metavar="TRACE")
+    _max_mem_option(p)
     p.set_defaults(func=cmd_tui)
     return parser
 
@@ -230,8 +279,12 @@ def cmd_record(args) -> int:
     import random
 
     from recorder import RecordSession
-    from recorder.session import DEFAULT_CHECKPOINT_EVERY
+    from recorder.session import DEFAULT_CHECKPOINT_EVERY, DEFAULT_DIGEST_EVERY
 
+    output = os.fspath(args.output)
+    if os.path.isdir(output):
+        from vmm.errors import UsageError
+        raise UsageError(f"-o {output}: is a directory; name the trace file to create")
     image, mem_size, listen = load_guest(args)
     seed = args.chaos
     if seed == -1:
@@ -240,6 +293,7 @@ def cmd_record(args) -> int:
                             chaos_seed=seed, console_output=console_stream(args),
                             console_input=not args.no_stdin, overwrite=args.force,
                             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
+                            digest_every=args.digest_every or DEFAULT_DIGEST_EVERY,
                             tool_version=__version__)
     install_interrupt_handler(session.machine)  # before "listening on": clients may signal at once
     if session.boundary.listen_address:
@@ -262,7 +316,8 @@ def cmd_replay(args) -> int:
     from vmm.machine import Outcome
 
     out = None if args.quiet else sys.stdout.buffer
-    with Replay(args.trace, verify=args.verify, console_output=out, recover=args.recover) as rep:
+    with Replay(args.trace, verify=args.verify, console_output=out, recover=args.recover,
+                max_mem=max_mem_of(args)) as rep:
         install_interrupt_handler(rep.machine)
         start = time.perf_counter()
         report = rep.run(until=args.until)
@@ -280,7 +335,8 @@ def cmd_replay(args) -> int:
         say(f"replay stopped: {result.why}")
     say(f"replayed {result.icount} instructions in {seconds:.2f} s")
     if args.verify:
-        say(f"verified: {report.digests_checked} state digests")
+        say(f"verified: {report.digests_checked} state digests, "
+            f"{report.checkpoints_checked} checkpoints")
         for line in report.checks:
             say(f"verified: {line}")
     return EXIT_OK
@@ -299,7 +355,7 @@ def _open_reader(path: str, recover: bool = False):
     return TraceReader(path, recover=recover)
 
 
-def trace_info(reader) -> dict:
+def trace_info(reader, max_mem: int | None = None) -> dict:
     h = reader.header
     c = h.config
     return {
@@ -316,6 +372,7 @@ def trace_info(reader) -> dict:
         "file_bytes": reader.file_size,
         "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report", "linux")} or None,
         **({"linux": _linux_info(reader)} if "linux" in c.devices else {}),
+        "fits_max_mem": None if max_mem is None else c.mem_size <= max_mem,
     }
 
 
@@ -348,18 +405,21 @@ def _linux_info(reader) -> dict:
 def cmd_info(args) -> int:
     import json
 
+    max_mem = max_mem_of(args)
     with _open_reader(args.trace, args.recover) as reader:
-        info = trace_info(reader)
+        info = trace_info(reader, max_mem)
     if args.json:
-        print(json.dumps(info, default=lambda b: b.hex()))
+        print(json.dumps(jsonable(info)))
         return EXIT_OK
     m, end = info["machine"], info["end"]
     print(f"trace       {args.trace} ({info['file_bytes']} bytes, format {info['format_version']}, "
           f"vmrr {info['tool_version']})")
-    print(f"recorded    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['created_unix']))}"
+    print(f"recorded    {_local_time(info['created_unix'])}"
           + (f", chaos seed {info['flags']['chaos_seed']}" if "chaos_seed" in info["flags"] else ""))
     print(f"machine     {m['image']} ({m['image_bytes']} bytes, sha256 {m['image_sha256'][:16]}), "
           f"{m['mem_size'] >> 20} MiB, cpu {m['cpu_model']}, args {m['boot_args']!r}")
+    if not info["fits_max_mem"]:
+        print(f"            more RAM than --max-mem ({max_mem} bytes): replaying it needs a larger --max-mem")
     if "linux" in info:
         _print_linux_info(info["linux"])
     print(f"run         {info['instructions']} instructions, {info['checkpoints']} checkpoints")
@@ -377,6 +437,26 @@ def cmd_info(args) -> int:
     else:
         print(f"ended       stopped ({end.get('why')}) at icount {end.get('icount')}")
     return EXIT_OK
+
+
+def _local_time(unix: float) -> str:
+    try:
+        return time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(unix))
+    except (OverflowError, OSError, ValueError):
+        return f"unix time {unix!r} (not a date this host can show)"
+
+
+def jsonable(value: object) -> object:
+    """``value`` with bytes as hex strings and every map key a string: what json.dumps takes."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def _print_linux_info(linux: dict) -> None:
@@ -472,10 +552,11 @@ def cmd_gdbserver(args) -> int:
             at = _int_arg(at)
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"--at: {exc}") from None
+    max_mem = max_mem_of(args)
     listener = bind_listener(args.host, args.port)      # a busy port fails before the replay
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        tt = TimeTravel(args.trace)
+        tt = TimeTravel(args.trace, max_mem=max_mem)
     except BaseException:
         listener.close()
         raise
@@ -500,7 +581,7 @@ def cmd_gdbserver(args) -> int:
 def cmd_tui(args) -> int:
     from tui import run_tui
 
-    return run_tui(args.trace)
+    return run_tui(args.trace, max_mem=max_mem_of(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -521,6 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except MemoryError:
+        say("error: out of memory (try a smaller --max-mem, or a host with more RAM)")
+        return EXIT_INTERNAL
+    except Exception as exc:                 # a bug: say so in one line, never a traceback
+        import traceback
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        say(f"internal error: {type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno}); "
+            f"please report it")
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

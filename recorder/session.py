@@ -13,6 +13,7 @@ from vmm.loader import GuestImage
 from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
 
 DEFAULT_DIGEST_EVERY = 200_000_000
+DIGEST_INTERVAL = 1.0              # ... and at least one digest per second of recording
 DEFAULT_CHECKPOINT_EVERY = 500_000_000
 _ZERO_PAGE = bytes(PAGE)
 
@@ -77,7 +78,10 @@ class RecordSession:
         mem_size, boot_args: the machine.
         listen: (host, port) for the socket device, or None.
         chaos_seed: perturb interrupt timing from this seed (``--chaos``), or None.
-        digest_every: instructions between state digests.
+        digest_every: instructions between state digests (one is also written after
+            each ``digest_interval`` seconds, so that a killed recording's prefix is
+            verified along the way, not only by its end).
+        digest_interval: seconds of recording between state digests.
         checkpoint_every: instructions between checkpoints (RAM pages changed since the last).
         console_output: binary stream for the guest console, or None.
         console_input: forward this process's stdin to the guest console.
@@ -90,6 +94,7 @@ class RecordSession:
     def __init__(self, image: GuestImage, path: str, *, mem_size: int, boot_args: str = "",
                  listen: tuple[str, int] | None = None, chaos_seed: int | None = None,
                  digest_every: int = DEFAULT_DIGEST_EVERY,
+                 digest_interval: float = DIGEST_INTERVAL,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
                  console_output=None, console_input: bool = False, overwrite: bool = False,
                  tool_version: str = "unknown") -> None:
@@ -116,7 +121,10 @@ class RecordSession:
             raise
         self.path = path
         self.digest_every = digest_every
+        self.digest_interval = digest_interval
         self.checkpoint_every = checkpoint_every
+        self._next_digest_time = 0.0
+        self.digests_written = 0
         self._counts: Counter[int] = Counter()
         self._input_bytes = 0
         self._syscalls: Counter[int] = Counter()
@@ -144,8 +152,9 @@ class RecordSession:
         """Record until power-off, a crash, ``duration`` seconds, ``max_instructions`` or shutdown."""
         start = time.perf_counter()
         self._deadline = time.monotonic() + duration if duration else None
+        self._next_digest_time = time.monotonic() + self.digest_interval
         try:
-            self._checkpoint(base=True)
+            self._checkpoint(base=True)      # carries the boot state's digest (format 3)
             result = self.machine.run(max_instructions=max_instructions, between=self._between)
             self.writer.close(self._end_record(result), icount=result.icount)
         finally:
@@ -166,9 +175,14 @@ class RecordSession:
     def _between(self) -> None:
         machine = self.machine
         icount = machine.icount
-        if icount >= self._next_digest:
+        now = time.monotonic()
+        # A chunk written because it is a second old ends with a digest: a killed
+        # recording's prefix is then verified up to its last chunk, not only at its end.
+        if icount >= self._next_digest or now >= self._next_digest_time or self.writer.flush_due():
             self._log(icount, EventKind.DIGEST, machine.state_digest())
+            self.digests_written += 1
             self._next_digest = icount + self.digest_every
+            self._next_digest_time = now + self.digest_interval
         if icount >= self._next_checkpoint:
             self._checkpoint(base=False)
             self._next_checkpoint = icount + self.checkpoint_every
@@ -202,7 +216,7 @@ class RecordSession:
                     pages[off // PAGE] = page
             self._ram_at_checkpoint = bytes(ram[:in_use])
         self.writer.write_checkpoint(machine.icount, machine.cpu_state(), machine.device_state(),
-                                     pages, full=base)
+                                     pages, full=base, digest=machine.state_digest())
 
     def _boot_page_offsets(self) -> list[int]:
         """Offsets of every page the loader may have written (boot information, segments)."""

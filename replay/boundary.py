@@ -40,8 +40,12 @@ class TraceBoundary:
         machine: the machine being replayed.
         events_from: gives the trace's events from an icount on.
         last_icount: the last icount the trace covers (where a cut-short trace ends).
-        verify: check state digests (DIGEST events) as they come.
+        verify: check state digests (DIGEST events) as they come, and the trace's
+            checkpoints where the replay passes them (``events_from`` then yields their
+            marks: ``Event(icount, CHECKPOINT, index)``).
         console_output: binary stream for the reproduced console, or None.
+        check_checkpoint: called with a checkpoint's index when the replay reaches it;
+            returns whether it checked a recorded state digest (counted in digests_checked).
     """
 
     decides_interrupts = False
@@ -49,6 +53,7 @@ class TraceBoundary:
 
     def __init__(self, machine: Machine, events_from: Callable[[int], Iterator[Event]], *,
                  last_icount: int, verify: bool = True, console_output=None,
+                 check_checkpoint: Callable[[int], bool] | None = None,
                  blob_events: Callable[[], Iterator[Event]] | None = None) -> None:
         self.machine = machine
         self._events_from = events_from
@@ -61,6 +66,8 @@ class TraceBoundary:
         self.console_output = console_output
         self.consumed = 0
         self.digests_checked = 0
+        self.checkpoints_checked = 0
+        self._check_checkpoint = check_checkpoint
         self.recent: deque[Event] = deque(maxlen=RECENT)
         self._blob_events = blob_events
         self._blobs: dict[str, bytes] = {}
@@ -255,10 +262,11 @@ class TraceBoundary:
                 raise self._diverge(icount, f"the recording has {event.kind.name} at icount "
                                             f"{event.icount} that the guest never asked for")
             self._pop()
-            if event.kind == EventKind.DIGEST:
+            if event.kind == EventKind.DIGEST or event.kind == EventKind.CHECKPOINT:
                 if not self.verify:
                     continue
-                self.digests_checked += 1
+                if event.kind == EventKind.DIGEST:
+                    self.digests_checked += 1
             inputs.append((event.kind, event.payload))
             if event.kind == EventKind.END:
                 break
@@ -274,6 +282,13 @@ class TraceBoundary:
         elif idle:
             raise self._diverge(icount, f"the guest halted, but the recording goes on with "
                                         f"{event.kind.name} at icount {event.icount}")
+
+    def checkpoint_reached(self, index: object) -> None:
+        """The run loop applied a checkpoint mark: the machine is where checkpoint ``index`` was taken."""
+        if self._check_checkpoint is not None and self.verify:
+            if self._check_checkpoint(index):
+                self.digests_checked += 1            # the checkpoint's recorded state digest
+            self.checkpoints_checked += 1
 
     def record_speed(self, instructions: int, seconds: float) -> None:
         pass                                     # slices end at recorded icounts, not by time

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
@@ -29,8 +30,10 @@ from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WR
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from trace_format.events import Event, EventKind
-from vmm.errors import VmrrError
+from vmm.errors import DATA_ERRORS, VmrrError
 from vmm.crash import CrashReport
+from vmm.devices import BadDeviceState
+from vmm.devices.sockets import CHANNELS
 from vmm.machine import PAGE, RAM_START, Outcome, RunResult
 from replay import sidecar
 from replay.session import Replay
@@ -40,6 +43,13 @@ SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
 _ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_SNAPSHOT_FIELDS = frozenset({"icount", "cpu", "cpu_size", "devices", "halted", "ended", "result",
+                              "keyframe", "base", "delta"})
+_OUTCOMES = frozenset(outcome.value for outcome in Outcome)
+_CRASH_TYPES = {"kind": (str,), "vector": (int, type(None)), "rip": (int,), "icount": (int,),
+                "detail": (str,), "registers": (dict,), "disassembly": (list,),
+                "fault_address": (int, type(None))}
+_CRASH_FIELDS = frozenset(_CRASH_TYPES)
 
 
 class UnreadableMemory(VmrrError):
@@ -124,8 +134,16 @@ class TimeTravel:
     """
 
     def __init__(self, path: str, *, memory_budget: int = 1 << 30,
-                 progress: Callable[[float], None] | None = None, sidecar: bool = True) -> None:
-        self.replay = Replay(path, verify=False)
+                 progress: Callable[[float], None] | None = None, sidecar: bool = True,
+                 max_mem: int | None = None) -> None:
+        self.replay = Replay(path, verify=False, max_mem=max_mem)
+        try:
+            self._open(path, memory_budget, progress, sidecar)
+        except BaseException:
+            self.replay.close()
+            raise
+
+    def _open(self, path: str, memory_budget: int, progress, sidecar: bool) -> None:
         self.path = path
         self.machine = self.replay.machine
         if self.machine.kernel is None:
@@ -145,12 +163,16 @@ class TimeTravel:
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
         self.disk_checkpoints_loaded = 0
-        self.boundary.console_write = self._capture_console
-        self.boundary.sock_send = self._capture_socket
+        # Weak: the engine must not be part of a reference cycle, so that dropping it
+        # frees its snapshots at once (``__del__`` closes it), not at the next collection.
+        me = weakref.ref(self)
+        self.boundary.console_write = lambda data: _call(me, "_capture_console", data)
+        self.boundary.sock_send = lambda chan, data: _call(me, "_capture_socket", chan, data)
         self._ended = False                 # the machine sits at the end of history
         self.last_icount = 1 << 64          # until the first pass has found it
         end_icount = self.end.get("icount") if self.end else None
         self._expected_end = end_icount if isinstance(end_icount, int) else self.reader.last_icount
+        self._boot_registers = self.machine.cpu.registers()
         self.loaded_from_sidecar = sidecar and self._load_sidecar()
         if not self.loaded_from_sidecar:
             self._take_snapshot()
@@ -207,39 +229,154 @@ class TimeTravel:
             pass                               # a read-only directory: reopening just costs a pass
 
     def _load_sidecar(self) -> bool:
-        """Take the first pass's results from TRACE.idx; False (and rebuild) if it is not right."""
+        """Take the first pass's results from TRACE.idx; False (and rebuild) if it is not right.
+
+        Every field is checked and turned into fresh objects first; only when all of it
+        passed is it committed, so a rejected sidecar leaves nothing behind (no output,
+        no snapshot, no machine state).
+        """
+        machine = self.machine
         try:
-            content = sidecar.read(self.path)
-            snaps = []
-            for entry in content["snapshots"]:
-                ctx = UcContext.__new__(UcContext)
-                ctx.__setstate__((entry["cpu"], entry["cpu_size"], UC_ARCH_X86, UC_MODE_64))
-                result = entry["result"]
-                if result is not None:
-                    crash = CrashReport(**result[3]) if result[3] is not None else None
-                    result = RunResult(Outcome(result[0]), result[1], result[2], crash, result[4])
-                state = {"devices": entry["devices"], "halted": entry["halted"], "result": result,
-                         "ended": entry["ended"], "digests": {}, "out_bytes": {}}
-                snap = _Snapshot(entry["icount"], ctx, state, entry["keyframe"],
-                                 None if entry["base"] is None else snaps[entry["base"]],
-                                 {int(k): v for k, v in entry["delta"].items()})
-                snaps.append(snap)
-            if not snaps or snaps[0].icount != 0 or snaps[0].keyframe is None:
-                raise sidecar.SidecarInvalid("no snapshot at position 0")
-            boot_registers = self.machine.cpu.registers()
-            self._snaps = snaps
-            self._restore(snaps[0])
-            if self.machine.cpu.registers() != boot_registers:
-                raise sidecar.SidecarInvalid("its CPU state does not restore to the boot state")
-            self.last_icount = int(content["last_icount"])
-            self._console = [(int(i), bytes(d)) for i, d in content["console"]]
-            self._sockets = [(int(i), int(c), bytes(d)) for i, c, d in content["sockets"]]
-            self._capturing = False
-            return True
-        except (sidecar.SidecarInvalid, KeyError, TypeError, ValueError, IndexError, UcError):
-            self._snaps = []
-            self.machine = self.replay.machine
+            content = sidecar.read(self.path, max_bytes=self._sidecar_cap())
+            parsed = self._parse_sidecar(content)
+        except (sidecar.SidecarInvalid, *DATA_ERRORS):
             return False
+        snaps, last_icount, console, sockets = parsed
+        boot = machine.uc.context_save()
+        self._snaps = snaps
+        try:
+            self._restore(snaps[0])
+            if machine.cpu.registers() != self._boot_registers:
+                raise sidecar.SidecarInvalid("its CPU state does not restore to the boot state")
+        except (sidecar.SidecarInvalid, UcError, *DATA_ERRORS):
+            self._snaps = []
+            machine.uc.context_restore(boot)          # RAM and devices were checked equal to boot's
+            machine.counter.icount = 0
+            self.boundary.reposition(0)
+            return False
+        self.last_icount = last_icount
+        self._console = console
+        self._sockets = sockets
+        self._capturing = False
+        return True
+
+    def _sidecar_cap(self) -> int:
+        """The largest sidecar worth reading: the snapshot budget, two RAM images, outputs."""
+        return self.memory_budget + 2 * self.machine.mem_size + (256 << 20)
+
+    def _parse_sidecar(self, content: dict) -> tuple[list[_Snapshot], int, list, list]:
+        """Check every field of a decoded sidecar; fresh snapshots and outputs, or SidecarInvalid."""
+        def bad(what: str) -> sidecar.SidecarInvalid:
+            return sidecar.SidecarInvalid(what)
+
+        machine = self.machine
+        mem_size = machine.mem_size
+        last_icount = content.get("last_icount")
+        if type(last_icount) is not int or not 0 <= last_icount <= self.reader.last_icount:
+            raise bad(f"last_icount {last_icount!r} is outside the trace (0..{self.reader.last_icount})")
+        if self.end is not None and last_icount != self._expected_end:
+            raise bad(f"last_icount {last_icount} is not where the recording ends ({self._expected_end})")
+        console = self._parse_outputs(content.get("console"), 2, last_icount, "console")
+        sockets = self._parse_outputs(content.get("sockets"), 3, last_icount, "sockets")
+        entries = content.get("snapshots")
+        if type(entries) is not list or not entries:
+            raise bad("no snapshots")
+        ctx_size = machine.uc.context_save().size
+        device_names = {dev.name for dev in machine.devices}
+        snaps: list[_Snapshot] = []
+        cost = 0
+        for i, entry in enumerate(entries):
+            if type(entry) is not dict or entry.keys() != _SNAPSHOT_FIELDS:
+                raise bad(f"snapshot {i} does not have the snapshot fields")
+            icount = entry["icount"]
+            if type(icount) is not int or not 0 <= icount <= last_icount \
+                    or (snaps and icount <= snaps[-1].icount):
+                raise bad(f"snapshot {i} icount {icount!r} is out of order or outside history")
+            cpu = entry["cpu"]
+            if type(cpu) is not bytes or len(cpu) != ctx_size or entry["cpu_size"] != ctx_size:
+                raise bad(f"snapshot {i} CPU context is not {ctx_size} bytes")
+            devices = entry["devices"]
+            if type(devices) is not dict or devices.keys() != device_names:
+                raise bad(f"snapshot {i} device set is wrong")
+            for dev in machine.devices:
+                try:
+                    dev.check_state(devices[dev.name])
+                except BadDeviceState as exc:
+                    raise bad(f"snapshot {i}: {exc}") from None
+            if type(entry["halted"]) is not bool or type(entry["ended"]) is not bool:
+                raise bad(f"snapshot {i} halted/ended flags are not booleans")
+            result = self._parse_result(entry["result"], i)
+            keyframe, base, delta = entry["keyframe"], entry["base"], entry["delta"]
+            if keyframe is not None:
+                if type(keyframe) is not bytes or len(keyframe) != mem_size or base is not None or delta:
+                    raise bad(f"snapshot {i} keyframe is not {mem_size} bytes of RAM alone")
+                base_snap = None
+                pages: dict[int, bytes] = {}
+            else:
+                if type(base) is not int or not 0 <= base < i or snaps[base].keyframe is None:
+                    raise bad(f"snapshot {i} base {base!r} is not an earlier keyframe")
+                base_snap = snaps[base]
+                if type(delta) is not dict:
+                    raise bad(f"snapshot {i} delta is not a map")
+                pages = {}
+                for off, page in delta.items():
+                    if (type(off) is not int or off % PAGE or not RAM_START <= off < mem_size
+                            or type(page) is not bytes or len(page) != PAGE):
+                        raise bad(f"snapshot {i} delta page {off!r} is outside RAM or not {PAGE} bytes")
+                    pages[off] = page
+            if i == 0 and (icount != 0 or keyframe is None or keyframe != bytes(machine.ram)
+                           or devices != machine.device_state() or entry["halted"] or entry["ended"]
+                           or result is not None):
+                raise bad("snapshot 0 is not the machine as it boots")
+            ctx = UcContext.__new__(UcContext)
+            ctx.__setstate__((cpu, ctx_size, UC_ARCH_X86, UC_MODE_64))
+            state = {"devices": devices, "halted": entry["halted"], "result": result,
+                     "ended": entry["ended"], "digests": {}, "out_bytes": {}}
+            snap = _Snapshot(icount, ctx, state, keyframe, base_snap, pages)
+            cost += snap.cost
+            snaps.append(snap)
+        if cost > self.memory_budget + 2 * mem_size:
+            raise bad(f"its snapshots hold {cost} bytes, more than the memory budget")
+        return snaps, last_icount, console, sockets
+
+    @staticmethod
+    def _parse_outputs(rows: object, width: int, last_icount: int, name: str) -> list[tuple]:
+        """(icount, [channel,] bytes) rows, icounts non-decreasing within history."""
+        if type(rows) is not list:
+            raise sidecar.SidecarInvalid(f"{name} output is not a list")
+        parsed, previous = [], 0
+        for row in rows:
+            if (type(row) is not list or len(row) != width or type(row[0]) is not int
+                    or not previous <= row[0] <= last_icount or type(row[-1]) is not bytes
+                    or (width == 3 and (type(row[1]) is not int or not 0 <= row[1] < CHANNELS))):
+                raise sidecar.SidecarInvalid(f"{name} output row {row!r:.60} is malformed")
+            previous = row[0]
+            parsed.append(tuple(row))
+        return parsed
+
+    @staticmethod
+    def _parse_result(value: object, i: int) -> RunResult | None:
+        if value is None:
+            return None
+        bad = sidecar.SidecarInvalid(f"snapshot {i} run result is malformed")
+        if type(value) is not list or len(value) != 5:
+            raise bad
+        outcome, icount, status, crash, why = value
+        if (outcome not in _OUTCOMES or type(icount) is not int or icount < 0
+                or (status is not None and type(status) is not int) or type(why) is not str):
+            raise bad
+        report = None
+        if crash is not None:
+            if type(crash) is not dict or crash.keys() != _CRASH_FIELDS:
+                raise bad
+            for name, kinds in _CRASH_TYPES.items():
+                if type(crash[name]) not in kinds:
+                    raise bad
+            if not all(type(k) is str and type(v) is int for k, v in crash["registers"].items()) \
+                    or not all(type(line) is str for line in crash["disassembly"]):
+                raise bad
+            report = CrashReport(**crash)
+        return RunResult(Outcome(outcome), icount, status, report, why)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -784,7 +921,34 @@ class TimeTravel:
         return next(_CS.disasm(code, address, 1), None)
 
     def close(self) -> None:
+        """Free the snapshots, the machine and the trace now; the object is unusable after.
+
+        The boundary's output hooks point back here (a cycle through bound methods), so
+        without this the snapshots' RAM would wait for the garbage collector.
+        """
+        self._snaps = []
+        self._console = []
+        self._sockets = []
+        self._console_blob = b""
+        self.boundary.__dict__.pop("console_write", None)
+        self.boundary.__dict__.pop("sock_send", None)
         self.replay.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "replay", None) is not None and getattr(self, "boundary", None) is not None:
+            self.close()
+
+    def __enter__(self) -> "TimeTravel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _call(ref, method: str, *args) -> None:
+    engine = ref()
+    if engine is not None:
+        getattr(engine, method)(*args)
 
 
 class _NoCancelType:

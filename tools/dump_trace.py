@@ -22,7 +22,7 @@ import msgpack
 
 # --- from the spec -------------------------------------------------------------------
 MAGIC = b"\x89VMRR\r\n\x1a"
-SUPPORTED_VERSION = 2
+SUPPORTED_VERSION = 3
 HEADER_LEN = 28
 CHUNK_MAGIC = b"VMCK"
 CHUNK_FRAME = 40
@@ -206,7 +206,8 @@ def jsonable(value: object) -> object:
 def checkpoint_summary(payload: dict) -> str:
     return (f"checkpoint {payload['n']} part {payload['part'] + 1}/{payload['parts']} "
             f"{'base' if payload['full'] else 'delta'}, {len(payload['pages'])} pages"
-            + (f", cpu {show(payload['cpu'])}" if payload["part"] == 0 else ""))
+            + (f", cpu {show(payload['cpu'])}" if payload["part"] == 0 else "")
+            + (f", digest {show(payload.get('digest'))}" if payload["part"] == 0 else ""))
 
 
 def print_text(result: dict, events: bool, limit: int | None) -> None:

@@ -3,13 +3,16 @@
 The numbers of ``EventKind`` are stored in every trace. The enum is append-only:
 a new kind goes at the end with the next number, and changing the order or the
 meaning of an existing kind bumps ``FORMAT_VERSION`` (trace_format/layout.py), the
-way QEMU's ``ReplayEvents`` does. Payload conventions are in the comments; the
-trace stores whatever msgpack value the recorder passes and does not check it.
+way QEMU's ``ReplayEvents`` does. Payload conventions are in the comments and, checked,
+in ``PAYLOAD_CHECKS``: the reader refuses a record whose payload does not have its
+kind's shape, so no consumer ever sees a malformed payload. A new kind adds its entry
+there (a test makes sure every kind has one).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -48,6 +51,183 @@ ASYNC_KINDS: frozenset[EventKind] = frozenset({
 
 # Number in the file -> kind; a dict lookup is several times cheaper than EventKind(n).
 KIND_BY_NUMBER: dict[int, EventKind] = {int(kind): kind for kind in EventKind}
+
+
+# --- payload shapes ------------------------------------------------------------------
+# Each check returns None when ``payload`` has its kind's shape, else what is wrong (one
+# short phrase). They run on every decoded record, so they are written to be cheap.
+
+U64 = 1 << 64
+MAX_CHANNEL = 1 << 16              # channel numbers: the device has fewer; replay checks the exact bound
+DIGEST_LEN = 16                    # blake2b-128 of registers/devices and of RAM (Machine.state_digest)
+
+
+def _u64(payload: object) -> str | None:
+    if type(payload) is int and 0 <= payload < U64:
+        return None
+    return "not an integer in 0..2^64-1"
+
+
+def _channel(payload: object) -> str | None:
+    if type(payload) is int and 0 <= payload < MAX_CHANNEL:
+        return None
+    return f"not a channel number in 0..{MAX_CHANNEL - 1}"
+
+
+def _nil(payload: object) -> str | None:
+    return None if payload is None else "not nil"
+
+
+def _bin(payload: object) -> str | None:
+    return None if type(payload) is bytes else "not bytes"
+
+
+def _sock_data(payload: object) -> str | None:
+    if (type(payload) is list and len(payload) == 2 and _channel(payload[0]) is None
+            and type(payload[1]) is bytes):
+        return None
+    return "not [channel, bytes]"
+
+
+def _vector(payload: object) -> str | None:
+    return None if type(payload) is int and 0 <= payload < 256 else "not a vector in 0..255"
+
+
+def is_state_digest(value: object) -> bool:
+    """[rip, 16-byte hash, 16-byte hash]: the shape of Machine.state_digest()."""
+    return (type(value) is list and len(value) == 3 and type(value[0]) is int
+            and 0 <= value[0] < U64 and type(value[1]) is bytes and len(value[1]) == DIGEST_LEN
+            and type(value[2]) is bytes and len(value[2]) == DIGEST_LEN)
+
+
+def _digest(payload: object) -> str | None:
+    return None if is_state_digest(payload) else "not [rip, 16-byte hash, 16-byte hash]"
+
+
+def _output(payload: object) -> str | None:
+    if (type(payload) is list and len(payload) == 3 and type(payload[0]) is str
+            and type(payload[1]) is bytes and _u64(payload[2]) is None):
+        return None
+    return "not [stream name, digest bytes, total bytes]"
+
+
+def _exception(payload: object) -> str | None:
+    if (type(payload) is list and len(payload) == 2 and _vector(payload[0]) is None
+            and type(payload[1]) is int and 0 <= payload[1] < U64):
+        return None
+    return "not [vector, error code]"
+
+
+def _checkpoint(payload: object) -> str | None:
+    return None if type(payload) is dict else "not a map"      # the reader checks its fields
+
+
+# END map: key -> (types allowed, range check or None). Keys not listed may hold any value
+# (a newer recorder may add a summary); consumers use only the keys listed here.
+_INT = (int,)
+END_FIELDS: dict[str, tuple[tuple[type, ...], Callable[[object], bool] | None]] = {
+    "reason": ((str,), lambda v: len(v) <= 64),
+    "icount": (_INT, lambda v: 0 <= v < U64),
+    "exit_status": (_INT, lambda v: 0 <= v < U64),
+    "rip": (_INT, lambda v: 0 <= v < U64),
+    "vector": ((int, type(None)), lambda v: v is None or 0 <= v < 256),
+    "kind": ((str,), lambda v: len(v) <= 256),
+    "why": ((str,), lambda v: len(v) <= 4096),
+    "detail": ((str,), lambda v: len(v) <= 65536),
+    "report": ((str,), lambda v: len(v) <= 1 << 20),
+    "fault_address": ((int, type(None)), lambda v: v is None or 0 <= v < U64),
+    "digest": ((list,), is_state_digest),
+    "outputs": ((dict,), lambda v: all(
+        type(k) is str and type(x) is list and len(x) == 2 and type(x[0]) is str
+        and type(x[1]) is int and 0 <= x[1] < U64 for k, x in v.items())),
+    "registers": ((dict,), lambda v: all(type(k) is str and type(x) is int for k, x in v.items())),
+    "disassembly": ((list,), lambda v: all(type(x) is str for x in v)),
+    "signal": ((int,), lambda v: 0 <= v <= 64),
+    "linux": ((dict,), None),                  # a Linux program's summary: vmrr info checks its parts
+}
+
+
+def check_end(payload: object) -> str | None:
+    """None when ``payload`` is a well-formed end map (the END record, the footer's end)."""
+    if type(payload) is not dict:
+        return "not a map"
+    if type(payload.get("reason")) is not str:
+        return "it has no reason"
+    for key, value in payload.items():
+        if type(key) is not str:
+            return f"key {key!r} is not a string"
+        spec = END_FIELDS.get(key)
+        if spec is None:
+            continue
+        types, ok = spec
+        if type(value) not in types or (ok is not None and not ok(value)):
+            return f"field {key} is malformed"
+    if payload["reason"] == "crash":
+        for key in ("icount", "rip", "kind"):
+            if key not in payload:
+                return f"a crash end has no {key}"
+    return None
+
+
+def _arg(a: object) -> bool:
+    return a is None or (type(a) is int and 0 <= a < U64) or (type(a) is str and len(a) <= 4096)
+
+
+def check_syscall(payload: object) -> str | None:
+    """SYSCALL: [tid, nr, args, ret, answers]; ret is None for a call that does not return."""
+    if not (type(payload) is list and len(payload) == 5):
+        return "not [tid, nr, args, ret, answers]"
+    tid, nr, args, ret, answers = payload
+    if not (type(tid) is int and 0 <= tid < 1 << 31 and type(nr) is int and 0 <= nr < 1 << 16
+            and type(args) is list and len(args) <= 6):
+        return "a bad thread, number or argument list"
+    if not all(_arg(a) for a in args):
+        return "an argument is neither a register value nor a path"
+    if not (ret is None or type(ret) is int and -U64 < ret < U64):
+        return "a bad result"
+    if not (type(answers) is list and all(type(a) is list and len(a) == 2 and type(a[0]) is str
+                                          and len(a[0]) <= 32 for a in answers)):
+        return "the host answers are not [op, value] pairs"
+    return None
+
+
+def check_blob(payload: object) -> str | None:
+    """BLOB: [sha256 (32 bytes), part, parts, bytes]."""
+    if (type(payload) is list and len(payload) == 4 and type(payload[0]) is bytes and len(payload[0]) == 32
+            and type(payload[1]) is int and type(payload[2]) is int and 0 <= payload[1] < payload[2] <= 1 << 10
+            and type(payload[3]) is bytes):
+        return None
+    return "not [sha256, part, parts, bytes]"
+
+
+def check_signal(payload: object) -> str | None:
+    """SIGNAL: [tid, signo, code, value]."""
+    if (type(payload) is list and len(payload) == 4 and type(payload[0]) is int and 0 <= payload[0] < 1 << 31
+            and type(payload[1]) is int and 1 <= payload[1] <= 64 and type(payload[2]) is int
+            and 0 <= payload[2] < 1 << 32 and type(payload[3]) is int and -U64 < payload[3] < U64):
+        return None
+    return "not [tid, signo, code, value]"
+
+
+PAYLOAD_CHECKS: dict[EventKind, Callable[[object], str | None]] = {
+    EventKind.CLOCK: _u64,
+    EventKind.RDTSC: _u64,
+    EventKind.ENTROPY: _u64,
+    EventKind.TIMER: _nil,
+    EventKind.SOCK_ACCEPT: _channel,
+    EventKind.SOCK_DATA: _sock_data,
+    EventKind.SOCK_HUP: _channel,
+    EventKind.CONSOLE_IN: _bin,
+    EventKind.INTERRUPT: _vector,
+    EventKind.DIGEST: _digest,
+    EventKind.OUTPUT: _output,
+    EventKind.CHECKPOINT: _checkpoint,
+    EventKind.EXCEPTION: _exception,
+    EventKind.END: check_end,
+    EventKind.SYSCALL: check_syscall,
+    EventKind.BLOB: check_blob,
+    EventKind.SIGNAL: check_signal,
+}
 
 
 @dataclass(frozen=True, slots=True)

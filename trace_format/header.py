@@ -127,39 +127,85 @@ def encode_header(header: TraceHeader) -> bytes:
     return fields + layout.HEADER_CRC.pack(crc) + header_map + image
 
 
+# The header map's schema: dotted field name -> (type, check of the value or None, what
+# the check wants). A new field adds a row here; decode_header_map checks every row, and
+# a check names the field in its error. Upper bounds keep every later use of a value safe
+# (time.localtime of created_unix, mmap of mem_size, ...).
+MAX_TEXT = 4096
+MAX_CREATED_UNIX = 253_402_300_799.0       # 9999-12-31 23:59:59 UTC, the last time localtime formats
+HEADER_SCHEMA: dict[str, tuple[type, object, str]] = {
+    "tool_version": (str, lambda v: len(v) <= 256, "at most 256 characters"),
+    "created_unix": (float, lambda v: math.isfinite(v) and 0 <= v <= MAX_CREATED_UNIX,
+                     "a time between 1970 and 9999"),
+    "flags": (dict, lambda v: all(type(k) is str for k in v), "a map with str keys"),
+    "config": (dict, None, ""),
+    "config.mem_size": (int, lambda v: 0 < v <= layout.MAX_MEM_SIZE and not v % layout.PAGE_SIZE,
+                        f"a positive multiple of {layout.PAGE_SIZE} up to {layout.MAX_MEM_SIZE}"),
+    "config.cpu_model": (str, lambda v: len(v) <= 64, "at most 64 characters"),
+    "config.boot_args": (str, lambda v: len(v.encode("utf-8", "surrogatepass")) <= MAX_TEXT,
+                         f"at most {MAX_TEXT} bytes"),
+    "config.devices": (dict, lambda v: all(type(k) is str for k in v), "a map with str keys"),
+    "config.image_name": (str, lambda v: 0 < len(v) <= MAX_TEXT, f"1 to {MAX_TEXT} characters"),
+    "config.image_sha256": (str, lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+                            "64 lowercase hex digits"),
+}
+# Known flags and their checks; unknown flags are kept (a newer recorder may add some).
+FLAG_SCHEMA: dict[str, tuple[type, object, str]] = {
+    "chaos_seed": (int, lambda v: 0 <= v < 1 << 64, "an integer in 0..2^64-1"),
+}
+
+
+def _field(top: dict, dotted: str) -> object:
+    value: object = top
+    for part in dotted.split("."):
+        value = value.get(part) if type(value) is dict else None
+    return value
+
+
+def _check_schema(values: dict, schema: dict, prefix: str = "") -> None:
+    for name, (kind, check, wanted) in schema.items():
+        value = _field(values, name)
+        if kind is float and type(value) is int:
+            value = float(value) if abs(value) < 1 << 53 else math.inf
+        if type(value) is not kind:
+            shown = "missing" if value is None else f"a {type(value).__name__}"
+            raise ValueError(f"header field {prefix}{name} is {shown}, not a {kind.__name__}")
+        if check is not None and not check(value):
+            raise ValueError(f"header field {prefix}{name} is out of range (wants {wanted})")
+
+
 def decode_header_map(value: object, image: bytes) -> TraceHeader:
     """Build a TraceHeader from the decoded header map and the image bytes.
 
+    Every field of HEADER_SCHEMA (and of FLAG_SCHEMA, when present) is checked for its
+    type and range before use.
+
     Raises:
-        ValueError: a field is missing, has the wrong type, or the image does not
-            match its recorded SHA-256.
+        ValueError: a field is missing, has the wrong type or is out of range (the
+            message names it), or the image does not match its recorded SHA-256.
     """
     top = _need(value, "header", dict)
-    config = _need(top.get("config"), "config", dict)
-    created = top.get("created_unix")
-    if not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created):
-        raise ValueError(f"header field created_unix is {created!r}, not a finite number")
-    mem_size = _need(config.get("mem_size"), "config.mem_size", int)
-    if not 0 < mem_size <= layout.MAX_MEM_SIZE or mem_size % layout.PAGE_SIZE:
-        raise ValueError(f"header field config.mem_size is {mem_size}, not a positive multiple "
-                         f"of {layout.PAGE_SIZE} up to {layout.MAX_MEM_SIZE}")
-    digest = _need(config.get("image_sha256"), "config.image_sha256", str)
-    if hashlib.sha256(image).hexdigest() != digest:
+    _check_schema(top, HEADER_SCHEMA)
+    flags = top["flags"]
+    _check_schema({k: v for k, v in flags.items() if k in FLAG_SCHEMA},
+                  {k: v for k, v in FLAG_SCHEMA.items() if k in flags}, "flags.")
+    config = top["config"]
+    if hashlib.sha256(image).hexdigest() != config["image_sha256"]:
         raise ValueError("the embedded guest image does not match its recorded SHA-256")
     machine = MachineConfig(
-        mem_size=mem_size,
-        cpu_model=_need(config.get("cpu_model"), "config.cpu_model", str),
-        boot_args=_need(config.get("boot_args"), "config.boot_args", str),
-        devices=_need(config.get("devices"), "config.devices", dict),
-        image_name=_need(config.get("image_name"), "config.image_name", str),
+        mem_size=config["mem_size"],
+        cpu_model=config["cpu_model"],
+        boot_args=config["boot_args"],
+        devices=config["devices"],
+        image_name=config["image_name"],
         image=image,
     )
     return TraceHeader(
         format_version=layout.FORMAT_VERSION,
-        tool_version=_need(top.get("tool_version"), "tool_version", str),
-        created_unix=float(created),
+        tool_version=top["tool_version"],
+        created_unix=float(top["created_unix"]),
         config=machine,
-        flags=_need(top.get("flags"), "flags", dict),
+        flags=flags,
     )
 
 

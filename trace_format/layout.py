@@ -14,7 +14,8 @@ import msgpack
 
 # Bump on any change to the layout, the record encoding, or the order or meaning of
 # EventKind. Readers accept exactly this version.
-FORMAT_VERSION = 2          # 2: record icounts are deltas within a chunk
+FORMAT_VERSION = 3          # 2: record icounts are deltas within a chunk
+                            # 3: checkpoints carry the machine's state digest; payloads checked
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12

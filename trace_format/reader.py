@@ -26,7 +26,7 @@ import lz4.block
 from trace_format import layout
 from trace_format.errors import (TraceCorrupt, TraceError, TraceIncomplete, TraceNotFound,
                                  TraceVersionError)
-from trace_format.events import KIND_BY_NUMBER, Event, EventKind
+from trace_format.events import KIND_BY_NUMBER, PAYLOAD_CHECKS, Event, EventKind, check_end, is_state_digest
 from trace_format.header import TraceHeader, decode_header_map
 
 _CHECKPOINT = EventKind.CHECKPOINT
@@ -65,13 +65,16 @@ class Checkpoint:
     """The machine state at ``icount``.
 
     ``pages`` is the whole RAM as of this checkpoint: page number -> 4096 bytes, for
-    every page the base or a later delta recorded; a missing page is zero.
+    every page the base or a later delta recorded; a missing page is zero. ``digest`` is
+    the machine's ``state_digest()`` the recorder took at that moment (None if it wrote
+    none): whoever restores the checkpoint checks that the restored machine has it.
     """
 
     icount: int
     cpu: dict
     devices: dict
     pages: dict[int, bytes]
+    digest: list | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,8 @@ class TraceReader:
             self.last_icount = self.chunks[-1].last_icount if self.chunks else 0
             self.checkpoints = [CheckpointRef(entry.icount, i)
                                 for i, entry in enumerate(self._checkpoints)]
+            self._checkpoint_starts = {entry.first_chunk: i
+                                       for i, entry in enumerate(self._checkpoints)}
             self.recovered_chunks = len(self.chunks)
             self._cached: tuple[int, dict[int, bytes]] | None = None
         except BaseException:
@@ -166,7 +171,8 @@ class TraceReader:
 
     def events(self, *, start_icount: int = 0, end_icount: int | None = None,
                kinds: Iterable[EventKind | int] | None = None,
-               after_checkpoint: int | None = None) -> Iterator[Event]:
+               after_checkpoint: int | None = None,
+               checkpoint_marks: bool = False) -> Iterator[Event]:
         """The events of the trace in recorded order, CHECKPOINT records left out.
 
         Chunks that the index shows lie wholly before ``start_icount``, or hold none of
@@ -179,6 +185,10 @@ class TraceReader:
             after_checkpoint: only events recorded after checkpoint number
                 ``after_checkpoint``; replay resuming from that checkpoint uses this,
                 because events at the checkpoint's own icount may precede it.
+            checkpoint_marks: also yield, where each checkpoint lies in the stream, an
+                ``Event(icount, CHECKPOINT, index)`` (its index for ``load_checkpoint``),
+                so that a verifying replay can compare its state with the checkpoint
+                exactly there. The checkpoint's chunks are not read for this.
 
         Raises:
             TraceCorrupt: a chunk is damaged (raised when the iteration reaches it).
@@ -191,12 +201,16 @@ class TraceReader:
         if after_checkpoint is not None:
             entry = self._checkpoints[after_checkpoint]
             first = max(first, entry.first_chunk + entry.parts)
+        marks = self._checkpoint_starts if checkpoint_marks else {}
         for info in self.chunks[first:]:
             if end_icount is not None and info.first_icount >= end_icount:
                 return
             counts = info.counts
             if wanted is None:
                 if len(counts) == 1 and _CHECKPOINT in counts:
+                    mark = marks.get(info.index)
+                    if mark is not None and info.first_icount >= start_icount:
+                        yield Event(info.first_icount, _CHECKPOINT, mark)
                     continue
             elif wanted.isdisjoint(counts):
                 continue
@@ -245,7 +259,8 @@ class TraceReader:
         if state is None:  # checkpoint i itself was cached: only its cpu and devices are needed
             state, _ = self._checkpoint_part(i, 0)
         self._cached = (i, pages)
-        return Checkpoint(self._checkpoints[i].icount, state["cpu"], state["devices"], dict(pages))
+        return Checkpoint(self._checkpoints[i].icount, state["cpu"], state["devices"], dict(pages),
+                          state.get("digest"))
 
     def _checkpoint_part(self, j: int, part: int) -> tuple[dict, Callable[[str], TraceCorrupt]]:
         """The checked payload of part ``part`` of checkpoint ``j``, and its error maker."""
@@ -263,6 +278,8 @@ class TraceReader:
             raise corrupt("does not match the index")
         if part == 0 and (type(record["cpu"]) is not dict or type(record["devices"]) is not dict):
             raise corrupt("cpu or devices state is not a map")
+        if part == 0 and record.get("digest") is not None and not is_state_digest(record["digest"]):
+            raise corrupt("its state digest is not [rip, 16-byte hash, 16-byte hash]")
         if type(record["pages"]) is not list:
             raise corrupt("pages is not an array")
         return record, corrupt
@@ -411,6 +428,9 @@ class TraceReader:
                     raise ValueError(f"checkpoint {i}: chunk {info.index} is not one of its parts")
             self._checkpoints.append(_CheckpointEntry(icount, full, first_chunk, parts))
         self.end = _need(footer.get("end"), dict, "end")
+        problem = check_end(self.end)
+        if problem is not None:
+            raise ValueError(f"the end map is malformed: {problem}")
 
     @staticmethod
     def _counts_from_rows(rows: list, index: int | None) -> dict[EventKind, int]:
@@ -598,6 +618,7 @@ class TraceReader:
         events: list[Event] = []
         add = events.append
         kind_of = KIND_BY_NUMBER.get
+        checks = PAYLOAD_CHECKS.get
         previous = floor
         for record in records:
             if type(record) is not list or len(record) != 3:
@@ -609,6 +630,13 @@ class TraceReader:
             event_kind = kind_of(kind) if type(kind) is int else None
             if event_kind is None:
                 raise corrupt(f"record {len(events)} has unknown event kind {kind!r}")
+            check = checks(event_kind)
+            problem = "of no known shape" if check is None else check(payload)
+            if problem is not None:
+                raise corrupt(f"record {len(events)} ({event_kind.name} at icount {icount}): "
+                              f"payload is {problem}")
+            if icount > layout.MAX_ICOUNT:
+                raise corrupt(f"record {len(events)} has icount {icount}, beyond 64 bits")
             previous = icount
             add(Event(icount, event_kind, payload))
         if not events:
@@ -644,8 +672,13 @@ class TraceReader:
 
 
 def _open_trace(path: str) -> int:
+    """Open ``path`` for reading, refusing anything but a regular file at once.
+
+    O_NONBLOCK makes opening a FIFO return instead of waiting for a writer; the file
+    type is checked before a byte is read. (Regular files ignore O_NONBLOCK.)
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         incomplete = path + ".incomplete"
         if os.path.exists(incomplete):
@@ -656,10 +689,21 @@ def _open_trace(path: str) -> int:
         raise TraceNotFound(f"{path}: no such trace file") from None
     except OSError as error:
         raise TraceNotFound(f"{path}: cannot open trace: {error.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise TraceNotFound(f"{path}: not a trace file (not a regular file)")
+        raise TraceNotFound(f"{path}: not a trace file (a {file_kind(mode)}, not a regular file)")
     return fd
+
+
+def file_kind(mode: int) -> str:
+    """'directory', 'FIFO', ... for an st_mode that is not a regular file."""
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def _checkpoint_fields(event: Event, corrupt) -> dict:

@@ -16,13 +16,15 @@ from collections.abc import Callable, Mapping
 
 from trace_format import layout
 from trace_format.errors import TraceError, TraceExists, TraceWriteError
-from trace_format.events import EventKind
+from trace_format.events import PAYLOAD_CHECKS, EventKind, check_end, is_state_digest
 from trace_format.header import TraceHeader, encode_header
 
 # Kinds a caller may append: all but checkpoint records (write_checkpoint) and END (close).
 _APPENDABLE = frozenset(int(kind) for kind in EventKind) - {EventKind.CHECKPOINT, EventKind.END}
 _CHECKPOINT = int(EventKind.CHECKPOINT)
 _END = int(EventKind.END)
+# What the reader will accept, checked when written: a trace we write we can read back.
+_CHECKS = {int(kind): check for kind, check in PAYLOAD_CHECKS.items()}
 
 
 class TraceWriter:
@@ -113,6 +115,11 @@ class TraceWriter:
         """
         if type(icount) is not int or icount < self._last_icount or kind not in _APPENDABLE:
             self._reject_event(icount, kind)
+        check = _CHECKS.get(kind)
+        problem = "of no known shape (the kind has no entry in PAYLOAD_CHECKS)" if check is None else check(payload)
+        if problem is not None:
+            raise ValueError(f"cannot record {_kind_name(kind)} payload at icount {icount}: "
+                             f"payload is {problem}")
         parts = self._parts
         try:
             # icounts are stored as the delta from the previous record of the chunk (the
@@ -148,6 +155,10 @@ class TraceWriter:
         if self._parts and (self._clock() if now is None else now) >= self._deadline:
             self._flush_events()
 
+    def flush_due(self, now: float | None = None) -> bool:
+        """True when ``flush_if_due`` would write a chunk now (events wait, the oldest is old)."""
+        return bool(self._parts) and (self._clock() if now is None else now) >= self._deadline
+
     def flush(self) -> None:
         """Write the buffered events now, whatever their age."""
         self._check_open()
@@ -156,7 +167,8 @@ class TraceWriter:
     # --- checkpoints -----------------------------------------------------------------
 
     def write_checkpoint(self, icount: int, cpu: Mapping, devices: Mapping,
-                         pages: Mapping[int, bytes], *, full: bool = False) -> None:
+                         pages: Mapping[int, bytes], *, full: bool = False,
+                         digest: list | None = None) -> None:
         """Record the machine state at ``icount``.
 
         Buffered events are written first, so every event appended before this call
@@ -173,6 +185,8 @@ class TraceWriter:
                 became zero is passed as 4096 zero bytes).
             full: make this checkpoint a new base, so loading later checkpoints does
                 not need to go back to the first one.
+            digest: the machine's state digest at ``icount`` ([rip, 16-byte hash,
+                16-byte hash]), so that whoever restores the checkpoint can check it.
 
         Raises:
             ValueError: icount goes backwards, a page number or page size is wrong, or
@@ -193,6 +207,8 @@ class TraceWriter:
                                  f"(0..{self._mem_pages - 1})")
             if not isinstance(page, (bytes, bytearray, memoryview)) or len(page) != layout.PAGE_SIZE:
                 raise ValueError(f"checkpoint page {number:#x} is not {layout.PAGE_SIZE} bytes")
+        if digest is not None and not is_state_digest(digest):
+            raise ValueError("checkpoint digest must be [rip, 16-byte hash, 16-byte hash]")
         full = bool(full) or not self._checkpoints
         per = layout.CHECKPOINT_PAGES_PER_RECORD
         batches = [numbers[i:i + per] for i in range(0, len(numbers), per)] or [[]]
@@ -203,6 +219,7 @@ class TraceWriter:
                 "n": number, "part": part, "parts": len(batches), "full": full,
                 "cpu": dict(cpu) if part == 0 else None,
                 "devices": dict(devices) if part == 0 else None,
+                "digest": digest if part == 0 else None,
                 "pages": [[pn, bytes(pages[pn])] for pn in batches[part]],
             }))
 
@@ -242,6 +259,9 @@ class TraceWriter:
             return
         if not isinstance(end, dict):
             raise ValueError(f"end must be a dict, not {type(end).__name__}")
+        problem = check_end(end)
+        if problem is not None:
+            raise ValueError(f"the end map is malformed: {problem}")
         if self._failed is not None:
             self._shut()
             raise TraceWriteError(self._failed)

@@ -7,7 +7,7 @@ and importing ``tui`` itself loads no textual: ``run_tui`` imports the app when 
 from __future__ import annotations
 
 
-def run_tui(path: str) -> int:
+def run_tui(path: str, *, max_mem: int | None = None) -> int:
     """Open TRACE at its crash (or its start) and run the debugger until the user quits.
 
     Returns:
@@ -25,7 +25,7 @@ def run_tui(path: str) -> int:
     from tui.session import DebugSession
 
     print(f"vmrr: opening {path} (the whole run is replayed once to index it) …", file=sys.stderr, flush=True)
-    session = DebugSession.open(path)
+    session = DebugSession.open(path, max_mem=max_mem)
     from tui.app import VmrrApp
 
     VmrrApp(session).run()

@@ -197,7 +197,7 @@ class DebugSession:
         self._before: Moment = self.moment          # the Moment at the previous position
 
     @classmethod
-    def open(cls, path: str, *, start_at_crash: bool = True) -> DebugSession:
+    def open(cls, path: str, *, start_at_crash: bool = True, max_mem: int | None = None) -> DebugSession:
         """Open a trace and go to the crash (when the run ended in one), else to the start.
 
         Raises:
@@ -211,7 +211,7 @@ class DebugSession:
             if session_ref:
                 session_ref[0].progress = fraction
 
-        tt = TimeTravel(path, progress=progress)
+        tt = TimeTravel(path, progress=progress, max_mem=max_mem)
         session = cls(tt, os.path.basename(path))
         session_ref.append(session)
         if start_at_crash and tt.crash_icount is not None:

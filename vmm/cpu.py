@@ -23,6 +23,7 @@ CPU_MODEL = "qemu64"           # CPUID without RDRAND/RDSEED: see docs/machine.m
 # computed wrong by Unicorn), no XSAVE and no RDRAND (LINUX.md).
 LINUX_CPU_MODEL = "westmere"
 CPU_MODELS = {"qemu64": x86.UC_CPU_X86_QEMU64, "westmere": x86.UC_CPU_X86_WESTMERE}
+SUPPORTED_CPU_MODELS = frozenset(CPU_MODELS)       # what a trace header's cpu_model may name
 
 RFLAGS_TF = 1 << 8
 RFLAGS_IF = 1 << 9

@@ -6,6 +6,15 @@ The CLI catches ``VmrrError``, prints ``str(error)`` as one line and exits with
 
 from __future__ import annotations
 
+import struct
+
+# What library code (pyelftools, msgpack, struct, dict and list access, int conversions)
+# raises when handed values it cannot use. Code that decodes or applies data read from a
+# file catches exactly these at its boundary and raises a VmrrError naming the data.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+    UnicodeError, RecursionError, struct.error)
+
 
 class VmrrError(Exception):
     """An error with a one-line message for the user; the CLI prints it and exits with exit_code."""
@@ -33,3 +42,12 @@ class CheckFailed(VmrrError):
 
 class ReplayDivergence(CheckFailed):
     """The guest asked for, or the trace held, something other than what was recorded."""
+
+
+class CheckpointMismatch(CheckFailed):
+    """A checkpoint (or a saved snapshot) is not the state it claims: damaged, altered,
+    or not the state the replay reached there."""
+
+
+class BadTraceData(VmrrError):
+    """A value read from a file is not what the code can use (the message names it)."""

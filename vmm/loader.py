@@ -11,7 +11,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from vmm.errors import ImageError
+from vmm.errors import DATA_ERRORS, ImageError
 
 IMAGE_BASE = 0x100000         # images are linked at 1 MiB (docs/machine.md)
 LOWEST_LOAD = 0x6000          # below: the null guard page and the boot information page
@@ -59,8 +59,10 @@ def resolve_image(spec: str) -> tuple[str, Path]:
 
     path = Path(spec)
     if path.exists() or "/" in spec or spec.endswith(".elf"):
-        if not path.is_file():
+        if not path.exists():
             raise ImageError(f"image {spec}: no such file")
+        if not path.is_file():
+            raise ImageError(f"image {spec}: not a regular file")
         return spec, path
     try:
         return spec, guests.image_path(spec)
@@ -116,8 +118,8 @@ def parse_image(name: str, data: bytes, *, where: str | None = None) -> GuestIma
                                  f"({filesz}) than memory bytes ({memsz})")
             segments.append(Segment(addr, seg.data(), memsz))
         entry = elf["e_entry"]
-    except (ELFError, OverflowError, ValueError, struct.error) as exc:
-        # pyelftools reports offsets past any file size as OverflowError, not ELFError.
+    except (ELFError, *DATA_ERRORS) as exc:
+        # pyelftools reports bad offsets and fields as OverflowError, KeyError, ... not ELFError.
         raise ImageError(f"image {where}: malformed ELF ({exc})") from None
     if not segments:
         raise ImageError(f"image {where}: no loadable segments")

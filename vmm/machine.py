@@ -15,6 +15,7 @@ import ctypes
 import enum
 import hashlib
 import mmap
+import os
 import struct
 import time
 import zlib
@@ -30,8 +31,9 @@ from unicorn import (UC_ERR_FETCH_UNMAPPED, UC_ERR_INSN_INVALID, UC_ERR_READ_UNM
 from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
-from trace_format.events import EventKind
-from vmm.cpu import CPU_MODEL, ERROR_CODE_VECTORS, LINUX_CPU_MODEL, VECTOR_STATE_SIZE, GPR_NAMES, STATE_REG_NAMES, Cpu, DeliveryFault
+from trace_format.events import EventKind, is_state_digest
+from vmm.cpu import (CPU_MODEL, ERROR_CODE_VECTORS, GPR_NAMES, LINUX_CPU_MODEL, STATE_REG_NAMES,
+                     VECTOR_STATE_SIZE, Cpu, DeliveryFault)
 from vmm.crash import CrashKind, CrashReport, disassemble_around
 from vmm.devices.clock import Clock
 from vmm.devices.console import Console
@@ -40,13 +42,15 @@ from vmm.devices.pic import Pic
 from vmm.devices.power import Power
 from vmm.devices.sockets import CHANNELS, Sockets
 from vmm.devices.timer import Timer
-from vmm.errors import ReplayDivergence, UsageError
+from vmm.devices import BadDeviceState
+from vmm.errors import CheckpointMismatch, HostError, ReplayDivergence, UsageError
 from vmm.loader import GuestImage
 from vmm.symbols import SymbolTable
 
 MiB = 1 << 20
 DEFAULT_MEM = 64 * MiB
 MIN_MEM, MAX_MEM = 2 * MiB, 4096 * MiB
+MIN_MACHINE_MEM = 64 * 1024       # boot information, arguments and a stack: below this nothing boots
 PAGE = 0x1000
 RAM_START = PAGE                  # page 0 stays unmapped: a null-pointer guard
 BOOT_INFO = 0x5000
@@ -64,6 +68,19 @@ _memcmp = ctypes.CDLL(None).memcmp
 _memcmp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
 _memcmp.restype = ctypes.c_int
 _STATE_REGS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
+_SEGMENTS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
+# cpu_state() keys and the range of each (ints 0..limit-1): what a checkpoint's CPU state
+# must look like. Non-integer parts of the state go in Machine.cpu_state_schema().
+CPU_STATE_RANGES: dict[str, int] = {
+    **{name: 1 << 64 for name in STATE_REG_NAMES}, **{name: 1 << 16 for name in _SEGMENTS},
+    "gdtr_base": 1 << 64, "gdtr_limit": 1 << 16, "idtr_base": 1 << 64, "idtr_limit": 1 << 16,
+    "halted": 2,
+}
+
+
+def _below(limit: int) -> Callable[[object], bool]:
+    return lambda value: type(value) is int and 0 <= value < limit
+_ZERO_CRC_BY_LEN: dict[int, int] = {}
 _RDTSC_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p)
 
 
@@ -85,16 +102,26 @@ class RunResult:
     why: str = ""
 
 
-def parse_mem_size(spec: str) -> int:
+def default_max_mem() -> int:
+    """The most guest RAM a trace may ask of this host: min(4 GiB, half the physical RAM)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        physical = 8 << 30
+    return max(MIN_MEM, min(MAX_MEM, physical // 2 // MiB * MiB))
+
+
+def parse_mem_size(spec: str, option: str = "--mem", *, limit: int = MAX_MEM) -> int:
     """'64M', '1G', '67108864' → bytes. Raises UsageError when not a multiple of 1 MiB in range."""
     text = spec.strip().upper().removesuffix("B").removesuffix("I")
-    scale = {"K": 1 << 10, "M": MiB, "G": 1 << 30}.get(text[-1:], 1)
+    scale = {"K": 1 << 10, "M": MiB, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
     digits = text[:-1] if scale != 1 else text
-    if not digits.isdigit():
-        raise UsageError(f"--mem {spec}: expected a size like 64M or 1G")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 20:
+        raise UsageError(f"{option} {spec}: expected a size like 64M or 1G")
     size = int(digits) * scale
-    if size % MiB or not MIN_MEM <= size <= MAX_MEM:
-        raise UsageError(f"--mem {spec}: must be a multiple of 1M between 2M and 4G")
+    if size % MiB or not MIN_MEM <= size <= limit:
+        raise UsageError(f"{option} {spec}: must be a multiple of 1M between 2M and "
+                         f"{limit // MiB}M")
     return size
 
 
@@ -114,7 +141,13 @@ class Machine:
 
     def __init__(self, image, *, mem_size: int = DEFAULT_MEM, boot_args: str = "") -> None:
         linux = getattr(image, "platform", "appliance") == "linux"
-        args = boot_args.encode()
+        if type(mem_size) is not int or mem_size % PAGE or mem_size < MIN_MACHINE_MEM:
+            raise UsageError(f"guest RAM of {mem_size!r} bytes: must be a multiple of {PAGE} "
+                             f"and at least {MIN_MACHINE_MEM}")
+        try:
+            args = boot_args.encode()
+        except UnicodeError:
+            raise UsageError("--args: the boot arguments are not valid UTF-8 text") from None
         if len(args) > MAX_BOOT_ARGS:
             raise UsageError(f"--args: {len(args)} bytes is longer than {MAX_BOOT_ARGS}")
         if not linux and image.end + 64 * 1024 > mem_size:
@@ -128,8 +161,14 @@ class Machine:
         self.uc = self.cpu.uc
         self.counter = self.cpu.counter
         self.boundary = None
-        self.ram = mmap.mmap(-1, mem_size)
-        self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self.ram))
+        try:
+            # Private, not Python's default shared mapping: pages never written cost no
+            # memory even when read (a digest reads all of RAM), and MADV_DONTNEED zeroes.
+            self.ram = mmap.mmap(-1, mem_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, OverflowError, ValueError) as exc:
+            raise HostError(f"cannot reserve {mem_size} bytes of guest RAM: {exc}") from None
+        self._ram_export = ctypes.c_char.from_buffer(self.ram)   # pins the mapping; close() drops it
+        self._ram_ptr = ctypes.addressof(self._ram_export)
         self.uc.mem_map_ptr(RAM_START, mem_size - RAM_START, UC_PROT_ALL, self._ram_ptr + RAM_START)
 
         self.halted = False
@@ -208,6 +247,26 @@ class Machine:
     def connect(self, boundary) -> None:
         """Attach the nondeterminism boundary that answers for the host."""
         self.boundary = boundary
+
+    def close(self) -> None:
+        """Free the CPU engine and unmap guest RAM now, rather than when the collector
+        finds the machine (hooks, devices and the boundary all point back at it).
+        Idempotent; the machine cannot run afterwards."""
+        uc = getattr(self, "uc", None)
+        if uc is None:
+            return
+        finalizer = getattr(uc, "_Uc__finalizer", None)
+        if finalizer is not None:
+            finalizer()                                # uc_close: Unicorn lets go of RAM
+        self.uc = self.cpu.uc = None
+        self.boundary = None
+        self.devices = ()
+        self._ports = {}
+        self._ram_export = None
+        try:
+            self.ram.close()
+        except BufferError:                            # someone still holds a view of RAM
+            pass
 
     # -- hooks (called from inside Unicorn) -------------------------------------------
 
@@ -534,6 +593,8 @@ class Machine:
             self._replay_interrupt(payload)
         elif kind == EventKind.DIGEST:
             self.verify_digest(payload)
+        elif kind == EventKind.CHECKPOINT:
+            self.boundary.checkpoint_reached(payload)      # a verifying replay passes a checkpoint
         elif kind == EventKind.END:
             self.end_of_trace("the recording ends here")
         else:
@@ -572,9 +633,15 @@ class Machine:
         A MiB of zeros (most of a guest's RAM) is recognised by a comparison, several
         times faster than its crc32, which is a constant."""
         mv, base, crcs = memoryview(self.ram), self._ram_ptr, []
-        for off in range(0, self.ram_in_use, MiB):
-            zero = _memcmp(base + off, _ZERO_MIB, MiB) == 0
-            crcs.append(_ZERO_MIB_CRC if zero else zlib.crc32(mv[off:off + MiB]))
+        in_use = self.ram_in_use                   # beyond it RAM is zero by construction
+        for off in range(0, self.mem_size, MiB):
+            length = min(MiB, self.mem_size - off)
+            if off < in_use and _memcmp(base + off, _ZERO_MIB, length) != 0:
+                crcs.append(zlib.crc32(mv[off:off + length]))
+            elif length == MiB:
+                crcs.append(_ZERO_MIB_CRC)
+            else:
+                crcs.append(zlib.crc32(bytes(length)))
         return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
 
     def cpu_state(self) -> dict:
@@ -584,6 +651,13 @@ class Machine:
         if self.kernel is not None:
             regs["vector"] = self.cpu.vector_state()     # programs keep live values in SSE registers
         return regs
+
+    def cpu_state_schema(self) -> dict[str, Callable[[object], bool]]:
+        """Each key of ``cpu_state()`` and a check of its value, for state read from files."""
+        schema = {name: _below(limit) for name, limit in CPU_STATE_RANGES.items()}
+        if self.kernel is not None:
+            schema["vector"] = lambda value: type(value) is bytes and len(value) == VECTOR_STATE_SIZE
+        return schema
 
     def device_state(self) -> dict:
         return {dev.name: dev.state() for dev in self.devices}
@@ -596,60 +670,140 @@ class Machine:
 
     def verify_digest(self, recorded: object) -> None:
         """Raise ReplayDivergence naming what differs from a recorded DIGEST payload."""
-        mine = self.state_digest()
-        if not (isinstance(recorded, list) and len(recorded) == 3):
+        if not is_state_digest(recorded):
             self._diverge(EventKind.DIGEST, "malformed digest")
-        if recorded == mine:
-            return
-        parts = [name for name, a, b in zip(("rip", "registers/devices", "RAM"), recorded, mine) if a != b]
-        rip = f" (recorded rip {recorded[0]:#x}, replay rip {mine[0]:#x})" if recorded[0] != mine[0] else ""
-        self._diverge(EventKind.DIGEST, f"state differs in {', '.join(parts)}{rip}")
+        mine = self.state_digest()
+        if recorded != mine:
+            self._diverge(EventKind.DIGEST, digest_difference(recorded, mine))
 
-    def restore_checkpoint(self, icount: int, cpu: dict, devices: dict, pages: dict[int, bytes]) -> None:
+    def check_checkpoint(self, icount: int, cpu: object, devices: object,
+                         pages: dict[int, bytes]) -> list:
+        """Check a checkpoint's contents fit this machine; return the digest they describe.
+
+        Nothing of the machine changes. The digest is what ``state_digest()`` gives once
+        the checkpoint is restored, computed from the contents alone.
+
+        Raises:
+            CheckpointMismatch: naming the part of the state that does not fit.
+        """
+        where = f"checkpoint at icount {icount}"
+        schema = self.cpu_state_schema()
+        if type(cpu) is not dict or cpu.keys() != schema.keys():
+            raise CheckpointMismatch(f"{where}: malformed CPU state (wrong set of registers)")
+        for name, check in schema.items():
+            if not check(cpu[name]):
+                raise CheckpointMismatch(f"{where}: CPU state {name} = {cpu[name]!r:.40} is out of range")
+        if type(devices) is not dict or devices.keys() != {dev.name for dev in self.devices}:
+            raise CheckpointMismatch(f"{where}: malformed device state (wrong set of devices)")
+        try:
+            for dev in self.devices:
+                dev.check_state(devices[dev.name])
+        except BadDeviceState as exc:
+            raise CheckpointMismatch(f"{where}: bad device state ({exc})") from None
+        last_page = self.mem_size // PAGE
+        for number, page in pages.items():
+            if type(number) is not int or not RAM_START // PAGE <= number < last_page \
+                    or type(page) is not bytes or len(page) != PAGE:
+                raise CheckpointMismatch(f"{where}: page {number!r} lies outside RAM or is not "
+                                         f"{PAGE} bytes")
+        return digest_of_state(cpu, devices, pages, self.mem_size)
+
+    def restore_checkpoint(self, icount: int, cpu: dict, devices: dict, pages: dict[int, bytes],
+                           digest: list | None = None) -> None:
         """Put the machine in the state of a recorded checkpoint (trace data: checked first).
+
+        The contents are checked (``check_checkpoint``) and must describe the state whose
+        digest the recorder stored with them; after restoring, the machine's own
+        ``state_digest()`` must equal it too. Nothing changes unless the first checks pass.
 
         Args:
             icount: the checkpoint's instruction count.
             cpu: ``cpu_state()`` as recorded: register name -> value, and "halted".
             devices: ``device_state()`` as recorded.
             pages: the whole RAM, page number -> 4096 bytes; missing pages are zero.
+            digest: the recorded ``state_digest()``; required.
 
         Raises:
-            ReplayDivergence: the checkpoint does not fit this machine.
+            CheckpointMismatch: the checkpoint does not fit, or it is not the state its
+                digest says.
         """
-        needed = set(STATE_REG_NAMES) | {"gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit", "halted"}
-        if not isinstance(cpu, dict) or not needed <= cpu.keys() or \
-                not all(isinstance(cpu[name], int) for name in needed):
-            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed CPU state")
-        if not isinstance(devices, dict) or {dev.name for dev in self.devices} - devices.keys():
-            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed device state")
-        last_page = self.mem_size // PAGE
-        if any(not RAM_START // PAGE <= n < last_page or len(page) != PAGE for n, page in pages.items()):
-            raise ReplayDivergence(f"checkpoint at icount {icount}: a page lies outside RAM")
-        vector = cpu.get("vector")
-        if self.kernel is not None and not (isinstance(vector, bytes) and len(vector) == VECTOR_STATE_SIZE):
-            raise ReplayDivergence(f"checkpoint at icount {icount}: malformed vector register state")
-        ctypes.memset(self._ram_ptr + RAM_START, 0, self.ram_in_use - RAM_START)
+        where = f"checkpoint at icount {icount}"
+        if not is_state_digest(digest):
+            raise CheckpointMismatch(f"{where}: it carries no state digest, so it cannot be "
+                                     f"entered safely (recorded by an older vmrr?)")
+        described = self.check_checkpoint(icount, cpu, devices, pages)
+        if described != digest:
+            raise CheckpointMismatch(f"{where}: its contents are not the state the recorder "
+                                     f"saved: {digest_difference(digest, described)}")
+        self._zero_ram()
         ram = self.ram
         for number, page in pages.items():
             ram[number * PAGE:(number + 1) * PAGE] = page
-        self.uc.ctl_flush_tb()                       # RAM changed behind Unicorn's back (the
-        uc = self.uc                                 # counter re-checks every block it re-translates)
-        uc.reg_write(x86.UC_X86_REG_GDTR, (0, cpu["gdtr_base"], cpu["gdtr_limit"], 0))
-        uc.reg_write(x86.UC_X86_REG_IDTR, (0, cpu["idtr_base"], cpu["idtr_limit"], 0))
-        for name in ("cr0", "cr3", "cr4", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base", "cr2"):
-            uc.reg_write(_STATE_REGS[name], cpu[name])
-        uc.reg_write_batch([(_STATE_REGS[name], cpu[name]) for name in GPR_NAMES + ("rip", "rflags")])
-        if self.kernel is not None:
-            self.cpu.set_vector_state(vector)
+        self.uc.ctl_flush_tb()                       # RAM changed behind Unicorn's back
+        uc = self.uc
+        vector = cpu.get("vector")
         try:
-            for dev in self.devices:
-                dev.load_state(devices[dev.name])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ReplayDivergence(f"checkpoint at icount {icount}: bad device state ({exc})") from None
+            uc.reg_write(x86.UC_X86_REG_GDTR, (0, cpu["gdtr_base"], cpu["gdtr_limit"], 0))
+            uc.reg_write(x86.UC_X86_REG_IDTR, (0, cpu["idtr_base"], cpu["idtr_limit"], 0))
+            for name in ("cr0", "cr3", "cr4", "cs", "ss", "ds", "es", "fs", "gs", "fs_base", "gs_base", "cr2"):
+                uc.reg_write(_STATE_REGS[name], cpu[name])
+            uc.reg_write_batch([(_STATE_REGS[name], cpu[name]) for name in GPR_NAMES + ("rip", "rflags")])
+            if self.kernel is not None:
+                self.cpu.set_vector_state(vector)
+        except (UcError, OverflowError, TypeError) as exc:
+            raise CheckpointMismatch(f"{where}: the CPU refuses its registers ({exc})") from None
+        for dev in self.devices:
+            dev.load_state(devices[dev.name])
         self.counter.icount = icount
         self.halted = bool(cpu["halted"])
         self.result = None
+        restored = self.state_digest()
+        if restored != digest:
+            raise CheckpointMismatch(f"{where}: the restored machine does not have the recorded "
+                                     f"state: {digest_difference(digest, restored)}")
+
+    def _zero_ram(self) -> None:
+        """All of RAM to zero without touching it: the kernel drops the pages (no RSS)."""
+        try:
+            self.ram.madvise(mmap.MADV_DONTNEED)
+        except (AttributeError, OSError):
+            ctypes.memset(self._ram_ptr, 0, self.mem_size)
 
     def _diverge(self, kind: EventKind, what: str) -> None:
         raise ReplayDivergence(f"replay diverged at icount {self.icount}: {kind.name}: {what}")
+
+
+def digest_difference(recorded: list, mine: list) -> str:
+    """'state differs in RAM (...)': which parts of two state digests differ."""
+    parts = [name for name, a, b in zip(("rip", "registers/devices", "RAM"), recorded, mine) if a != b]
+    rip = f" (recorded rip {recorded[0]:#x}, replay rip {mine[0]:#x})" if recorded[0] != mine[0] else ""
+    return f"state differs in {', '.join(parts)}{rip}"
+
+
+def digest_of_state(cpu: dict, devices: dict, pages: dict[int, bytes], mem_size: int) -> list:
+    """``Machine.state_digest()`` of a machine in this state, computed without one.
+
+    RAM is hashed like ``ram_digest``, one MiB at a time; a MiB no page touches is
+    all zero, so memory and time scale with the pages, not with ``mem_size``.
+    """
+    blob = msgpack.packb([sorted(cpu.items()), devices], use_bin_type=True)
+    by_mib: dict[int, list[int]] = {}
+    for number in pages:
+        by_mib.setdefault(number * PAGE // MiB, []).append(number)
+    crcs = []
+    for off in range(0, mem_size, MiB):
+        length = min(MiB, mem_size - off)
+        numbers = by_mib.get(off // MiB)
+        if numbers is None:
+            crc = _ZERO_CRC_BY_LEN.get(length)
+            if crc is None:
+                crc = _ZERO_CRC_BY_LEN[length] = zlib.crc32(bytes(length))
+        else:
+            buf = bytearray(length)
+            for number in numbers:
+                start = number * PAGE - off
+                buf[start:start + PAGE] = pages[number]
+            crc = zlib.crc32(buf)
+        crcs.append(crc)
+    ram = hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
+    return [cpu["rip"], hashlib.blake2b(blob, digest_size=16).digest(), ram]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import struct
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
+
+from vmm.errors import DATA_ERRORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,14 @@ class SymbolTable:
 
     @classmethod
     def from_elf(cls, elf_bytes: bytes, *, bias: int = 0) -> SymbolTable:
-        """Symbols of an ELF (.symtab and .dynsym), moved by ``bias`` (a shared object's load address)."""
+        """Symbols of an ELF (.symtab and .dynsym), moved by ``bias`` (a shared object's load address).
+
+        Parsing is the slowest part of building a Machine and tables are read-only once
+        built: opening the same image again (time travel, a debugger, a test) reuses it."""
+        return _from_elf_cached(cls, bytes(elf_bytes), bias)
+
+    @classmethod
+    def _parse_elf(cls, elf_bytes: bytes, bias: int = 0) -> SymbolTable:
         symbols = []
         try:
             elf = ELFFile(io.BytesIO(elf_bytes))
@@ -50,7 +60,7 @@ class SymbolTable:
                     kind = sym["st_info"]["type"]
                     if kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym["st_value"]:
                         symbols.append(Symbol(sym.name, sym["st_value"] + bias, sym["st_size"]))
-        except (ELFError, OverflowError, ValueError, struct.error):
+        except (ELFError, *DATA_ERRORS):
             pass                  # damaged symbol tables only cost names in reports
         return cls(symbols)
 
@@ -92,3 +102,8 @@ class SymbolTable:
     def __iter__(self):
         self._resolve()
         return iter(self._symbols)
+
+
+@functools.lru_cache(maxsize=16)
+def _from_elf_cached(cls, elf_bytes: bytes, bias: int) -> SymbolTable:
+    return cls._parse_elf(elf_bytes, bias)

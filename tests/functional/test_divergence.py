@@ -47,7 +47,8 @@ def rewrite(src: Path, dst: Path, mutate: Mutation) -> None:
     with TraceWriter(dst, header) as writer:
         for item in mutate(stream):
             if isinstance(item, Checkpoint):
-                writer.write_checkpoint(item.icount, item.cpu, item.devices, item.pages, full=True)
+                writer.write_checkpoint(item.icount, item.cpu, item.devices, item.pages, full=True,
+                                        digest=item.digest)
             else:
                 writer.append(item.icount, item.kind, item.payload)
         writer.close(end.payload, icount=end.icount)

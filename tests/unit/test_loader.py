@@ -91,7 +91,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory(tmp_path):
-    rejected(tmp_path, "no such file")
+    rejected(tmp_path, "not a regular file")
 
 
 def test_not_an_elf(tmp_path):

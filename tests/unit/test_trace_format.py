@@ -613,7 +613,11 @@ def trace_with_raw_chunk(tmp_path: Path, raw: bytes, n_records: int = 1, first: 
     ([[-1, 2, None]], "record 0 has icount delta -1"),
     ([[1.5, 2, None]], "record 0 has icount delta 1.5"),
     ([[5, 2, None]], "record 0 has icount delta 5"),                  # the first delta must be 0
-    ([[0, 2, None], [-1, 2, None]], "record 1 has icount delta -1 (previous icount: 0)"),
+    ([[0, 2, 0], [-1, 2, 0]], "record 1 has icount delta -1 (previous icount: 0)"),
+    ([[0, 2, None]], "record 0 (RDTSC at icount 0): payload is not an integer"),
+    ([[0, 6, [1, "text"]]], "record 0 (SOCK_DATA at icount 0): payload is not [channel, bytes]"),
+    ([[0, 10, [1, b"short", b"x"]]], "payload is not [rip, 16-byte hash, 16-byte hash]"),
+    ([[0, 14, {"reason": "crash"}]], "a crash end has no icount"),
     ([[0, 99, None]], "record 0 has unknown event kind 99"),
     ([[0, "RDTSC", None]], "record 0 has unknown event kind 'RDTSC'"),
     ([[0, True, None]], "record 0 has unknown event kind True"),
@@ -862,7 +866,7 @@ def test_dump_tool_command_line(tmp_path):
     write_sample(path)
     tool = str(ROOT / "tools" / "dump_trace.py")
     out = subprocess.run([sys.executable, tool, str(path)], capture_output=True, text=True, check=True).stdout
-    assert "format version 2" in out and "127.0.0.1:7000" in out
+    assert f"format version {FORMAT_VERSION}" in out and "127.0.0.1:7000" in out
     assert "SOCK_DATA    [0, <7 bytes 474554202f0d0a>]" in out
     assert "end: {'reason': 'poweroff', 'exit_status': 0}" in out
     js = subprocess.run([sys.executable, tool, "--json", str(path)], capture_output=True, text=True, check=True)

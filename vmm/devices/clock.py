@@ -12,7 +12,7 @@ TSC runs at 1 GHz: RDTSC returns monotonic nanoseconds since boot (``boundary.rd
 
 from __future__ import annotations
 
-from vmm.devices import Device
+from vmm.devices import Device, uint
 
 CLOCK_LATCH, CLOCK_LO, CLOCK_HI = 0x70, 0x71, 0x72
 WALL, MONOTONIC = 0, 1
@@ -21,6 +21,7 @@ WALL, MONOTONIC = 0, 1
 class Clock(Device):
     name = "clock"
     ports = (CLOCK_LATCH, CLOCK_LO, CLOCK_HI)
+    STATE_SCHEMA = {"latched": uint(64)}
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -42,4 +43,5 @@ class Clock(Device):
         return {"latched": self.latched}
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state)
         self.latched = state["latched"]

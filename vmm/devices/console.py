@@ -12,7 +12,7 @@ Input arrives as CONSOLE_IN events; the host side reads only while the FIFO has 
 
 from __future__ import annotations
 
-from vmm.devices import Device
+from vmm.devices import Device, blob, boolean
 
 CON_DATA, CON_STATUS, CON_CTRL = 0x3F8, 0x3F9, 0x3FA
 IRQ_LINE = 1
@@ -23,6 +23,7 @@ _FLUSH_AT = 4096
 class Console(Device):
     name = "console"
     ports = (CON_DATA, CON_STATUS, CON_CTRL)
+    STATE_SCHEMA = {"input": blob(INPUT_CAPACITY), "rx_interrupt": boolean, "output": blob(_FLUSH_AT)}
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -72,6 +73,7 @@ class Console(Device):
                 "output": bytes(self._output)}
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state)
         self.input = bytearray(state["input"])
         self.rx_interrupt = state["rx_interrupt"]
         self._output = bytearray(state["output"])

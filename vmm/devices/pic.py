@@ -13,7 +13,7 @@ masked, and of higher priority than every line in service (so a handler that run
 
 from __future__ import annotations
 
-from vmm.devices import Device
+from vmm.devices import Device, uint
 
 PIC_EOI, PIC_MASK, PIC_PENDING, PIC_INSERVICE = 0x20, 0x21, 0x22, 0x23
 VECTOR_BASE = 32
@@ -27,6 +27,7 @@ def _lowest_bit(bits: int) -> int:
 class Pic(Device):
     name = "pic"
     ports = (PIC_EOI, PIC_MASK, PIC_PENDING, PIC_INSERVICE)
+    STATE_SCHEMA = {"pending": uint(LINES), "mask": uint(LINES), "in_service": uint(LINES)}
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -73,4 +74,5 @@ class Pic(Device):
         return {"pending": self.pending, "mask": self.mask, "in_service": self.in_service}
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state)
         self.pending, self.mask, self.in_service = state["pending"], state["mask"], state["in_service"]

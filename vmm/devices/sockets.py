@@ -28,7 +28,7 @@ from collections import deque
 
 from unicorn import UcError
 
-from vmm.devices import Device
+from vmm.devices import BadDeviceState, Device, blob, boolean, sint, uint
 
 SOCK_CMD, SOCK_CHAN, SOCK_ADDR_LO, SOCK_ADDR_HI, SOCK_LEN = 0xA0, 0xA1, 0xA2, 0xA3, 0xA4
 SOCK_RESULT, SOCK_READY_LO, SOCK_READY_HI, SOCK_ACCEPTQ = 0xA5, 0xA6, 0xA7, 0xA8
@@ -49,10 +49,36 @@ class Channel:
         self.peer_closed = False
 
 
+def _channels(value: object) -> bool:
+    rx = blob(RX_CAPACITY)
+    return type(value) is list and len(value) == CHANNELS and all(
+        entry is None or (type(entry) is list and len(entry) == 3 and boolean(entry[0])
+                          and rx(entry[1]) and boolean(entry[2])) for entry in value)
+
+
+def _args(value: object) -> bool:
+    return (type(value) is list and len(value) == 4 and uint(32)(value[0]) and uint(64)(value[1])
+            and uint(32)(value[2]) and sint(64)(value[3]))
+
+
+def _accept_queue(value: object) -> bool:
+    return (type(value) is list and len(value) <= CHANNELS and len(set(value)) == len(value)
+            and all(uint(32)(chan) and chan < CHANNELS for chan in value))
+
+
 class Sockets(Device):
     name = "sockets"
     ports = (SOCK_CMD, SOCK_CHAN, SOCK_ADDR_LO, SOCK_ADDR_HI, SOCK_LEN,
              SOCK_RESULT, SOCK_READY_LO, SOCK_READY_HI, SOCK_ACCEPTQ)
+    STATE_SCHEMA = {"channels": _channels, "accept_queue": _accept_queue, "args": _args}
+
+    @classmethod
+    def check_state(cls, state: object) -> None:
+        super().check_state(state)
+        for chan in state["accept_queue"]:       # a queued connection is open, not yet accepted
+            entry = state["channels"][chan]
+            if entry is None or entry[0]:
+                raise BadDeviceState(f"sockets state: queued channel {chan} is not a waiting connection")
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -176,6 +202,7 @@ class Sockets(Device):
         }
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state)
         self.channels = []
         for entry in state["channels"]:
             ch = None

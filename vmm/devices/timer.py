@@ -13,7 +13,7 @@ the run loop hands to ``expire``. The device itself holds only what the guest ca
 
 from __future__ import annotations
 
-from vmm.devices import Device
+from vmm.devices import Device, one_of, uint
 
 TIMER_INTERVAL_LO, TIMER_INTERVAL_HI, TIMER_CTRL, TIMER_FIRED = 0x40, 0x41, 0x42, 0x43
 STOPPED, ONE_SHOT, PERIODIC = 0, 1, 2
@@ -24,6 +24,8 @@ MIN_INTERVAL_NS = 10_000       # faster timers would only measure the VMM's over
 class Timer(Device):
     name = "timer"
     ports = (TIMER_INTERVAL_LO, TIMER_INTERVAL_HI, TIMER_CTRL, TIMER_FIRED)
+    STATE_SCHEMA = {"interval_ns": uint(64), "mode": one_of(STOPPED, ONE_SHOT, PERIODIC),
+                    "fired": uint(64)}
 
     def __init__(self, machine) -> None:
         super().__init__(machine)
@@ -59,4 +61,5 @@ class Timer(Device):
         return {"interval_ns": self.interval_ns, "mode": self.mode, "fired": self.fired}
 
     def load_state(self, state: dict) -> None:
+        self.check_state(state)
         self.interval_ns, self.mode, self.fired = state["interval_ns"], state["mode"], state["fired"]

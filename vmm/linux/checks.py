@@ -148,35 +148,7 @@ def state_problem(state: object, mem_size: int) -> str | None:
             or _proc(state["proc"]))
 
 
-# -- event payloads -------------------------------------------------------------------------
-
-def syscall_payload(payload: object) -> str | None:
-    """[tid, nr, args, ret, answers] (ret None for a call that does not return)."""
-    if not (type(payload) is list and len(payload) == 5):
-        return "not [tid, nr, args, ret, answers]"
-    tid, nr, args, ret, answers = payload
-    if not (_u(tid, 1 << 31) and _u(nr, 1 << 16) and type(args) is list and len(args) <= 6):
-        return "a bad thread, number or argument list"
-    if not all(type(a) is int and 0 <= a < U64 or a is None or _str(a) for a in args):
-        return "an argument is neither a register value nor a path"
-    if not (ret is None or type(ret) is int and -U64 < ret < U64):
-        return "a bad result"
-    if not (type(answers) is list and all(type(a) is list and len(a) == 2 and _str(a[0], 32) for a in answers)):
-        return "the host answers are not [op, value] pairs"
-    return None
-
-
-def blob_payload(payload: object) -> str | None:
-    if (type(payload) is list and len(payload) == 4 and type(payload[0]) is bytes and len(payload[0]) == 32
-            and type(payload[1]) is int and type(payload[2]) is int and 0 <= payload[1] < payload[2] <= 1 << 10
-            and type(payload[3]) is bytes):
-        return None
-    return "not [sha256, part, parts, bytes]"
-
-
-def signal_payload(payload: object) -> str | None:
-    if (type(payload) is list and len(payload) == 4 and _u(payload[0], 1 << 31) and type(payload[1]) is int
-            and 1 <= payload[1] <= 64 and _u(payload[2], 1 << 32) and type(payload[3]) is int
-            and -U64 < payload[3] < U64):
-        return None
-    return "not [tid, signo, code, value]"
+# The shapes of the Linux event payloads live with the other kinds' (trace_format/events.py).
+from trace_format.events import check_blob as blob_payload  # noqa: E402,F401
+from trace_format.events import check_signal as signal_payload  # noqa: E402,F401
+from trace_format.events import check_syscall as syscall_payload  # noqa: E402,F401

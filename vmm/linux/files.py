@@ -266,7 +266,17 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
     if kind in ("null", "zero", "random"):
         return len(data)
     if kind == "pipe":
-        k.files.pipes.setdefault(f.pipe, bytearray()).extend(data)
+        if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe and not _writable(o[0]) for o in k.files.fds.values()):
+            k.signals.raise_signal(abi.SIGPIPE, abi.SI_USER, 0)       # no reader left: EPIPE and SIGPIPE
+            return -abi.EPIPE
+        buffer = k.files.pipes.setdefault(f.pipe, bytearray())
+        if f.flags & O_NONBLOCK:
+            # Linux's pipe holds PIPE_BUF bytes; writes of up to 4096 bytes are all or nothing.
+            room = PIPE_BUF - len(buffer)
+            if room <= 0 or (len(data) <= 4096 and room < len(data)):
+                return -abi.EAGAIN
+            data = data[:room]
+        buffer.extend(data)
         return len(data)
     if kind == "host":
         if offset is None:

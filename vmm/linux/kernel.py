@@ -325,16 +325,16 @@ class LinuxKernel:
                          sorted([k, list(v)] for k, v in self.rlimits.items())],
                 "unimplemented": [[k, v] for k, v in sorted(self.unimplemented.items())]}
 
-    @classmethod
-    def check_state(cls, state: object, mem_size: int) -> None:
-        """Raise ValueError naming the problem unless ``state`` (from a file) can be loaded."""
+    def check_state(self, state: object) -> None:
+        """Raise BadDeviceState naming the problem unless ``state`` (from a file) can be loaded."""
+        from vmm.devices import BadDeviceState
         from vmm.linux.checks import state_problem
-        problem = state_problem(state, mem_size)
+        problem = state_problem(state, self.machine.mem_size)
         if problem is not None:
-            raise ValueError(problem)
+            raise BadDeviceState(problem)
 
     def load_state(self, state: dict) -> None:
-        self.check_state(state, self.machine.mem_size)
+        self.check_state(state)
         self.space.load_state(state["space"])
         self.files.load_state(state["files"])
         self.signals.load_state(state["signals"])

@@ -175,7 +175,7 @@ class AddressSpace:
                 table = entry & PTE_ADDR
             elif create:
                 table = self._new_table()
-                _Q.pack_into(ram, at, table | PTE_P | PTE_W | PTE_U)
+                _Q.pack_into(ram, at, table | PTE_P | PTE_W | PTE_U | PTE_A)
             else:
                 return None
         return table + ((va >> 12) & 0x1FF) * 8
@@ -209,7 +209,9 @@ class AddressSpace:
     def pte_flags(prot: int) -> int:
         if not prot & (PROT_READ | PROT_WRITE | PROT_EXEC):
             return PTE_KEPT                  # not present: every access faults, the page survives
-        flags = PTE_P | PTE_U
+        # Accessed and dirty are set up front: the CPU then never writes page tables itself,
+        # so RAM changes only by the program's stores (and a state at icount 0 is the boot's).
+        flags = PTE_P | PTE_U | PTE_A | PTE_D
         if prot & PROT_WRITE:
             flags |= PTE_W
         if not prot & PROT_EXEC:
