@@ -21,29 +21,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape as xml_escape
 
 from vmm.linux import procfs
-
-
-def clear_stale_exceptions(machine) -> None:
-    """Make every run slice of ``machine`` start with no exception recorded as in flight.
-
-    Workaround for a core bug, kept here until ``Machine._run_slice`` does it: a slice
-    that ends at an instruction limit leaves QEMU's ``old_exception`` set (13, then 8 after
-    a second such stop), so the next page fault becomes a double or triple fault and the
-    faulting instruction restarts forever without a #PF reaching the personality — the
-    replay diverges at the next system call. A debugger stops at limits all the time
-    (stepi, seek, then continue). ``Cpu.forget_exception`` before each slice clears it.
-    Installing it twice is harmless.
-    """
-    if getattr(machine, "_vmrr_gdb_clears_exceptions", False):
-        return
-    run_slice = machine._run_slice
-
-    def _run_slice(limit: int) -> None:
-        machine.cpu.forget_exception()
-        run_slice(limit)
-
-    machine._run_slice = _run_slice
-    machine._vmrr_gdb_clears_exceptions = True
+from vmm.linux.memory import PAGE, PTE_ADDR, PTE_KEPT, PTE_P
 
 
 class LinuxProcess:
@@ -56,7 +34,6 @@ class LinuxProcess:
     def __init__(self, tt) -> None:
         self.tt = tt
         self.kernel = tt.machine.kernel
-        clear_stale_exceptions(tt.machine)
         self.pid: int = self.kernel.pid
         program = tt.image
         self.exec_path: str = program.exe.path
@@ -90,6 +67,46 @@ class LinuxProcess:
         rows = [f'<thread id="{thread_id(tid)}" core="0" name="{xml_escape(self.thread_name(tid), {chr(34): "&quot;"})}"/>'
                 for tid in self.tids()]
         return ('<?xml version="1.0"?>\n<threads>\n' + "\n".join(rows) + "\n</threads>\n").encode()
+
+    # -- memory --------------------------------------------------------------------------
+
+    def untouched(self, address: int, size: int) -> bytes | None:
+        """Bytes of a mapped page the program never touched (so it has no frame yet).
+
+        Linux would show them through ptrace: the file's bytes for a file mapping (zeros
+        past its end), zeros for anonymous memory. None outside every mapping. ``size``
+        must stay within one page.
+        """
+        vma = self.kernel.space.find(address)
+        if vma is None:
+            return None
+        if vma.file is None:
+            return bytes(size)
+        try:
+            data = self.kernel.file_content(vma.file)
+        except Exception:
+            return None
+        offset = vma.offset + (address - vma.start)
+        chunk = data[offset:offset + size]
+        return chunk + bytes(size - len(chunk))
+
+    def physical_ranges(self, address: int, length: int) -> list[tuple[int, int, int]] | None:
+        """[(virtual, physical, length)] backing ``[address, address+length)`` now, page by page.
+
+        Unicorn reports memory accesses by guest-physical address once paging is on, so a
+        watchpoint on a virtual range watches the frames behind it. None if a page of the
+        range has no frame yet.
+        """
+        out = []
+        end = address + length
+        while address < end:
+            n = min(end - address, PAGE - address % PAGE)
+            entry = self.kernel.space.pte(address)
+            if not entry & (PTE_P | PTE_KEPT):
+                return None
+            out.append((address, (entry & PTE_ADDR) | (address % PAGE), n))
+            address += n
+        return out
 
     # -- memory map and files ------------------------------------------------------------
 

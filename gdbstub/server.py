@@ -185,6 +185,7 @@ class Session:
         self.done = False
         self._breakpoints: dict[int, Counter[str]] = {}
         self._watchpoints: Counter[tuple[int, int, str]] = Counter()
+        self._placed: dict[tuple[int, int, str], list[tuple[int, int, int]]] = {}
         if process is not None:
             self.files = HostFiles(process.file, process.readlink)
         else:
@@ -282,10 +283,14 @@ class Session:
         """Take this session's breakpoints and watchpoints out of the TimeTravel."""
         for address in self._breakpoints:
             self.tt.remove_breakpoint(address)
-        for addr, length, kind in self._watchpoints:
-            self.tt.remove_watchpoint(addr, length, kind)
+        for key in self._watchpoints:
+            self._unplace_watchpoint(key)
         self._breakpoints.clear()
         self._watchpoints.clear()
+
+    def _unplace_watchpoint(self, key: tuple[int, int, str]) -> None:
+        for _virtual, watched, n in self._placed.pop(key, ()):
+            self.tt.remove_watchpoint(watched, n, key[2])
 
     # -- connection management ---------------------------------------------------------
 
@@ -412,7 +417,10 @@ class Session:
             try:
                 out += self.tt.read_memory(here, step)
             except UnreadableMemory:
-                break
+                data = self.process.untouched(here, step) if self.process is not None else None
+                if data is None:
+                    break
+                out += data
         return out
 
     # -- breakpoints and watchpoints -----------------------------------------------------
@@ -428,10 +436,39 @@ class Session:
         if kind in _WATCH_KINDS:
             key = (address, length, _WATCH_KINDS[kind])
             if not self._watchpoints[key]:
-                self.tt.add_watchpoint(*key)
+                placed = self._place_watchpoint(*key)
+                if placed is None:
+                    return "E01"             # gdb: "Could not insert hardware watchpoint"
+                self._placed[key] = placed
             self._watchpoints[key] += 1
             return "OK"
         return ""
+
+    def _place_watchpoint(self, address: int, length: int, kind: str) -> list[tuple[int, int, int]] | None:
+        """Add the TimeTravel watchpoints for a virtual range: [(virtual, watched, length)].
+
+        An appliance's addresses are physical already. A Linux program's range is watched
+        through the frames behind it now (Unicorn reports physical addresses), so a page
+        with no frame yet cannot be watched, and a page that moves to another frame (fork,
+        mremap) is not followed.
+        """
+        if self.process is None:
+            ranges = [(address, address, length)]
+        else:
+            ranges = self.process.physical_ranges(address, length)
+            if ranges is None:
+                return None
+        for _virtual, watched, n in ranges:
+            self.tt.add_watchpoint(watched, n, kind)
+        return ranges
+
+    def _watch_address(self, watched: int) -> int:
+        """The virtual address gdb knows for an address a TimeTravel watchpoint reported."""
+        for ranges in self._placed.values():
+            for virtual, start, n in ranges:
+                if start <= watched < start + n:
+                    return virtual + (watched - start)
+        return watched
 
     def remove_point(self, args: str) -> str:
         kind, address, length = _point_args(args)
@@ -449,7 +486,7 @@ class Session:
                 self._watchpoints[key] -= 1
                 if not self._watchpoints[key]:
                     del self._watchpoints[key]
-                    self.tt.remove_watchpoint(*key)
+                    self._unplace_watchpoint(key)
             return "OK"
         return ""
 
@@ -539,7 +576,7 @@ class Session:
             return self._stop_packet(SIGTRAP, self._breakpoint_reason(stop))
         if reason is StopReason.WATCHPOINT:
             name = {"w": "watch", "r": "rwatch", "a": "awatch"}.get(stop.watch_kind or "w", "watch")
-            return self._stop_packet(SIGTRAP, f"{name}:{stop.address or 0:x};")
+            return self._stop_packet(SIGTRAP, f"{name}:{self._watch_address(stop.address or 0):x};")
         return self._stop_packet(SIGTRAP)
 
     def _breakpoint_reason(self, stop: Stop) -> str:
