@@ -342,6 +342,44 @@ def record(path: str, guest: str, *, max_instructions: int = 5_000_000, checkpoi
     return path
 
 
+LINUX_PROGRAM = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sys/random.h>
+int main(void) {
+    struct timespec ts; unsigned r = 0; char line[64] = "";
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    getrandom(&r, sizeof r, 0);
+    FILE *f = fopen("/etc/hostname", "r");
+    if (f) { fgets(line, sizeof line, f); fclose(f); }
+    char *p = malloc(1 << 16); p[100] = 1;
+    printf("%u %ld %s", r % 1000, (long)ts.tv_nsec % 7, line);
+    return 0;
+}
+"""
+
+
+def record_linux(path: str, directory: Path) -> str | None:
+    """A Linux program's trace (a small static C program: SYSCALL, BLOB events), or None without gcc."""
+    import shutil
+    import subprocess
+
+    from recorder import RecordSession
+    from vmm.linux.program import LinuxProgram
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    source, exe = directory / "linux.c", directory / "linux-prog"
+    source.write_text(LINUX_PROGRAM)
+    subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(source)], check=True)
+    program = LinuxProgram.from_host([str(exe)], ["LANG=C"], cwd=str(directory))
+    session = RecordSession(program, path, mem_size=64 << 20, checkpoint_every=100_000, console_output=None)
+    session.run(duration=20)
+    return path
+
+
 def echo_clients(address) -> None:
     """Two TCP clients of t_echo: a line, then 5000 bytes, each echoed back."""
     import socket
@@ -368,6 +406,9 @@ def build_corpus(directory: str) -> dict[str, str]:
         "sockets": record(str(d / "echo.vmrr"), "t_echo", boot_args="max_clients=2", client=echo_clients),
         "exceptions": record(str(d / "exceptions.vmrr"), "t_exceptions"),
     }
+    linux = record_linux(str(d / "linux.vmrr"), d)
+    if linux is not None:
+        traces["linux"] = linux
     # A killed recording: the trace as it was on disk before the footer was written,
     # with a chunk cut short after it.
     decoded = decode(Path(traces["checkpoints"]).read_bytes())
