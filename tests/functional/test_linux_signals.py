@@ -81,3 +81,5 @@ def test_exit_status_and_termination_by_signal(linux_prog, tmp_path):
     assert end["exit_status"] == 7 and end["reason"] != "crash", end
     record, _, _ = record_replay_linux(tmp_path, [exe, "term"], expect=1, name="term")
     assert "terminated by signal 15" in record.stderr and "crashed" not in record.stderr, record.stderr
+    record, _, _ = record_replay_linux(tmp_path, [exe, "sigpipe"], expect=1, name="sigpipe")
+    assert "terminated by signal 13" in record.stderr and "survived" not in record.stdout, describe(record)

@@ -99,7 +99,18 @@ static void files(const char *dir) {
     CHECK(fstat(p[0], &st) == 0 && S_ISFIFO(st.st_mode));
     CHECK(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0 && (fcntl(p[0], F_GETFL) & O_NONBLOCK));
     CHECK(read(p[0], buf, 1) == -1 && errno == EAGAIN);          /* empty, non-blocking */
-    CHECK(close(p[0]) == 0 && close(p[1]) == 0);
+    /* a pipe holds 64 KiB: a non-blocking writer gets a partial write, then EAGAIN */
+    static char lots[100000];
+    CHECK(fcntl(p[1], F_SETFL, O_NONBLOCK) == 0);
+    CHECK(write(p[1], lots, sizeof lots) == 65536);
+    CHECK(write(p[1], lots, 10) == -1 && errno == EAGAIN);
+    CHECK(read(p[0], lots, sizeof lots) == 65536);
+    CHECK(write(p[1], lots, 10) == 10);
+    /* no reader left: EPIPE (SIGPIPE ignored here; signals.c "sigpipe" dies of it) */
+    CHECK(signal(SIGPIPE, SIG_IGN) != SIG_ERR);
+    CHECK(close(p[0]) == 0);
+    CHECK(write(p[1], "x", 1) == -1 && errno == EPIPE);
+    CHECK(close(p[1]) == 0 && signal(SIGPIPE, SIG_DFL) == SIG_IGN);
     CHECK(dup2(1, 1) == 1);
     CHECK(dup2(99, 5) == -1 && errno == EBADF);
 }

@@ -5,7 +5,8 @@
  *   abort     abort(): SIGABRT, not handled
  *   null      a store through NULL in store_null(): SIGSEGV, not handled
  *   term      raise(SIGTERM): terminated by the signal's default action, no crash
- *   exit7     exit(7) */
+ *   exit7     exit(7)
+ *   sigpipe   a write to a pipe with no reader: SIGPIPE's default action ends the program */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -95,6 +96,12 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "null") == 0) store_null();
     else if (strcmp(argv[1], "term") == 0) raise(SIGTERM);
     else if (strcmp(argv[1], "exit7") == 0) exit(7);
+    else if (strcmp(argv[1], "sigpipe") == 0) {
+        int p[2];
+        CHECK(pipe(p) == 0 && close(p[0]) == 0);
+        (void)!write(p[1], "x", 1);
+        CHECK(!"survived SIGPIPE");
+    }
     else CHECK(!"unknown scenario");
     return 0;
 }
