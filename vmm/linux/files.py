@@ -427,6 +427,11 @@ def sys_open(k, path, flags, mode):
     return _open(k, AT_FDCWD, _path(k, path), flags, mode)
 
 
+def sys_creat(k, path, mode):
+    """creat(2) is open(O_CREAT|O_WRONLY|O_TRUNC): glibc's creat() and GNU tar call it."""
+    return _open(k, AT_FDCWD, _path(k, path), abi.O_WRONLY | O_CREAT | O_TRUNC, mode)
+
+
 def sys_openat(k, dirfd, path, flags, mode):
     return _open(k, dirfd, _path(k, path), flags, mode)
 
@@ -837,6 +842,38 @@ def _rename(k, olddir, old, newdir, new):
     if isinstance(b, int):
         return b
     return k.host("rename", a, b)
+
+
+def sys_symlinkat(k, target, newdir, linkpath):
+    """symlinkat(2): the target is stored as given, never resolved."""
+    text = _path(k, target)
+    if text is None:
+        return -EFAULT
+    return _host_path_op(k, "symlink", newdir, linkpath, text)
+
+
+def sys_symlink(k, target, linkpath):
+    return sys_symlinkat(k, target, AT_FDCWD, linkpath)
+
+
+def sys_linkat(k, olddir, old, newdir, new, flags):
+    if flags & ~(AT_SYMLINK_NOFOLLOW | 0x400 | AT_EMPTY_PATH):     # 0x400: AT_SYMLINK_FOLLOW
+        return -EINVAL
+    a, b = _path(k, old), _path(k, new)
+    if a is None or b is None:
+        return -EFAULT
+    a, b = k.files.resolve(olddir, a), k.files.resolve(newdir, b)
+    if isinstance(a, int):
+        return a
+    if isinstance(b, int):
+        return b
+    if procfs.is_virtual(a) or procfs.is_virtual(b):
+        return -abi.EPERM
+    return k.host("link", a, b, bool(flags & 0x400))
+
+
+def sys_link(k, old, new):
+    return sys_linkat(k, AT_FDCWD, old, AT_FDCWD, new, 0)
 
 
 def sys_rename(k, old, new):

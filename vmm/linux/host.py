@@ -189,6 +189,14 @@ class HostOS:
         os.chmod(path, mode)
         return 0
 
+    def op_symlink(self, link: str, target: str):
+        os.symlink(target, link)
+        return 0
+
+    def op_link(self, old: str, new: str, follow: bool):
+        os.link(old, new, follow_symlinks=follow)
+        return 0
+
     def op_rename(self, old: str, new: str):
         os.rename(old, new)
         return 0
