@@ -90,8 +90,8 @@ def gdbserver():
     """Factory: ``gdbserver(trace) -> port`` of a fresh ``vmrr gdbserver TRACE --port 0``."""
     started: list[VmrrProcess] = []
 
-    def start(trace) -> int:
-        proc = VmrrProcess(["gdbserver", trace, "--port", "0"])
+    def start(trace, *options) -> int:
+        proc = VmrrProcess(["gdbserver", trace, "--port", "0", *options])
         started.append(proc)
         return int(proc.wait_for_stderr(_SERVING, timeout=40).group(1))
 
@@ -157,6 +157,17 @@ def test_break_main_then_bt_at_the_crash(traces, gdbserver):
     assert out.rstrip().endswith(NO_HISTORY) or out.count(NO_HISTORY) == 1, out
 
 
+def test_connecting_at_the_crash_finds_the_libraries_already_loaded(traces, gdbserver):
+    port = gdbserver(traces["crash"], "--at", "crash")
+    out = gdb(port, "bt", "info sharedlibrary", "reverse-stepi", "reverse-stepi", "x/i $pc",
+              "p counter")
+    assert re.search(r"^#0 .*crash \(p=0x0\) at .*demo\.c:\d+$", out, re.M), out
+    assert re.search(r"^#1 .*main \(argc=2, ", out, re.M), out
+    assert re.search(r"^0x[0-9a-f]+\s+0x[0-9a-f]+\s+Yes\s+target:\S+/libc\.so\.6$", out, re.M), out
+    assert re.search(r"=> 0x[0-9a-f]+ <crash\+\d+>:\s+mov\s+-0x8\(%rbp\),%rax", out), out
+    assert re.search(r"^\$1 = 13$", out, re.M), out
+
+
 def test_reverse_stepi_then_stepi_return_to_the_same_pc(traces, gdbserver):
     port = gdbserver(traces["clean"])
     out = gdb(port, "break measure", "continue", "delete", "stepi", "stepi", "stepi",
@@ -212,7 +223,7 @@ def test_watchpoint_on_a_global_both_directions(traces, gdbserver):
 # -- the protocol directly ------------------------------------------------------------------------
 
 def _request(sock: socket.socket, payload: bytes) -> bytes:
-    """Send one packet (no-ack mode already on) and return the reply's payload."""
+    """Send one packet and return the payload of the reply (any leading "+" skipped)."""
     sock.sendall(frame(payload))
     got = b""
     while not re.search(rb"\$.*#[0-9a-f]{2}", got, re.S):
@@ -225,8 +236,7 @@ def _request(sock: socket.socket, payload: bytes) -> bytes:
 def test_host_io_serves_only_files_of_the_trace(traces, gdbserver):
     port = gdbserver(traces["clean"])
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
-        sock.sendall(frame(b"QStartNoAckMode"))
-        assert sock.recv(100).startswith(b"+$OK")
+        assert _request(sock, b"QStartNoAckMode") == b"OK"          # acknowledged once, by "+"
         supported = _request(sock, b"qSupported:multiprocess+;swbreak+;xmlRegisters=i386")
         assert b"qXfer:auxv:read+" in supported and b"multiprocess+" in supported
         assert _request(sock, b"qC") == b"QCp3e8.3e8"
