@@ -1,7 +1,7 @@
 """The process and its identity: ids, uname, limits, sysinfo, exit, arch_prctl.
 
 The process has a virtual pid (the same on every run, so that output compares) and
-runs as the user who recorded it. uname's node name and release describe the host that
+runs as root (uid and gid 0; the recording user is not kept). uname's node name and release describe the host that
 recorded: they are host answers.
 """
 

@@ -252,6 +252,16 @@ class AddressSpace:
             i += 1
         return inside
 
+    def _remove(self, gone: list[Vma]) -> None:
+        """Drop these VMAs (consecutive in the list, as _carve returns them)."""
+        if not gone:
+            return
+        i = bisect.bisect_left(self._starts, gone[0].start)
+        while self.vmas[i] is not gone[0]:
+            i += 1
+        del self.vmas[i:i + len(gone)]
+        del self._starts[i:i + len(gone)]
+
     def is_free(self, start: int, end: int) -> bool:
         if start < PAGE or end > USER_END or start >= end:
             return False
@@ -306,10 +316,7 @@ class AddressSpace:
         if not inside:
             return False
         dropped = self._drop_pages(start, end)
-        for vma in inside:
-            i = self.vmas.index(vma)
-            del self.vmas[i]
-            del self._starts[i]
+        self._remove(inside)
         if dropped:
             self.flush_tlb(any(vma.prot & PROT_EXEC for vma in inside))
         return True
@@ -353,10 +360,7 @@ class AddressSpace:
         """Move the mapping [old, old+length) to ``new`` (mremap): pages move, nothing is copied."""
         moving = self._carve(old, old + length)
         pages = list(self.present_pages(old, old + length))
-        for vma in moving:
-            i = self.vmas.index(vma)
-            del self.vmas[i]
-            del self._starts[i]
+        self._remove(moving)
         ram = self.ram
         for va, slot, entry in pages:
             _Q.pack_into(ram, slot, 0)
