@@ -136,7 +136,8 @@ def test_every_device_checks_its_saved_state():
         for dev in machine.devices:
             good = dev.state()
             dev.check_state(good)
-            for bad in (None, [], {"x": 1}, {key: "?" for key in good} if good else {"extra": 0}):
+            for bad in (None, [], {"x": 1}, {key: "?" for key in good} if good else {"extra": 0},
+                        {key: [[1], [2]] for key in good} if good else {"extra": [[]]}):
                 with pytest.raises(BadDeviceState):
                     dev.check_state(bad)
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from vmm.errors import DATA_ERRORS
+
 if TYPE_CHECKING:
     from vmm.machine import Machine
 
@@ -64,7 +66,11 @@ class Device:
             raise BadDeviceState(f"{cls.name} state has fields {sorted(map(str, state))}, "
                                  f"not {sorted(cls.STATE_SCHEMA)}")
         for key, check in cls.STATE_SCHEMA.items():
-            if not check(state[key]):
+            try:
+                fits = check(state[key])
+            except DATA_ERRORS:                 # a check tripped over a value's type: it does not fit
+                fits = False
+            if not fits:
                 raise BadDeviceState(f"{cls.name} state field {key} is out of range")
 
     def __init__(self, machine: Machine) -> None:

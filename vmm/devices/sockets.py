@@ -62,8 +62,9 @@ def _args(value: object) -> bool:
 
 
 def _accept_queue(value: object) -> bool:
-    return (type(value) is list and len(value) <= CHANNELS and len(set(value)) == len(value)
-            and all(uint(32)(chan) and chan < CHANNELS for chan in value))
+    return (type(value) is list and len(value) <= CHANNELS
+            and all(uint(32)(chan) and chan < CHANNELS for chan in value)
+            and len(set(value)) == len(value))          # hashable only once known to be ints
 
 
 class Sockets(Device):
