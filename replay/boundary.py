@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from trace_format.events import SYNC_KINDS, Event, EventKind
 from vmm.boundary import EndOfTrace
-from vmm.linux.checks import blob_payload, syscall_payload
+from trace_format.events import check_blob as blob_payload, check_syscall as syscall_payload
 from vmm.errors import ReplayDivergence
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 # Events the run loop must stop for: everything but answers to the guest's own requests.
 INLINE_KINDS = SYNC_KINDS | {EventKind.EXCEPTION, EventKind.SIGNAL}
-MAX_BLOB_PARTS = 1 << 10
 STOP_SCAN = 4096                # events looked ahead for the next stop
 RECENT = 8
 
@@ -189,14 +188,15 @@ class TraceBoundary:
         self._syscall = None
         if recorded is None:
             return
-        name = _syscall_name(payload[1])
         if self._answers:
-            raise self._diverge(icount, f"{name}: the recording has host answers the program never asked for")
+            raise self._diverge(icount, f"{_syscall_name(payload[1])}: the recording has host answers "
+                                        f"the program never asked for")
         if recorded[2] != payload[2]:
-            raise self._diverge(icount, f"{name}: arguments {payload[2]!r:.200} differ from the recorded "
-                                        f"{recorded[2]!r:.200}")
+            raise self._diverge(icount, f"{_syscall_name(payload[1])}: arguments {payload[2]!r:.200} differ "
+                                        f"from the recorded {recorded[2]!r:.200}")
         if recorded[3] != payload[3]:
-            raise self._diverge(icount, f"{name}: returned {payload[3]!r}, the recording {recorded[3]!r}")
+            raise self._diverge(icount, f"{_syscall_name(payload[1])}: returned {payload[3]!r}, the "
+                                        f"recording {recorded[3]!r}")
 
     def blob(self, file_id: str) -> bytes | None:
         data = self._blobs.get(file_id)

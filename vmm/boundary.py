@@ -240,11 +240,11 @@ class LiveBoundary:
 
     def host_call(self, icount: int, op: str, params: list) -> object:
         if self.host_os is None:
-            self.host_os = HostOS(lambda file_id, data: self._blob_ready(icount, file_id, data))
-        self._icount = icount
+            self.host_os = HostOS(self._blob_ready)
+        self._icount = icount                        # where new file content goes in the trace
         return self.host_os.call(op, params)
 
-    def _blob_ready(self, _icount: int, file_id: str, data: bytes) -> None:
+    def _blob_ready(self, file_id: str, data: bytes) -> None:
         """New file content: into the trace as BLOB parts, before the answer that names it."""
         if self.tap is None:
             return

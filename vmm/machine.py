@@ -44,7 +44,6 @@ from vmm.devices.sockets import CHANNELS, Sockets
 from vmm.devices.timer import Timer
 from vmm.devices import BadDeviceState
 from vmm.errors import CheckpointMismatch, HostError, ReplayDivergence, UsageError
-from vmm.loader import GuestImage
 from vmm.symbols import SymbolTable
 
 MiB = 1 << 20
@@ -416,10 +415,10 @@ class Machine:
         self._pending_exception = None
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
-        if self.kernel is not None:
-            # QEMU can leave an exception "in flight" that never reached our hook; the next
-            # page fault would then become a double or triple fault (see Cpu.forget_exception).
-            self.cpu.forget_exception()
+        # The exception that ended the last slice was handled by the VMM; QEMU would still
+        # count it as "in flight" and make the next fault a double fault (Cpu.forget_exception).
+        # Clearing it here, before every slice, also covers one that never reached our hook.
+        self.cpu.forget_exception()
         try:
             counter.run(UNTIL, exact=exact)
         except UcError as exc:
@@ -468,7 +467,6 @@ class Machine:
 
     def _raise_exception(self, vector: int) -> None:
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
-        self.cpu.forget_exception()
         if self.kernel is not None:
             self.kernel.exception(vector, rip)
             return
@@ -559,9 +557,7 @@ class Machine:
 
     def code_changed(self) -> None:
         """Guest code may have changed under translated blocks (a mapping moved or went away)."""
-        invalidate = getattr(self.counter, "invalidate", None)
-        if invalidate is not None:
-            invalidate()
+        self.counter.invalidate()
 
     def flush_output(self) -> None:
         if self.kernel is None:

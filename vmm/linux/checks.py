@@ -1,10 +1,10 @@
 """Checks of what a trace or sidecar says about a Linux program, before anything uses it.
 
-A checkpoint or a time-travel sidecar restores the personality's state, and replay
-feeds recorded SYSCALL, BLOB and SIGNAL payloads to it: all of it comes from a file and
-may be damaged or hostile. ``state_problem`` and the payload checks return None for a
-well-formed value and a short description of the first problem otherwise; they never
-raise, whatever they are given.
+A checkpoint or a time-travel sidecar restores the personality's state; it comes from a
+file, so it may be damaged or hostile. ``state_problem`` returns None for a well-formed
+state and a short description of the first problem otherwise; it never raises, whatever
+it is given. (The shapes of the SYSCALL, BLOB and SIGNAL payloads are checked with every
+other kind's, in trace_format/events.py.)
 """
 
 from __future__ import annotations
@@ -146,9 +146,3 @@ def state_problem(state: object, mem_size: int) -> str | None:
         return "linux state's unimplemented counts are malformed"
     return (_space(state["space"], mem_size) or _files(state["files"]) or _signals(state["signals"])
             or _proc(state["proc"]))
-
-
-# The shapes of the Linux event payloads live with the other kinds' (trace_format/events.py).
-from trace_format.events import check_blob as blob_payload  # noqa: E402,F401
-from trace_format.events import check_signal as signal_payload  # noqa: E402,F401
-from trace_format.events import check_syscall as syscall_payload  # noqa: E402,F401

@@ -18,7 +18,6 @@ Paths are resolved against the personality's own cwd; the VMM process never chdi
 
 from __future__ import annotations
 
-import os
 import posixpath
 import struct
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 from vmm.linux import abi, procfs
 from vmm.linux.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, EBADF, EFAULT,
                            EINVAL, EISDIR, EMFILE, ENOENT, ENOTDIR, ENOTTY, ESPIPE, O_ACCMODE, O_APPEND,
-                           O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NONBLOCK, O_TRUNC, S_IFDIR, S_IFIFO)
+                           O_CLOEXEC, O_CREAT, O_NONBLOCK, O_TRUNC, S_IFDIR, S_IFIFO)
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel

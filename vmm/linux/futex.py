@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 
 from vmm.linux import abi
-from vmm.linux.files import s32
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
 FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10

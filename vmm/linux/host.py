@@ -17,8 +17,6 @@ import fcntl
 import hashlib
 import os
 import stat as statmod
-import struct
-import termios
 import time
 
 from vmm.linux.abi import O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING
 from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
-from trace_format.events import EventKind
 from vmm.boundary import EndOfTrace
 from vmm.errors import ReplayDivergence
 from vmm.linux import abi
 from vmm.linux.files import FileTable
 from vmm.linux.loader import load_program
-from vmm.linux.memory import PAGE, AddressSpace, GuestFault, OutOfMemory, page_down
+from vmm.linux.memory import AddressSpace, GuestFault, OutOfMemory, page_down
 from vmm.linux.program import LinuxProgram, parse_elf
 from vmm.linux.signals import SignalState
+from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.symbols import SymbolTable
 
 if TYPE_CHECKING:
@@ -234,8 +234,6 @@ class LinuxKernel:
         return value
 
     def _on_syscall(self, uc, _user_data) -> None:
-        from vmm.linux.syscalls import SYSCALLS, describe
-
         values = uc.reg_read_batch(_ARG_REGS)
         nr, args = values[0], values[1:]
         entry = SYSCALLS.get(nr)
