@@ -169,11 +169,19 @@ class RecordSession:
                                 self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes,
                                 self.writer.raw_chunk_bytes / max(1, self.writer.compressed_chunk_bytes))
         if self.machine.kernel is not None:
-            from vmm.linux.syscalls import describe
-            summary.syscalls = {describe(nr): n for nr, n in self._syscalls.most_common()}
-            summary.unimplemented = dict(self.machine.kernel.unimplemented)
+            linux = self._linux_summary()
+            summary.syscalls, summary.unimplemented = linux["syscalls"], linux["unimplemented"]
             summary.file_bytes = self._blob_bytes
         return summary
+
+    def _linux_summary(self) -> dict:
+        """A Linux program's system calls, files and libraries: for END and the summary."""
+        from vmm.linux.syscalls import describe
+        kernel = self.machine.kernel
+        return {"syscalls": {describe(nr): n for nr, n in self._syscalls.most_common()},
+                "unimplemented": dict(kernel.unimplemented),
+                "files": sorted([path, fid, size] for path, (fid, size) in kernel.files_read.items()),
+                "libraries": [path for path, _bias in kernel.libraries()]}
 
     def _between(self) -> None:
         machine = self.machine
@@ -237,12 +245,7 @@ class RecordSession:
                      "digest": machine.state_digest(),
                      "outputs": machine.output_summary()}
         if machine.kernel is not None:
-            from vmm.linux.syscalls import describe
-            kernel = machine.kernel
-            end["linux"] = {"syscalls": {describe(nr): n for nr, n in self._syscalls.most_common()},
-                            "unimplemented": dict(kernel.unimplemented),
-                            "files": sorted([path, fid, size] for path, (fid, size) in kernel.files_read.items()),
-                            "libraries": [path for path, _bias in kernel.libraries()]}
+            end["linux"] = self._linux_summary()
         if result.outcome is Outcome.POWER_OFF:
             end["exit_status"] = result.exit_status
             if result.why:
