@@ -106,11 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vmrr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    p = sub.add_parser("run", help="run a guest without recording")
+    linux_epilog = ("A Linux program: put it and its arguments after --, e.g. "
+                    "'%(prog)s -- /usr/bin/python3 -c \"print(1)\"' (docs/linux.md).")
+    p = sub.add_parser("run", help="run a guest (an appliance, or a Linux program after --) without recording",
+                       epilog=linux_epilog)
     _machine_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("record", help="run a guest and record everything it receives into a trace")
+    p = sub.add_parser("record", help="run a guest (an appliance, or a Linux program after --) and record "
+                                      "everything it receives into a trace", epilog=linux_epilog)
     _machine_options(p)
     p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to create")
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop recording after this long")
