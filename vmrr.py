@@ -220,10 +220,21 @@ def build_machine(args):
 
 
 def install_interrupt_handler(machine) -> None:
-    """First Ctrl-C (or SIGTERM) stops the machine cleanly; a second one aborts."""
+    """First Ctrl-C (or SIGTERM) stops the machine cleanly; a second one aborts.
+
+    A Linux program gets the first signal itself, at the next slice boundary, and ends
+    its own way (redis saves and exits); the second stops the machine at once. Either
+    way the trace is finalized."""
+    given = []
+
     def handler(signum, _frame):
         if machine._shutdown_reason is not None:
             raise KeyboardInterrupt
+        deliver = getattr(machine.boundary, "signal_from_outside", None)
+        if machine.kernel is not None and not given and deliver is not None:
+            given.append(signum)
+            deliver(int(signum))
+            return
         machine.request_shutdown("interrupted" if signum == signal.SIGINT else "terminated")
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -198,6 +198,12 @@ class TraceBoundary:
             raise self._diverge(icount, f"{_syscall_name(payload[1])}: returned {payload[3]!r}, the "
                                         f"recording {recorded[3]!r}")
 
+    def task_blocked(self, tid: int, timeout_ns: int | None) -> None:
+        pass                                         # the recording says when it goes on (SWITCH)
+
+    def task_woken(self, tid: int) -> None:
+        pass
+
     def blob(self, file_id: str) -> bytes | None:
         data = self._blobs.get(file_id)
         if data is None and not self._all_blobs_read and self._blob_events is not None:
@@ -268,8 +274,8 @@ class TraceBoundary:
                 if event.kind == EventKind.DIGEST:
                     self.digests_checked += 1
             inputs.append((event.kind, event.payload))
-            if event.kind == EventKind.END:
-                break
+            if event.kind in (EventKind.END, EventKind.SWITCH, EventKind.SIGNAL_IN):
+                break                                # what follows belongs to the thread switched in
         if not inputs:
             self._no_input(icount, idle)
         return inputs

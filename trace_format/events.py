@@ -36,6 +36,8 @@ class EventKind(enum.IntEnum):
     SYSCALL = 15       # payload: [tid, nr, args, ret, answers] — a system call of a Linux program (sync)
     BLOB = 16          # payload: [sha256 bytes(32), part, parts, data bytes] — file content, content-addressed (format data)
     SIGNAL = 17        # payload: [tid, signo, code, addr] — a signal delivered to a Linux program (verification)
+    SWITCH = 18        # payload: [tid, how] — thread tid goes on the CPU; how: 0 run, 1 retry its call, 2 its wait timed out (async)
+    SIGNAL_IN = 19     # payload: int signo — a signal sent to the Linux program from outside (async)
     # New kinds go here, at the end, with the next number.
 
 
@@ -46,7 +48,7 @@ SYNC_KINDS: frozenset[EventKind] = frozenset({EventKind.CLOCK, EventKind.RDTSC, 
 # Inputs the host pushed at an instruction count of its choosing: replay injects them there.
 ASYNC_KINDS: frozenset[EventKind] = frozenset({
     EventKind.TIMER, EventKind.SOCK_ACCEPT, EventKind.SOCK_DATA, EventKind.SOCK_HUP,
-    EventKind.CONSOLE_IN, EventKind.INTERRUPT,
+    EventKind.CONSOLE_IN, EventKind.INTERRUPT, EventKind.SWITCH, EventKind.SIGNAL_IN,
 })
 
 # Number in the file -> kind; a dict lookup is several times cheaper than EventKind(n).
@@ -209,6 +211,18 @@ def check_signal(payload: object) -> str | None:
     return "not [tid, signo, code, value]"
 
 
+def check_switch(payload: object) -> str | None:
+    """SWITCH: [tid, how]."""
+    if (type(payload) is list and len(payload) == 2 and type(payload[0]) is int and 0 <= payload[0] < 1 << 31
+            and payload[1] in (0, 1, 2) and type(payload[1]) is int):
+        return None
+    return "not [tid, how 0..2]"
+
+
+def _signo(payload: object) -> str | None:
+    return None if type(payload) is int and 1 <= payload <= 64 else "not a signal number 1..64"
+
+
 PAYLOAD_CHECKS: dict[EventKind, Callable[[object], str | None]] = {
     EventKind.CLOCK: _u64,
     EventKind.RDTSC: _u64,
@@ -227,6 +241,8 @@ PAYLOAD_CHECKS: dict[EventKind, Callable[[object], str | None]] = {
     EventKind.SYSCALL: check_syscall,
     EventKind.BLOB: check_blob,
     EventKind.SIGNAL: check_signal,
+    EventKind.SWITCH: check_switch,
+    EventKind.SIGNAL_IN: _signo,
 }
 
 

@@ -24,6 +24,7 @@ from vmm.devices.clock import MONOTONIC
 from vmm.devices.timer import PERIODIC, STOPPED
 from vmm.hostio import HostIO
 from vmm.linux.host import HostOS
+from vmm.linux.sched import LiveScheduler
 
 if TYPE_CHECKING:
     from vmm.machine import Machine
@@ -62,6 +63,8 @@ class Boundary(Protocol):
     def syscall_enter(self, icount: int, tid: int, nr: int) -> None: ...
     def host_call(self, icount: int, op: str, params: list) -> object: ...
     def syscall_exit(self, icount: int, payload: list) -> None: ...
+    def task_blocked(self, tid: int, timeout_ns: int | None) -> None: ...
+    def task_woken(self, tid: int) -> None: ...
     def blob(self, file_id: str) -> bytes | None: ...
     def sleep(self, ns: int) -> None: ...
     def stdio_write(self, stream: str, data: bytes) -> None: ...
@@ -129,6 +132,10 @@ class LiveBoundary:
         self._ips = 50e6                # instructions/second estimate for timer slices
         self.io = HostIO(listen, console_input and machine.kernel is None, console_output)
         self.host_os: HostOS | None = None
+        self.sched: LiveScheduler | None = None
+        self.outside_signals: list[int] = []
+        if machine.kernel is not None:
+            self.sched = LiveScheduler(machine.kernel, self._host_fd, chaos.seed if chaos else None)
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -163,8 +170,12 @@ class LiveBoundary:
         elif self._timer_deadline is not None:
             remaining = (self._timer_deadline - time.monotonic_ns()) / 1e9
             length = int(min(MAX_SLICE, max(MIN_SLICE, remaining * self._ips)))
-        if self.chaos:
+        if self.chaos and self.sched is None:
             length = self.chaos.slice_length(length)
+        if self.sched is not None:
+            end = self.sched.slice_end(icount)
+            if end is not None:
+                return max(icount + 1, min(icount + length, end))
         return icount + length
 
     def record_speed(self, instructions: int, seconds: float) -> None:
@@ -180,8 +191,11 @@ class LiveBoundary:
             if self._timer_deadline is not None:
                 timeout = min(timeout, max(0.0, (self._timer_deadline - time.monotonic_ns()) / 1e9))
         inputs: list[Input] = []
-        if self.machine.kernel is not None:
-            pass                                     # a Linux program takes its inputs in system calls
+        if self.sched is not None:                   # a Linux program takes its inputs in system calls
+            if self.outside_signals:
+                inputs.append((EventKind.SIGNAL_IN, self.outside_signals.pop(0)))
+            else:
+                inputs.extend(self.sched.poll(icount, idle))
         elif not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
             self.io.poll(self.machine.sockets, self.machine.console, inputs, timeout)
         self._poll_timer(inputs)
@@ -237,6 +251,21 @@ class LiveBoundary:
 
     def syscall_enter(self, icount: int, tid: int, nr: int) -> None:
         pass
+
+    def task_blocked(self, tid: int, timeout_ns: int | None) -> None:
+        self.sched.blocked(tid, timeout_ns)
+
+    def task_woken(self, tid: int) -> None:
+        self.sched.woken(tid)
+
+    def signal_from_outside(self, signo: int) -> None:
+        """The user signalled the recorder (SIGTERM, SIGINT): the program gets it at the next
+        slice boundary, logged there. Safe in a signal handler."""
+        self.outside_signals.append(signo)
+        self.machine.request_stop()
+
+    def _host_fd(self, handle: int) -> int | None:
+        return None if self.host_os is None else self.host_os.handles.get(handle)
 
     def host_call(self, icount: int, op: str, params: list) -> object:
         if self.host_os is None:

@@ -383,7 +383,11 @@ class Machine:
             if max_instructions is not None and self.icount >= max_instructions:
                 self.result = RunResult(Outcome.LIMIT, self.icount, why="instruction limit")
                 break
-            if self.halted:
+            if self.halted or (self.kernel is not None and not self.kernel.can_run()):
+                # Halted, or every thread of a Linux program waits: the boundary waits for an
+                # input (live) or hands over the next recorded one at this icount (replay).
+                if self.kernel is not None and self.kernel.check_deadlock():
+                    break
                 inputs = boundary.poll(self.icount, idle=True)
             else:
                 waiting = self.pic is not None and self.pic.deliverable_line() is not None and (
@@ -587,6 +591,13 @@ class Machine:
             self.console.receive(payload)
         elif kind == EventKind.INTERRUPT:
             self._replay_interrupt(payload)
+        elif kind == EventKind.SWITCH or kind == EventKind.SIGNAL_IN:
+            if self.kernel is None:
+                self._diverge(kind, "a thread switch or signal, but this machine runs no Linux program")
+            if kind == EventKind.SWITCH:
+                self.kernel.switch(payload[0], payload[1])
+            else:
+                self.kernel.signals.from_outside(payload)
         elif kind == EventKind.DIGEST:
             self.verify_digest(payload)
         elif kind == EventKind.CHECKPOINT:

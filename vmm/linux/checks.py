@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
+from vmm.cpu import VECTOR_STATE_SIZE
 from vmm.linux.memory import FIRST_FRAME, PAGE, USER_END
+from vmm.linux.tasks import CTX_NAMES, DONE, MAX_TASKS, RUN, WAIT
 
 U64 = 1 << 64
 MAX_VMAS = 1 << 20
@@ -123,12 +125,11 @@ def _signals(signals: object) -> str | None:
 def _proc(proc: object) -> str | None:
     if not (type(proc) is list and len(proc) == 10):
         return "proc is not the process's ten fields"
-    pid, tid, cwd, umask, brk_start, brk, clear_tid, robust, comm, rlimits = proc
+    pid, tid, cwd, umask, brk_start, brk, next_tid, wait_seq, switches, rlimits = proc
     if not (_u(pid, 1 << 31) and _u(tid, 1 << 31) and _str(cwd) and cwd.startswith("/") and _u(umask, 0o1000)
-            and _u(brk_start, USER_END + 1) and _u(brk, USER_END + 1) and _u(clear_tid) and _str(comm, 64)):
+            and _u(brk_start, USER_END + 1) and _u(brk, USER_END + 1) and _u(next_tid, 1 << 31)
+            and _u(wait_seq) and _u(switches)):
         return "proc holds a field out of range"
-    if not (type(robust) is list and len(robust) == 2 and all(_u(v) for v in robust)):
-        return "proc.robust_list is malformed"
     if not (type(rlimits) is list and len(rlimits) <= 64 and all(
             type(r) is list and len(r) == 2 and _u(r[0], 64) and type(r[1]) is list and len(r[1]) == 2
             and all(_u(v) for v in r[1]) for r in rlimits)):
@@ -136,13 +137,58 @@ def _proc(proc: object) -> str | None:
     return None
 
 
+def _wait(wait: object) -> bool:
+    if type(wait) is not list or not wait:
+        return False
+    if wait[0] == "futex":
+        return len(wait) == 3 and _u(wait[1], USER_END) and _u(wait[2], 1 << 32)
+    if wait[0] == "fds":
+        return len(wait) == 2 and type(wait[1]) is list and len(wait[1]) <= MAX_FILES and all(
+            type(w) is list and len(w) == 2 and _u(w[0], 1 << 31) and _u(w[1], 1 << 32) for w in wait[1])
+    return wait in (["retry"], ["signal"])
+
+
+def _ctx(ctx: object) -> bool:
+    return (type(ctx) is list and len(ctx) == 3 and type(ctx[0]) is list and len(ctx[0]) == len(CTX_NAMES)
+            and all(_u(v) for v in ctx[0]) and type(ctx[1]) is bytes and len(ctx[1]) == VECTOR_STATE_SIZE
+            and type(ctx[2]) is list and len(ctx[2]) == 8 and all(_u(v, 1 << 80) for v in ctx[2]))
+
+
+def _tasks(tasks: object, current: int) -> str | None:
+    if not (type(tasks) is list and 1 <= len(tasks) <= MAX_TASKS):
+        return "tasks is not a list of threads"
+    seen = set()
+    for t in tasks:
+        if not (type(t) is list and len(t) == 12):
+            return "a thread is not its twelve fields"
+        tid, state, ctx, wait, call, timeout, seq, sigmask, altstack, clear_tid, robust, name = t
+        if not (_u(tid, 1 << 31) and tid not in seen and state in (RUN, WAIT, DONE) and type(timeout) is bool
+                and _u(seq) and _u(sigmask) and _u(clear_tid) and _str(name, 64)):
+            return f"thread {tid!r:.20} holds a field out of range"
+        seen.add(tid)
+        if not (type(altstack) is list and len(altstack) == 3 and all(_u(v) for v in altstack)
+                and type(robust) is list and len(robust) == 2 and all(_u(v) for v in robust)):
+            return f"thread {tid}'s altstack or robust list is malformed"
+        if (tid == current) != (ctx is None) and state != DONE or ctx is not None and not _ctx(ctx):
+            return f"thread {tid}'s registers are malformed"
+        if state == WAIT and not (_wait(wait) and type(call) is list and len(call) == 2 and _u(call[0], 1024)
+                                  and type(call[1]) is list and len(call[1]) == 6
+                                  and all(_u(v) for v in call[1])):
+            return f"thread {tid}'s wait is malformed"
+        if state != WAIT and (wait is not None or call is not None):
+            return f"thread {tid} waits but is not waiting"
+    if current not in seen:
+        return "the running thread is not among the threads"
+    return None
+
+
 def state_problem(state: object, mem_size: int) -> str | None:
     """None when ``state`` is a LinuxKernel.state() this machine can load."""
-    if type(state) is not dict or set(state) != {"space", "files", "signals", "proc", "unimplemented"}:
-        return "linux state is not a map of space, files, signals, proc and unimplemented"
+    if type(state) is not dict or set(state) != {"space", "files", "signals", "proc", "unimplemented", "tasks"}:
+        return "linux state is not a map of space, files, signals, proc, tasks and unimplemented"
     unimplemented = state["unimplemented"]
     if not (type(unimplemented) is list and all(type(u) is list and len(u) == 2 and _str(u[0], 64)
                                                 and _u(u[1]) for u in unimplemented)):
         return "linux state's unimplemented counts are malformed"
     return (_space(state["space"], mem_size) or _files(state["files"]) or _signals(state["signals"])
-            or _proc(state["proc"]))
+            or _proc(state["proc"]) or _tasks(state["tasks"], state["proc"][1]))

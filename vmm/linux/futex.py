@@ -1,9 +1,12 @@
 """futex: the waiting and waking primitive under every glibc lock and condition variable.
 
-One thread runs at a time. A WAKE with no waiter wakes nobody; a WAIT whose word no
-longer holds the expected value fails with EAGAIN, as on Linux. A WAIT that would
-block forever with no other thread to wake it is a deadlock: the run ends with a
-report of what the thread waits on, instead of hanging.
+A WAIT whose word no longer holds the expected value fails with EAGAIN, as on Linux;
+otherwise the task waits (vmm/linux/tasks.py) until a WAKE with a matching bitset
+wakes it — waiters are woken in the order they began waiting — or until its timeout,
+measured against the recorded clock. Waits are keyed by the word's virtual address:
+one process, so private and shared futexes are the same thing. A wait nobody can end
+(every thread waiting, none with a timeout, nothing outside to wait for) is reported
+as a deadlock by the scheduler instead of hanging.
 """
 
 from __future__ import annotations
@@ -11,29 +14,52 @@ from __future__ import annotations
 import struct
 
 from vmm.linux import abi
+from vmm.linux.tasks import WAIT, Blocked
 
-FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 2, 3, 4, 5
+FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI = 6, 7, 8
 FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
 FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+FUTEX_BITSET_MATCH_ANY = 0xFFFFFFFF
 ETIMEDOUT = 110
+INT_MAX = 0x7FFFFFFF
+
+
+def _word(k, uaddr: int) -> int:
+    return struct.unpack("<I", k.read(uaddr, 4))[0]
+
+
+def waiters(k, uaddr: int) -> list:
+    """Tasks waiting on the futex at ``uaddr``, in the order they began waiting."""
+    found = [t for t in k.tasks.values() if t.state == WAIT and t.wait[0] == "futex" and t.wait[1] == uaddr]
+    return sorted(found, key=lambda t: t.seq)
+
+
+def wake_waiters(k, uaddr: int, count: int, bitset: int) -> int:
+    woken = 0
+    for task in waiters(k, uaddr):
+        if woken >= count:
+            break
+        if task.wait[2] & bitset:
+            k.wake(task, 0)
+            woken += 1
+    return woken
 
 
 def sys_futex(k, uaddr, op, val, timeout, uaddr2, val3):
     cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+    val &= 0xFFFFFFFF
     if uaddr & 3:
         return -abi.EINVAL
-    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
-        return 0
-    if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
-        if cmd == FUTEX_CMP_REQUEUE and struct.unpack("<I", k.read(uaddr, 4))[0] != val3 & 0xFFFFFFFF:
-            return -abi.EAGAIN
-        return 0
-    if cmd == FUTEX_WAKE_OP:
-        _wake_op(k, uaddr2, val3)
-        return 0
     if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
-        if struct.unpack("<I", k.read(uaddr, 4))[0] != val & 0xFFFFFFFF:
+        bitset = FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAIT else val3 & 0xFFFFFFFF
+        if bitset == 0:
+            return -abi.EINVAL
+        if k.timed_out:
+            return -ETIMEDOUT
+        if _word(k, uaddr) != val:
             return -abi.EAGAIN
+        ns = None
         if timeout:
             ns = abi.read_timespec(k.read(timeout, 16))
             if ns is None:
@@ -41,23 +67,54 @@ def sys_futex(k, uaddr, op, val, timeout, uaddr2, val3):
             if cmd == FUTEX_WAIT_BITSET:           # an absolute deadline on the chosen clock
                 clock = 0 if op & FUTEX_CLOCK_REALTIME else 1
                 ns = max(0, ns - int(k.host("clock", clock)))
-            k.boundary.sleep(ns)
-            return -ETIMEDOUT
-        rip = k.uc.reg_read(k.RIP)
-        k.machine.crash_program("deadlock", 0, rip,
-                                f"thread {k.tid} waits forever on futex {uaddr:#x} (value {val & 0xFFFFFFFF}); "
-                                f"no other thread can wake it")
-        return 0
+        raise Blocked(["futex", uaddr, bitset], ns)
+    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+        bitset = FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAKE else val3 & 0xFFFFFFFF
+        if bitset == 0:
+            return -abi.EINVAL
+        return wake_waiters(k, uaddr, min(val, INT_MAX), bitset)
+    if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+        if cmd == FUTEX_CMP_REQUEUE and _word(k, uaddr) != val3 & 0xFFFFFFFF:
+            return -abi.EAGAIN
+        if uaddr2 & 3:
+            return -abi.EINVAL
+        woken = wake_waiters(k, uaddr, val, FUTEX_BITSET_MATCH_ANY)
+        moved, limit = 0, timeout & INT_MAX          # the fourth argument is val2: how many to move
+        for task in waiters(k, uaddr):
+            if moved >= limit:
+                break
+            task.wait = ["futex", uaddr2, task.wait[2]]
+            moved += 1
+        return woken + moved
+    if cmd == FUTEX_WAKE_OP:
+        if uaddr2 & 3:
+            return -abi.EINVAL
+        old = _wake_op(k, uaddr2, val3)
+        woken = wake_waiters(k, uaddr, val, FUTEX_BITSET_MATCH_ANY)
+        if _compare(old, val3):
+            woken += wake_waiters(k, uaddr2, timeout & INT_MAX, FUTEX_BITSET_MATCH_ANY)
+        return woken
+    if cmd in (FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI):
+        return -abi.ENOSYS
     return -abi.ENOSYS
 
 
-def _wake_op(k, uaddr2: int, encoded: int) -> None:
-    """FUTEX_WAKE_OP's atomic operation on *uaddr2 (nobody waits, so only the store matters)."""
-    op, cmp_arg = (encoded >> 28) & 0xF, encoded & 0xFFF
+def _wake_op(k, uaddr2: int, encoded: int) -> int:
+    """FUTEX_WAKE_OP's atomic operation on *uaddr2; returns the old value."""
+    op = (encoded >> 28) & 0xF
     oparg = (encoded >> 12) & 0xFFF
     if op & 8:
-        oparg = 1 << oparg
-    old = struct.unpack("<I", k.read(uaddr2, 4))[0]
+        oparg = 1 << (oparg & 31)
+    old = _word(k, uaddr2)
     new = {0: oparg, 1: old + oparg, 2: old | oparg, 3: old & ~oparg, 4: old ^ oparg}.get(op & 7, old)
     k.write(uaddr2, struct.pack("<I", new & 0xFFFFFFFF))
-    del cmp_arg
+    return old
+
+
+def _compare(old: int, encoded: int) -> bool:
+    cmp, arg = (encoded >> 24) & 0xF, encoded & 0xFFF
+    if arg & 0x800:
+        arg -= 0x1000
+    sold = old - (1 << 32) if old & 0x80000000 else old
+    return {0: sold == arg, 1: sold != arg, 2: sold < arg, 3: sold <= arg, 4: sold > arg,
+            5: sold >= arg}.get(cmp, False)

@@ -62,28 +62,16 @@ def sys_getresuid(k, ruid, euid, suid):
 sys_getresgid = sys_getresuid
 
 
-def sys_set_tid_address(k, tidptr):
-    k.clear_child_tid = tidptr
-    return k.tid
-
-
-def sys_set_robust_list(k, head, length):
-    if length != 24:
-        return -abi.EINVAL
-    k.robust_list = [head, length]
-    return 0
-
-
 def sys_exit(k, status):
+    """exit: the calling thread ends (the process with its last thread)."""
+    k.task_exit(status & 0xFF)
+    from vmm.linux.kernel import NO_RETURN
+    return NO_RETURN
+
+
+def sys_exit_group(k, status):
     from vmm.linux.kernel import SyscallExit
     raise SyscallExit(status & 0xFF)
-
-
-sys_exit_group = sys_exit
-
-
-def sys_clone(k, *_args):
-    return -abi.ENOSYS
 
 
 def sys_fork(k):
@@ -168,10 +156,10 @@ def sys_getcpu(k, cpu, node, cache):
 def sys_prctl(k, option, a2, a3, a4, a5):
     option = s32(option)
     if option == PR_SET_NAME:
-        k.comm = k.space.read_cstr(a2, 16)[:15].decode("utf-8", "replace")
+        k.current.name = k.space.read_cstr(a2, 16)[:15].decode("utf-8", "replace")
         return 0
     if option == PR_GET_NAME:
-        k.write(a2, k.comm.encode()[:15].ljust(16, b"\0"))
+        k.write(a2, k.current.name.encode()[:15].ljust(16, b"\0"))
         return 0
     if option in (PR_SET_TIMERSLACK, PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS,
                   PR_SET_THP_DISABLE):

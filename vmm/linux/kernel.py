@@ -33,6 +33,9 @@ from vmm.linux.memory import AddressSpace, GuestFault, OutOfMemory, page_down
 from vmm.linux.program import LinuxProgram, parse_elf
 from vmm.linux.signals import SignalState
 from vmm.linux.syscalls import SYSCALLS, describe
+from vmm.linux.tasks import RIP as RIP_INDEX
+from vmm.linux.tasks import (DONE, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked, Task,
+                             load_context, save_context)
 from vmm.symbols import SymbolTable
 
 if TYPE_CHECKING:
@@ -78,14 +81,19 @@ class LinuxKernel:
                                   self._flush_tlb)
         self.files = FileTable(self)
         self.signals = SignalState(self)
-        self.pid = self.tid = PID
+        self.pid = PID
         self.cwd = program.cwd
         self.umask = 0o022
         self.brk_start = self.brk = 0
-        self.clear_child_tid = 0
-        self.robust_list = [0, 0]
         self.rlimits: dict[int, list[int]] = abi.default_rlimits(machine.mem_size)
-        self.comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
+        comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
+        self.current = Task(PID, comm)
+        self.tasks: dict[int, Task] = {PID: self.current}
+        self.next_tid = PID + 1
+        self.wait_seq = 0
+        self.switches = 0
+        self.timed_out = False                       # a handler runs again after its wait timed out
+        self.yielded = False                         # sched_yield: the recorder may switch now
         self.unimplemented: Counter[str] = Counter()
         self.files_read: dict[str, list] = {}        # path -> [content id, size]: for summaries only
         self.exe_base = self.interp_base = 0
@@ -120,6 +128,134 @@ class LinuxKernel:
 
     def install_hooks(self) -> None:
         self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+
+    # -- threads (vmm/linux/tasks.py) --------------------------------------------------
+
+    @property
+    def tid(self) -> int:
+        return self.current.tid
+
+    @property
+    def comm(self) -> str:
+        return self.tasks[self.pid].name if self.pid in self.tasks else self.current.name
+
+    def new_task(self, parent: Task) -> Task:
+        tid = self.next_tid
+        self.next_tid += 1
+        task = Task(tid, parent.name)
+        self.tasks[tid] = task
+        return task
+
+    def live_tasks(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state != DONE]
+
+    def can_run(self) -> bool:
+        """The task on the CPU can go on (it is not waiting and has not exited)."""
+        return self.current.state == RUN
+
+    def runnable(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state == RUN]
+
+    def block(self, task: Task, nr: int, args: list, exc: Blocked) -> None:
+        task.state, task.wait, task.call = WAIT, exc.wait, [nr, list(args)]
+        task.timeout = exc.timeout_ns is not None
+        self.wait_seq += 1
+        task.seq = self.wait_seq
+        self.boundary.task_blocked(task.tid, exc.timeout_ns)
+        self.machine.request_stop()
+
+    def wake(self, task: Task, result: int) -> None:
+        """A waiting task's call completes with ``result`` (a futex wake): it is runnable again."""
+        task.state, task.wait, task.call, task.timeout = RUN, None, None, False
+        self.set_task_regs(task, rax=result)
+        self.boundary.task_woken(task.tid)
+
+    def set_task_regs(self, task: Task, *, rax: int, rip_delta: int = 0) -> None:
+        """RAX (and a step of RIP) of a task on or off the CPU."""
+        if task.ctx is None:
+            self.uc.reg_write(x86.UC_X86_REG_RAX, rax & MASK64)
+            if rip_delta:
+                self.uc.reg_write(self.RIP, self.uc.reg_read(self.RIP) + rip_delta)
+            return
+        task.ctx[0][0] = rax & MASK64
+        task.ctx[0][RIP_INDEX] = (task.ctx[0][RIP_INDEX] + rip_delta) & MASK64
+
+    def retry_waiters(self) -> None:
+        """Something inside the program became readable or writable (a pipe, an eventfd):
+        every task waiting on descriptors runs its call again when next on the CPU."""
+        for task in self.tasks.values():
+            if task.state == WAIT and task.wait[0] == "fds" and task is not self.current:
+                task.wait = ["retry"]
+
+    def check_deadlock(self) -> bool:
+        """Every thread waits on a futex, none with a timeout: nothing can ever wake them.
+        The run ends with a report of who waits on what (both in recording and replay)."""
+        live = self.live_tasks()
+        if not live or any(t.state != WAIT or t.wait[0] != "futex" or t.timeout for t in live):
+            return False
+        rip = self.uc.reg_read(self.RIP)
+        waits = "; ".join(f"thread {t.tid} ({t.name}) waits in {t.describe_wait()}" for t in live)
+        self.machine.crash_program("deadlock", 0, rip, f"every thread waits and none can be woken: {waits}")
+        return True
+
+    def note_unsupported(self, what: str) -> None:
+        """A call that exists but asked for something out of scope (a fork): in the summary."""
+        self.unimplemented[what] += 1
+
+    def yield_cpu(self) -> None:
+        if len(self.tasks) > 1:
+            self.yielded = True
+            self.machine.request_stop()
+
+    def task_exit(self, status: int) -> None:
+        """exit(): the thread ends; the process ends with its last thread."""
+        task = self.current
+        if len(self.live_tasks()) <= 1:
+            raise SyscallExit(status)
+        task.state, task.wait, task.call = DONE, None, None
+        if task.clear_child_tid:
+            try:
+                self.write(task.clear_child_tid, b"\0\0\0\0")
+                from vmm.linux.futex import wake_waiters
+                wake_waiters(self, task.clear_child_tid, 1, 0xFFFFFFFF)
+            except GuestFault:
+                pass
+        self.boundary.task_woken(task.tid)
+        self.machine.request_stop()
+
+    def switch(self, tid: object, how: object) -> None:
+        """A SWITCH: ``tid`` goes on the CPU (``how``: tasks.RESUME_*). Checked, since in
+        replay it comes from the trace."""
+        target = self.tasks.get(tid) if type(tid) is int else None
+        if target is None or target.state == DONE:
+            raise ReplayDivergence(f"replay diverged at icount {self.machine.icount}: a switch to thread "
+                                   f"{tid!r}, which {'has exited' if target else 'does not exist'}")
+        if how == RESUME_RUN and target.state != RUN or how in (RESUME_RETRY, RESUME_TIMEOUT) and (
+                target.state != WAIT or target.wait[0] == "futex" and how == RESUME_RETRY
+                or how == RESUME_TIMEOUT and not target.timeout) or how not in (0, 1, 2):
+            raise ReplayDivergence(f"replay diverged at icount {self.machine.icount}: switch {how!r} to "
+                                   f"thread {tid}, which is {target.describe_wait()}")
+        current = self.current
+        self.yielded = False
+        if target is not current:
+            if current.state != DONE:
+                current.ctx = save_context(self)
+            current.sigmask, current.altstack = self.signals.mask, list(self.signals.altstack)
+            load_context(self, target.ctx)
+            target.ctx = None
+            self.signals.mask, self.signals.altstack = target.sigmask, list(target.altstack)
+            self.current = target
+            self.switches += 1
+        if how != RESUME_RUN:
+            nr, args = target.call
+            target.state, target.wait, target.call, target.timeout = RUN, None, None, False
+            self.timed_out = how == RESUME_TIMEOUT
+            try:
+                self._syscall(nr, args, in_hook=False)
+            finally:
+                self.timed_out = False
+        elif self.signals.pending:
+            self.signals.deliver_pending(in_syscall=False)
 
     # -- memory helpers for handlers -------------------------------------------------
 
@@ -235,17 +371,23 @@ class LinuxKernel:
 
     def _on_syscall(self, uc, _user_data) -> None:
         values = uc.reg_read_batch(_ARG_REGS)
-        nr, args = values[0], values[1:]
+        self._syscall(values[0], values[1:], in_hook=True)
+
+    def _syscall(self, nr: int, args: list[int], *, in_hook: bool) -> None:
+        """One system call of the task on the CPU: in the SYSCALL hook (RIP at the
+        instruction), or again when a waiting task is switched in (RIP after it)."""
+        uc = self.uc
         entry = SYSCALLS.get(nr)
         icount = self.machine.icount
         boundary = self.boundary
+        task = self.current
         try:
-            boundary.syscall_enter(icount, self.tid, nr)
+            boundary.syscall_enter(icount, task.tid, nr)
         except EndOfTrace:
             return
         self._answers = []
         shown = self._shown_args(entry, args)
-        status = None
+        status = blocked = None
         if entry is None or entry.handler is None:
             self.unimplemented[describe(nr)] += 1
             ret = -abi.ENOSYS
@@ -258,6 +400,8 @@ class LinuxKernel:
                 status, ret = ended.status, 0
             except OutOfMemory:
                 ret = -abi.ENOMEM
+            except Blocked as exc:
+                blocked, ret = exc, NO_RETURN
             except (TypeError, ValueError, IndexError, KeyError, struct.error, UnicodeError) as exc:
                 if not boundary.replaying:
                     raise
@@ -266,12 +410,16 @@ class LinuxKernel:
         answers, self._answers = self._answers, None
         if ret is not NO_RETURN:
             uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
-        boundary.syscall_exit(icount, [self.tid, nr, shown, None if ret is NO_RETURN else ret, answers])
+        boundary.syscall_exit(icount, [task.tid, nr, shown, None if ret is NO_RETURN else ret, answers])
         if status is not None:
             self.machine.power_off(status & 0xFF)
             self.machine.result.why = "exit"
             return
-        self.signals.deliver_pending(in_syscall=True)
+        if blocked is not None:
+            self.block(task, nr, args, blocked)
+            return
+        if task.state == RUN:
+            self.signals.deliver_pending(in_syscall=in_hook)
 
     def _shown_args(self, entry, args: list[int]) -> list:
         if entry is None:
@@ -319,8 +467,9 @@ class LinuxKernel:
     def state(self) -> dict:
         return {"space": self.space.state(), "files": self.files.state(), "signals": self.signals.state(),
                 "proc": [self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk,
-                         self.clear_child_tid, list(self.robust_list), self.comm,
+                         self.next_tid, self.wait_seq, self.switches,
                          sorted([k, list(v)] for k, v in self.rlimits.items())],
+                "tasks": [t.as_list() for t in self.tasks.values()],
                 "unimplemented": [[k, v] for k, v in sorted(self.unimplemented.items())]}
 
     def check_state(self, state: object) -> None:
@@ -336,9 +485,10 @@ class LinuxKernel:
         self.space.load_state(state["space"])
         self.files.load_state(state["files"])
         self.signals.load_state(state["signals"])
-        (self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk, self.clear_child_tid,
-         robust, self.comm, rlimits) = state["proc"]
-        self.robust_list = list(robust)
+        (self.pid, tid, self.cwd, self.umask, self.brk_start, self.brk, self.next_tid, self.wait_seq,
+         self.switches, rlimits) = state["proc"]
+        self.tasks = {raw[0]: Task.from_list(raw) for raw in state["tasks"]}
+        self.current = self.tasks[tid]
         self.rlimits = {int(k): list(v) for k, v in rlimits}
         self.unimplemented = Counter(dict((str(k), int(v)) for k, v in state["unimplemented"]))
         self._flush_tlb()

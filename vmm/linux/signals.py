@@ -45,6 +45,8 @@ _MC_IDS = [_REG[n] for n in _MCONTEXT]
 FRAME_SIZE = 440                 # pretcode 8 + ucontext 304 + siginfo 128
 UC_OFFSET, MC_OFFSET, MASK_OFFSET, INFO_OFFSET = 8, 48, 304, 312
 FPSTATE_SIZE = 512
+# Calls a signal handler with SA_RESTART makes start again instead of failing with EINTR.
+RESTARTABLE = frozenset({0, 1, 19, 20, 42, 43, 44, 45, 46, 47, 61, 73, 202, 288, 295, 296})
 
 
 def signame(signo: int) -> str:
@@ -87,6 +89,36 @@ class SignalState:
             return
         if not any(p[0] == signo for p in self.pending):
             self.pending.append([signo, code, value])
+
+    def post(self, signo: int, code: int, value: int, tid: int | None = None) -> None:
+        """A signal for the process (or thread ``tid``): pending, and a waiting thread that
+        can take it is interrupted (EINTR, or restarted under SA_RESTART)."""
+        k = self.k
+        masks = {t.tid: (self.mask if t is k.current else t.sigmask) for t in k.live_tasks()}
+        if self.ignores(signo) and all(m & (1 << (signo - 1)) == 0 for m in masks.values()):
+            return
+        if not any(p[0] == signo for p in self.pending):
+            self.pending.append([signo, code, value])
+        bit = 1 << (signo - 1)
+        candidates = [tid] if tid in masks else [k.current.tid] + sorted(masks)
+        target = next((k.tasks[t] for t in candidates if t in masks and not masks[t] & bit), None)
+        if target is not None and target.state == WAIT and not self.ignores(signo):
+            self._interrupt(target, signo)
+
+    def _interrupt(self, task, signo: int) -> None:
+        k = self.k
+        nr = task.call[0]
+        restart = bool(self.action(signo)[1] & SA_RESTART) and nr in RESTARTABLE
+        k.wake(task, -abi.EINTR)
+        if restart:                                   # back to the syscall instruction, RAX = nr
+            k.set_task_regs(task, rax=nr, rip_delta=-2)
+
+    def from_outside(self, signo: int) -> None:
+        """SIGNAL_IN: the user signalled the recorder; the program gets it here, between
+        instructions, as if another process had sent it."""
+        self.post(signo, abi.SI_USER, 0)
+        if self.k.can_run():
+            self.deliver_pending(in_syscall=False)
 
     def deliver_pending(self, *, in_syscall: bool) -> None:
         for i, (signo, code, value) in enumerate(self.pending):
@@ -282,13 +314,17 @@ def sys_sigaltstack(k, new, old):
     return 0
 
 
-def _to_self(k, pid: int, signo: int, code: int) -> int:
-    if pid not in (k.pid, 0, -1):
+def _to_self(k, pid: int, signo: int, code: int, thread: bool = False) -> int:
+    task = k.tasks.get(pid) if thread else None
+    if pid not in (k.pid, 0, -1) and (task is None or task.state == "done"):
         return -abi.ESRCH
     if not 0 <= signo <= abi.NSIG:
         return -abi.EINVAL
     if signo:
-        k.signals.raise_signal(signo, code, k.pid)
+        if task is not None and task is not k.current:
+            k.signals.post(signo, code, k.pid, task.tid)
+        else:
+            k.signals.raise_signal(signo, code, k.pid)
     return 0
 
 
@@ -297,10 +333,10 @@ def sys_kill(k, pid, signo):
 
 
 def sys_tkill(k, tid, signo):
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL)
+    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
 
 
 def sys_tgkill(k, tgid, tid, signo):
     if s32(tgid) != k.pid:
         return -abi.ESRCH
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL)
+    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)

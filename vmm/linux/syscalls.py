@@ -22,7 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from vmm.linux import files, futex, identity, memory_calls, signals, time_calls
+from vmm.linux import files, futex, identity, memory_calls, signals, tasks, time_calls
 
 
 class Support(str, enum.Enum):
@@ -152,12 +152,16 @@ SYSCALLS: dict[int, Syscall] = {
     229: _s("clock_getres", "clockid ptr", time_calls.sys_clock_getres),
     230: _s("clock_nanosleep", "clockid int ptr ptr", time_calls.sys_clock_nanosleep),
     318: _s("getrandom", "buf_out len hex", time_calls.sys_getrandom),
-    # -- threads (vmm/linux/futex.py) ------------------------------------------------------
-    202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "one thread: a wait nobody can end is a deadlock report"),
+    # -- threads (vmm/linux/tasks.py, vmm/linux/futex.py) -----------------------------------
+    202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "WAIT, WAKE, BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; PI locks ENOSYS"),
+    56: _s("clone", "hex ptr ptr ptr hex", tasks.sys_clone, P, "threads (CLONE_THREAD); a new process is ENOSYS"),
+    435: _s("clone3", "ptr len", tasks.sys_clone3, E, "ENOSYS: glibc falls back to clone"),
+    218: _s("set_tid_address", "ptr", tasks.sys_set_tid_address),
+    273: _s("set_robust_list", "ptr len", tasks.sys_set_robust_list),
+    274: _s("get_robust_list", "int ptr ptr", tasks.sys_get_robust_list),
+    24: _s("sched_yield", "", tasks.sys_sched_yield),
     # -- identity, limits, the process (vmm/linux/identity.py) ----------------------------
-    24: _s("sched_yield", "", identity.sys_zero),
     39: _s("getpid", "", identity.sys_getpid),
-    56: _s("clone", "hex ptr ptr ptr hex", identity.sys_clone, E, "ENOSYS until threads (issue 9)"),
     57: _s("fork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
     58: _s("vfork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
     59: _s("execve", "path ptr ptr", identity.sys_execve, E, "ENOSYS: one program per trace"),
@@ -188,13 +192,10 @@ SYSCALLS: dict[int, Syscall] = {
     186: _s("gettid", "", identity.sys_gettid),
     203: _s("sched_setaffinity", "int len ptr", identity.sys_zero),
     204: _s("sched_getaffinity", "int len ptr", identity.sys_sched_getaffinity),
-    218: _s("set_tid_address", "ptr", identity.sys_set_tid_address),
     231: _s("exit_group", "int", identity.sys_exit_group),
-    273: _s("set_robust_list", "ptr len", identity.sys_set_robust_list),
     302: _s("prlimit64", "int rlimit ptr ptr", identity.sys_prlimit64),
     309: _s("getcpu", "ptr ptr ptr", identity.sys_getcpu),
     334: _s("rseq", "ptr len hex hex", None, E, "ENOSYS: glibc carries on without it"),
-    435: _s("clone3", "ptr len", None, E, "ENOSYS: glibc falls back to clone"),
 }
 
 
