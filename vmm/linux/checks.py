@@ -19,7 +19,8 @@ U64 = 1 << 64
 MAX_VMAS = 1 << 20
 MAX_FILES = 1 << 16
 MAX_NAME = 4096
-FILE_KINDS = {"blob", "host", "dir", "synth", "null", "zero", "random", "pipe", "stdout", "stderr"}
+FILE_KINDS = {"blob", "host", "dir", "synth", "null", "zero", "random", "pipe", "stdout", "stderr", "socket",
+              "epoll", "eventfd"}
 _HEX_ID = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -91,8 +92,16 @@ def _files(files: object) -> str | None:
         if kind == "dir" and not (type(data) is list and all(
                 type(e) is list and len(e) == 3 and _u(e[0]) and _u(e[1], 256) and _str(e[2]) for e in data)):
             return "a directory's entries are malformed"
-        if kind == "host" and handle is None or kind == "pipe" and pipe is None:
+        if kind in ("host", "socket", "epoll") and handle is None or kind == "pipe" and pipe is None:
             return f"a {kind} file lacks its handle"
+        if kind == "socket" and not (type(data) is list and len(data) == 3 and all(_u(v, 1 << 32) for v in data)):
+            return "a socket's domain and type are malformed"
+        if kind == "eventfd" and not (type(data) is list and len(data) == 2 and _u(data[0]) and data[1] in (0, 1)):
+            return "an eventfd's counter is malformed"
+        if kind == "epoll" and not (type(data) is list and len(data) <= MAX_FILES and all(
+                type(e) is list and len(e) == 4 and _u(e[0], 1 << 31) and _u(e[1], 1 << 32) and _u(e[2])
+                and (e[3] is None or _u(e[3], 1 << 32)) for e in data)):
+            return "an epoll's interest list is malformed"
     if type(table) is not list or len(table) > MAX_FILES:
         return "files.table is not a list"
     for row in table:

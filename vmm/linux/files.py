@@ -11,6 +11,7 @@ An open file is one of a few kinds:
 - ``synth``: content the personality makes up as Linux would (/proc, /sys).
 - ``null``, ``zero``, ``random``: the devices; /dev/urandom reads host entropy.
 - ``pipe``: both ends inside the program.
+- ``socket``: a host socket (vmm/linux/net.py); ``epoll``, ``eventfd``: vmm/linux/poll.py.
 - ``stdout``/``stderr``: the program's output streams (deterministic: digested, shown).
 
 Paths are resolved against the personality's own cwd; the VMM process never chdirs.
@@ -26,6 +27,8 @@ from vmm.linux import abi, procfs
 from vmm.linux.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, EBADF, EFAULT,
                            EINVAL, EISDIR, EMFILE, ENOENT, ENOTDIR, ENOTTY, ESPIPE, O_ACCMODE, O_APPEND,
                            O_CLOEXEC, O_CREAT, O_NONBLOCK, O_TRUNC, S_IFDIR, S_IFIFO)
+
+from vmm.linux.tasks import Blocked
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
@@ -114,11 +117,14 @@ class FileTable:
         f = entry[0]
         f.ref -= 1
         if f.ref == 0:
-            if f.kind == "host" and f.handle:
+            if f.kind in ("host", "socket", "epoll") and f.handle:
                 self.k.host("close", f.handle)
             elif f.kind == "pipe":
                 if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe for o in self.fds.values()):
                     self.pipes.pop(f.pipe, None)
+                self.k.retry_waiters()                   # the other end sees EOF or EPIPE now
+            from vmm.linux.poll import forget_fd
+            forget_fd(self.k, s32(fd))
         return 0
 
     # -- state -----------------------------------------------------------------------
@@ -211,12 +217,24 @@ def _writable(f: OpenFile) -> bool:
     return (f.flags & O_ACCMODE) != 0 or f.kind in ("stdout", "stderr")
 
 
-def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None) -> bytes | int:
+def pipe_ends(k: LinuxKernel, pipe: int) -> tuple[bool, bool]:
+    """Whether pipe ``pipe`` has a read end and a write end open."""
+    ends = [o[0] for o in k.files.fds.values() if o[0].kind == "pipe" and o[0].pipe == pipe]
+    return any(not _writable(f) for f in ends), any(_writable(f) for f in ends)
+
+
+def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None, fd: int = -1) -> bytes | int:
     """Up to ``count`` bytes from ``f`` (at ``offset``, or its position), or -errno."""
     count = min(count, MAX_IO)
     if not _readable(f):
         return -EBADF
     kind = f.kind
+    if kind == "socket":
+        from vmm.linux.net import recv
+        return recv(k, f, fd, count, 0)
+    if kind == "eventfd":
+        from vmm.linux.poll import eventfd_read
+        return eventfd_read(k, f, fd, count)
     pos = f.pos if offset is None else offset
     if kind == "blob":
         data = k.file_content(f.data)[pos:pos + count]
@@ -235,11 +253,14 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
             return -ESPIPE
         buf = k.files.pipes.get(f.pipe, bytearray())
         if not buf:
-            writers = any(o[0].kind == "pipe" and o[0].pipe == f.pipe and _writable(o[0])
-                          for o in k.files.fds.values())
-            return -abi.EAGAIN if writers else b""
+            if not pipe_ends(k, f.pipe)[1]:
+                return b""
+            if f.flags & O_NONBLOCK or len(k.tasks) < 2:     # alone, nobody could ever write it
+                return -abi.EAGAIN
+            raise Blocked(["fds", [[s32(fd), 1]]])
         data = bytes(buf[:count])
         del buf[:count]
+        k.retry_waiters()
         return data
     elif kind == "host":
         data = k.host("read", f.handle, count) if offset is None else k.host("pread", f.handle, count, offset)
@@ -255,10 +276,16 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
     return data
 
 
-def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None) -> int:
+def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None, fd: int = -1) -> int:
     if not _writable(f):
         return -EBADF
     kind = f.kind
+    if kind == "socket":
+        from vmm.linux.net import send
+        return send(k, f, fd, data, 0)
+    if kind == "eventfd":
+        from vmm.linux.poll import eventfd_write
+        return eventfd_write(k, f, fd, data)
     if kind in ("stdout", "stderr"):
         k.machine.output(kind, data)
         return len(data)
@@ -269,13 +296,16 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
             k.signals.raise_signal(abi.SIGPIPE, abi.SI_USER, 0)       # no reader left: EPIPE and SIGPIPE
             return -abi.EPIPE
         buffer = k.files.pipes.setdefault(f.pipe, bytearray())
-        if f.flags & O_NONBLOCK:
+        if f.flags & O_NONBLOCK or len(k.tasks) > 1:
             # Linux's pipe holds PIPE_BUF bytes; writes of up to 4096 bytes are all or nothing.
             room = PIPE_BUF - len(buffer)
             if room <= 0 or (len(data) <= 4096 and room < len(data)):
-                return -abi.EAGAIN
+                if f.flags & O_NONBLOCK:
+                    return -abi.EAGAIN
+                raise Blocked(["fds", [[s32(fd), 4]]])
             data = data[:room]
         buffer.extend(data)
+        k.retry_waiters()
         return len(data)
     if kind == "host":
         if offset is None:
@@ -316,7 +346,7 @@ def sys_read(k, fd, buf, count):
     f = _file(k, fd)
     if isinstance(f, int):
         return f
-    data = read_from(k, f, count)
+    data = read_from(k, f, count, fd=fd)
     if isinstance(data, int):
         return data
     k.write(buf, data)
@@ -351,6 +381,13 @@ def _readv(k, fd, iov, iovcnt, offset):
     vecs = _iovecs(k, iov, iovcnt)
     if isinstance(vecs, int):
         return vecs
+    if f.kind in ("socket", "pipe", "eventfd") and offset is None:   # one read, scattered
+        data = read_from(k, f, sum(length for _base, length in vecs), fd=fd)
+        if isinstance(data, int):
+            return data
+        from vmm.linux.net import scatter
+        scatter(k, vecs, data)
+        return len(data)
     total = 0
     for base, length in vecs:
         if not length:
@@ -369,7 +406,7 @@ def sys_write(k, fd, buf, count):
     f = _file(k, fd)
     if isinstance(f, int):
         return f
-    return write_to(k, f, k.read(buf, min(count, MAX_IO)))
+    return write_to(k, f, k.read(buf, min(count, MAX_IO)), fd=fd)
 
 
 def sys_pwrite64(k, fd, buf, count, offset):
@@ -395,7 +432,7 @@ def _writev(k, fd, iov, iovcnt, offset):
     if isinstance(vecs, int):
         return vecs
     data = b"".join(k.read(base, length) for base, length in vecs if length)
-    return write_to(k, f, data, offset)
+    return write_to(k, f, data, offset, fd=fd)
 
 
 def sys_lseek(k, fd, offset, whence):
@@ -403,7 +440,7 @@ def sys_lseek(k, fd, offset, whence):
     if isinstance(f, int):
         return f
     offset, whence = s64(offset), s32(whence)
-    if f.kind in ("pipe", "stdout", "stderr"):
+    if f.kind in ("pipe", "stdout", "stderr", "socket", "epoll", "eventfd"):
         return -ESPIPE
     if f.kind == "host":
         return k.host("lseek", f.handle, offset, whence)

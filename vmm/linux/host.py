@@ -16,6 +16,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import select
+import socket
 import stat as statmod
 import time
 
@@ -43,7 +45,164 @@ def stat_list(st: os.stat_result) -> list[int]:
             st.st_blksize, st.st_blocks, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns]
 
 
-class HostOS:
+# -- sockets (vmm/linux/net.py): real host sockets, always non-blocking on the host ------------
+
+def _sockaddr(addr: list, bind_host: str | None):
+    """A guest address (net.py's list form) as Python's socket module takes it."""
+    family = addr[0]
+    if family == "in":
+        host = addr[1]
+        if bind_host is not None and host == "0.0.0.0":
+            host = bind_host
+        return socket.AF_INET, (host, addr[2])
+    if family == "in6":
+        host = addr[1]
+        if bind_host is not None and host == "::":
+            host = "::1" if bind_host == "127.0.0.1" else bind_host
+        return socket.AF_INET6, (host, addr[2], addr[3], addr[4])
+    return socket.AF_UNIX, addr[1]
+
+
+def _addr_list(family: int, addr) -> list | None:
+    if family == socket.AF_INET and isinstance(addr, tuple):
+        return ["in", addr[0], addr[1]]
+    if family == socket.AF_INET6 and isinstance(addr, tuple):
+        return ["in6", addr[0], addr[1], addr[2], addr[3]]
+    if family == socket.AF_UNIX:
+        return ["un", addr.encode("utf-8", "surrogateescape") if isinstance(addr, str) else bytes(addr or b"")]
+    return None
+
+
+class HostSockets:
+    """The socket half of HostOS: mixed in, sharing its handle numbers."""
+
+    bind_host: str | None = "127.0.0.1"
+
+    def _sock(self, handle: int) -> socket.socket:
+        sock = self.sockets.get(handle)
+        if sock is None:
+            raise OSError(errno.EBADF, "bad handle")
+        return sock
+
+    def _keep(self, sock: socket.socket) -> int:
+        sock.setblocking(False)
+        handle = self._next
+        self._next += 1
+        self.sockets[handle] = sock
+        self.handles[handle] = sock.fileno()
+        return handle
+
+    def op_socket(self, domain: int, kind: int, proto: int):
+        return self._keep(socket.socket(domain, kind, proto))
+
+    def op_socketpair(self, domain: int, kind: int, proto: int):
+        a, b = socket.socketpair(domain, kind, proto)
+        return [self._keep(a), self._keep(b)]
+
+    def op_bind(self, handle: int, addr: list):
+        sock = self._sock(handle)
+        _family, where = _sockaddr(addr, self.bind_host)
+        sock.bind(where)
+        return 0
+
+    def op_listen(self, handle: int, backlog: int):
+        self._sock(handle).listen(backlog)
+        return 0
+
+    def op_accept(self, handle: int):
+        sock = self._sock(handle)
+        conn, peer = sock.accept()
+        return [self._keep(conn), _addr_list(sock.family, peer)]
+
+    def op_connect(self, handle: int, addr: list):
+        sock = self._sock(handle)
+        _family, where = _sockaddr(addr, None)
+        code = sock.connect_ex(where)
+        return -code if code else 0
+
+    def op_sockerror(self, handle: int):
+        return -self._sock(handle).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def op_recv(self, handle: int, count: int, flags: int):
+        return self._sock(handle).recv(count, flags)
+
+    def op_recvfrom(self, handle: int, count: int, flags: int):
+        sock = self._sock(handle)
+        data, peer = sock.recvfrom(count, flags)
+        return [data, _addr_list(sock.family, peer)]
+
+    def op_send(self, handle: int, data: bytes, flags: int):
+        return self._sock(handle).send(data, flags)
+
+    def op_sendto(self, handle: int, data: bytes, flags: int, addr: list):
+        sock = self._sock(handle)
+        _family, where = _sockaddr(addr, None)
+        return sock.sendto(data, flags, where)
+
+    def op_shutdown(self, handle: int, how: int):
+        self._sock(handle).shutdown(how)
+        return 0
+
+    def op_sockname(self, handle: int, peer: bool):
+        sock = self._sock(handle)
+        return _addr_list(sock.family, sock.getpeername() if peer else sock.getsockname())
+
+    def op_setsockopt(self, handle: int, level: int, option: int, value: bytes):
+        self._sock(handle).setsockopt(level, option, value)
+        return 0
+
+    def op_getsockopt(self, handle: int, level: int, option: int, size: int):
+        return self._sock(handle).getsockopt(level, option, max(1, min(size, 256)))
+
+    def op_poll(self, targets: list):
+        """Readiness now of [[handle, events], ...]: [[index, revents], ...] of the ready ones."""
+        poller = select.poll()
+        index: dict[int, list[int]] = {}
+        for i, (handle, events) in enumerate(targets):
+            fd = self.handles.get(handle)
+            if fd is None:
+                continue
+            index.setdefault(fd, []).append(i)
+            poller.register(fd, events)
+        out = []
+        for fd, revents in poller.poll(0):
+            for i in index.get(fd, ()):
+                out.append([i, revents & (targets[i][1] | 0x38)])
+        return sorted(out)
+
+    # -- host epoll instances mirror the host descriptors of a guest epoll -----------------
+
+    def op_epcreate(self):
+        ep = select.epoll()
+        handle = self._next
+        self._next += 1
+        self.epolls[handle] = ep
+        self.handles[handle] = ep.fileno()
+        return handle
+
+    def op_epctl(self, ep_handle: int, op: int, handle: int, events: int):
+        ep = self.epolls.get(ep_handle)
+        fd = self.handles.get(handle)
+        if ep is None or fd is None:
+            return -errno.EBADF
+        if op == 1:
+            ep.register(fd, events)
+        elif op == 2:
+            ep.unregister(fd)
+        else:
+            ep.modify(fd, events)
+        self.epoll_members.setdefault(ep_handle, {})[fd] = handle
+        return 0
+
+    def op_epwait(self, ep_handle: int, maxevents: int):
+        ep = self.epolls.get(ep_handle)
+        if ep is None:
+            return -errno.EBADF
+        members = self.epoll_members.get(ep_handle, {})
+        return [[members[fd], ev] for fd, ev in ep.poll(0, maxevents) if fd in members]
+
+
+class HostOS(HostSockets):
     """Performs the personality's host operations. ``blob_ready`` receives new content.
 
     Args:
@@ -56,6 +215,9 @@ class HostOS:
         self.handles: dict[int, int] = {0: 0}          # handle -> host fd; handle 0 is our stdin
         self._next = 3
         self.blobs: dict[str, bytes] = {}
+        self.sockets: dict[int, socket.socket] = {}
+        self.epolls: dict[int, select.epoll] = {}
+        self.epoll_members: dict[int, dict[int, int]] = {}  # epoll handle -> {host fd: handle}
 
     def call(self, op: str, params: list):
         method = getattr(self, "op_" + op, None)
@@ -67,12 +229,15 @@ class HostOS:
             return _err(exc)
 
     def close(self) -> None:
+        for holder in list(self.sockets.values()) + list(self.epolls.values()):
+            holder.close()
         for handle, fd in list(self.handles.items()):
-            if handle:
+            if handle and handle not in self.sockets and handle not in self.epolls:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        self.sockets, self.epolls, self.epoll_members = {}, {}, {}
         self.handles = {0: 0}
 
     # -- files -----------------------------------------------------------------------
@@ -119,7 +284,13 @@ class HostOS:
 
     def op_close(self, handle: int):
         fd = self.handles.pop(handle, None)
-        if fd is not None and handle:
+        holder = self.sockets.pop(handle, None) or self.epolls.pop(handle, None)
+        self.epoll_members.pop(handle, None)
+        for members in self.epoll_members.values():
+            members.pop(fd, None)
+        if holder is not None:
+            holder.close()
+        elif fd is not None and handle:
             os.close(fd)
         return 0
 

@@ -1,19 +1,373 @@
-"""Readiness: which descriptors a waiting thread waits on, and whether they are ready."""
+"""Readiness: epoll, poll, select and eventfd, and what a waiting thread waits on.
+
+A descriptor is either inside the program — a pipe, an eventfd, a regular file's
+captured content — whose readiness the personality computes from its own state, or on
+the host — a socket, a terminal, a file opened for writing — whose readiness is a host
+answer, logged. An epoll instance keeps its interest list in the personality; its host
+members are mirrored into a host epoll, so one host answer covers a thousand sockets.
+
+A call that finds nothing ready and may wait makes the thread wait on its descriptors
+(``Blocked(["fds", ...])``, vmm/linux/tasks.py). When something inside the program
+changes — a pipe written or closed, an eventfd counted — every such thread runs its
+call again (``retry_waiters``); for host descriptors the recorder's scheduler polls the
+host and says, in a SWITCH, when to run it again.
+"""
 
 from __future__ import annotations
 
+import struct
+from typing import TYPE_CHECKING
+
+from vmm.linux import abi
+from vmm.linux.tasks import Blocked
+
+if TYPE_CHECKING:
+    from vmm.linux.files import OpenFile
+
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+EPOLLEXCLUSIVE, EPOLLWAKEUP, EPOLLONESHOT, EPOLLET = 1 << 28, 1 << 29, 1 << 30, 1 << 31
+EPOLL_CLOEXEC = 0o2000000
+EFD_SEMAPHORE, EFD_NONBLOCK, EFD_CLOEXEC = 1, 0o4000, 0o2000000
+EVENTFD_MAX = (1 << 64) - 2
+HOST_KINDS = ("host", "socket")
+MAX_POLL_FDS = 1 << 16
+ANON_STAT = [0, 0, 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
+
+
+def s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def host_backed(f: OpenFile) -> bool:
+    return f.kind in HOST_KINDS and f.handle is not None
+
+
+def ready_inside(k, f: OpenFile, events: int) -> int:
+    """poll revents of a descriptor inside the program."""
+    kind = f.kind
+    if kind == "pipe":
+        from vmm.linux.files import pipe_ends
+        readers, writers = pipe_ends(k, f.pipe)
+        buffered = len(k.files.pipes.get(f.pipe, b""))
+        if f.flags & abi.O_ACCMODE == 0:
+            return (POLLIN if buffered else 0) | (0 if writers else POLLHUP)
+        from vmm.linux.files import PIPE_BUF
+        return (POLLOUT if buffered < PIPE_BUF else 0) | (0 if readers else POLLERR)
+    if kind == "eventfd":
+        value = f.data[0]
+        return (POLLIN if value > 0 else 0) | (POLLOUT if value < EVENTFD_MAX else 0)
+    if kind == "epoll":
+        return POLLIN if any(_entry_ready(k, e) for e in f.data if e[3] is None) else 0
+    return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 
 
 def wait_targets(k, fds: list) -> tuple[list[tuple[int, int]], bool]:
-    """([(host handle, poll events)], whether something inside the program is ready now)."""
+    """For the scheduler: ([(host handle, events)], whether something inside is ready now)."""
     targets: list[tuple[int, int]] = []
     for fd, events in fds:
         f = k.files.get(fd)
         if f is None:
             return targets, True
-        if f.handle is not None and f.kind in ("host", "socket"):
+        if f.kind == "epoll":
+            if f.handle is not None and any(e[3] is not None for e in f.data):
+                targets.append((f.handle, POLLIN))
+            if any(_entry_ready(k, e) for e in f.data if e[3] is None):
+                return targets, True
+        elif host_backed(f):
             targets.append((f.handle, events))
-        else:
+        elif ready_inside(k, f, events) & (events | POLLERR | POLLHUP):
             return targets, True
     return targets, False
+
+
+def _poll_now(k, wanted: list[tuple[int, int]]) -> list[int]:
+    """revents for each (fd, events): inside ones computed, host ones in one host answer."""
+    revents = [0] * len(wanted)
+    host, where = [], []
+    for i, (fd, events) in enumerate(wanted):
+        if fd < 0:
+            continue
+        f = k.files.get(fd)
+        if f is None:
+            revents[i] = POLLNVAL
+        elif host_backed(f):
+            host.append([f.handle, events & 0xFFFF])
+            where.append(i)
+        elif f.kind == "epoll":
+            revents[i] = ready_inside(k, f, events) & events
+            if not revents[i] and f.handle is not None and any(e[3] is not None for e in f.data):
+                host.append([f.handle, POLLIN])
+                where.append(i)
+        else:
+            revents[i] = ready_inside(k, f, events) & (events | POLLERR | POLLHUP | POLLNVAL)
+    if host:
+        answer = k.host("poll", host)
+        for index, value in answer:
+            revents[where[index]] = value
+    return revents
+
+
+def _timeout_ms(ms: int) -> int | None:
+    ms = s32(ms)
+    return None if ms < 0 else ms * 1_000_000
+
+
+# -- poll, ppoll, select, pselect6 -------------------------------------------------------------
+
+def _poll(k, fds_ptr, nfds, timeout_ns):
+    if nfds > MAX_POLL_FDS:
+        return -abi.EINVAL
+    raw = k.read(fds_ptr, 8 * nfds) if nfds else b""
+    wanted = [(s32(struct.unpack_from("<i", raw, 8 * i)[0]), struct.unpack_from("<h", raw, 8 * i + 4)[0] & 0xFFFF)
+              for i in range(nfds)]
+    revents = _poll_now(k, wanted)
+    ready = sum(1 for r in revents if r)
+    if ready == 0 and timeout_ns != 0 and not k.timed_out:
+        raise Blocked(["fds", [[fd, ev] for fd, ev in wanted if fd >= 0]], timeout_ns)
+    if nfds:
+        out = bytearray(raw)
+        for i, value in enumerate(revents):
+            struct.pack_into("<H", out, 8 * i + 6, value & 0xFFFF)
+        k.write(fds_ptr, bytes(out))
+    return ready
+
+
+def sys_poll(k, fds, nfds, timeout):
+    return _poll(k, fds, nfds, _timeout_ms(timeout))
+
+
+def sys_ppoll(k, fds, nfds, tsp, sigmask, size):
+    timeout = None
+    if tsp:
+        timeout = abi.read_timespec(k.read(tsp, 16))
+        if timeout is None:
+            return -abi.EINVAL
+    return _poll(k, fds, nfds, timeout)
+
+
+def _select(k, nfds, readfds, writefds, exceptfds, timeout_ns):
+    nfds = s32(nfds)
+    if not 0 <= nfds <= 1024:
+        return -abi.EINVAL
+    words = (nfds + 63) // 64
+    sets = [int.from_bytes(k.read(p, 8 * words), "little") if p and words else 0
+            for p in (readfds, writefds, exceptfds)]
+    wanted = []
+    for fd in range(nfds):
+        events = (POLLIN if sets[0] >> fd & 1 else 0) | (POLLOUT if sets[1] >> fd & 1 else 0) \
+            | (POLLPRI if sets[2] >> fd & 1 else 0)
+        if events:
+            if k.files.get(fd) is None:
+                return -abi.EBADF
+            wanted.append((fd, events))
+    revents = _poll_now(k, wanted)
+    out = [0, 0, 0]
+    count = 0
+    for (fd, events), r in zip(wanted, revents):
+        for i, bit in enumerate((POLLIN | POLLHUP | POLLERR, POLLOUT | POLLERR, POLLPRI)):
+            if events & (POLLIN, POLLOUT, POLLPRI)[i] and r & bit:
+                out[i] |= 1 << fd
+                count += 1
+    if count == 0 and timeout_ns != 0 and not k.timed_out:
+        raise Blocked(["fds", [[fd, ev] for fd, ev in wanted]], timeout_ns)
+    for p, value in zip((readfds, writefds, exceptfds), out):
+        if p and words:
+            k.write(p, value.to_bytes(8 * words, "little"))
+    return count
+
+
+def sys_select(k, nfds, readfds, writefds, exceptfds, timeout):
+    ns = None
+    if timeout:
+        sec, usec = struct.unpack("<qq", k.read(timeout, 16))
+        if sec < 0 or not 0 <= usec < 1_000_000:
+            return -abi.EINVAL
+        ns = sec * 1_000_000_000 + usec * 1000
+    return _select(k, nfds, readfds, writefds, exceptfds, ns)
+
+
+def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
+    ns = None
+    if timeout:
+        ns = abi.read_timespec(k.read(timeout, 16))
+        if ns is None:
+            return -abi.EINVAL
+    return _select(k, nfds, readfds, writefds, exceptfds, ns)
+
+
+# -- epoll ---------------------------------------------------------------------------------------
+# An epoll file's data: its interest list, [[fd, events, data, host handle or None], ...].
+
+def sys_epoll_create(k, size):
+    return -abi.EINVAL if s32(size) <= 0 else sys_epoll_create1(k, 0)
+
+
+def sys_epoll_create1(k, flags):
+    from vmm.linux.files import OpenFile
+    if flags & ~EPOLL_CLOEXEC:
+        return -abi.EINVAL
+    handle = k.host("epcreate")
+    if handle < 0:
+        return handle
+    f = OpenFile("epoll", "anon_inode:[eventpoll]", abi.O_RDWR, stat=list(ANON_STAT), handle=handle, data=[])
+    fd = k.files.install(f, cloexec=bool(flags & EPOLL_CLOEXEC))
+    if fd < 0:
+        k.host("close", handle)
+    return fd
+
+
+def sys_epoll_ctl(k, epfd, op, fd, event):
+    ep = k.files.get(epfd)
+    target = k.files.get(fd)
+    if ep is None or target is None:
+        return -abi.EBADF
+    if ep.kind != "epoll" or target is ep:
+        return -abi.EINVAL
+    if target.kind in ("blob", "dir", "synth", "null", "zero"):
+        return -abi.EPERM                                  # regular files cannot be watched
+    fd, op = s32(fd), s32(op)
+    entry = next((e for e in ep.data if e[0] == fd), None)
+    events = data = 0
+    if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+        events, data = struct.unpack("<IQ", k.read(event, 12))
+        events |= POLLERR | POLLHUP
+    if op == EPOLL_CTL_ADD:
+        if entry is not None:
+            return -abi.EEXIST
+        handle = target.handle if host_backed(target) else None
+        if handle is not None:
+            result = k.host("epctl", ep.handle, EPOLL_CTL_ADD, handle, events & ~(EPOLLEXCLUSIVE | EPOLLWAKEUP))
+            if result < 0:
+                return result
+        ep.data.append([fd, events, data, handle])
+        return 0
+    if entry is None:
+        return -abi.ENOENT
+    if op == EPOLL_CTL_DEL:
+        if entry[3] is not None:
+            k.host("epctl", ep.handle, EPOLL_CTL_DEL, entry[3], 0)
+        ep.data.remove(entry)
+        return 0
+    if op == EPOLL_CTL_MOD:
+        if entry[3] is not None:
+            result = k.host("epctl", ep.handle, EPOLL_CTL_MOD, entry[3], events & ~(EPOLLEXCLUSIVE | EPOLLWAKEUP))
+            if result < 0:
+                return result
+        entry[1], entry[2] = events, data
+        return 0
+    return -abi.EINVAL
+
+
+def _entry_ready(k, entry: list) -> int:
+    f = k.files.get(entry[0])
+    if f is None or entry[1] & 0xFFFF == 0:
+        return 0
+    return ready_inside(k, f, entry[1]) & (entry[1] | POLLERR | POLLHUP)
+
+
+def _epoll_wait(k, epfd, events_ptr, maxevents, timeout_ns):
+    ep = k.files.get(epfd)
+    if ep is None:
+        return -abi.EBADF
+    if ep.kind != "epoll":
+        return -abi.EINVAL
+    maxevents = s32(maxevents)
+    if not 0 < maxevents <= 1 << 20:
+        return -abi.EINVAL
+    out: list[tuple[int, int]] = []
+    for entry in ep.data:
+        if entry[3] is None and len(out) < maxevents:
+            revents = _entry_ready(k, entry)
+            if revents:
+                out.append((revents, entry[2]))
+                if entry[1] & EPOLLONESHOT:
+                    entry[1] &= ~0xFFFF
+    if len(out) < maxevents and any(e[3] is not None for e in ep.data):
+        by_handle = {e[3]: e for e in ep.data if e[3] is not None}
+        answer = k.host("epwait", ep.handle, maxevents - len(out))
+        if isinstance(answer, int):
+            return answer
+        for handle, revents in answer:
+            entry = by_handle.get(handle)
+            if entry is not None:
+                out.append((revents, entry[2]))
+                if entry[1] & EPOLLONESHOT:
+                    entry[1] &= ~0xFFFF
+    if not out and timeout_ns != 0 and not k.timed_out:
+        raise Blocked(["fds", [[s32(epfd), POLLIN]]], timeout_ns)
+    if out:
+        k.write(events_ptr, b"".join(struct.pack("<IQ", ev & 0xFFFFFFFF, data) for ev, data in out))
+    return len(out)
+
+
+def sys_epoll_wait(k, epfd, events, maxevents, timeout):
+    return _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout))
+
+
+def sys_epoll_pwait(k, epfd, events, maxevents, timeout, sigmask, size):
+    return _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout))
+
+
+def sys_epoll_pwait2(k, epfd, events, maxevents, timeout, sigmask, size):
+    ns = None
+    if timeout:
+        ns = abi.read_timespec(k.read(timeout, 16))
+        if ns is None:
+            return -abi.EINVAL
+    return _epoll_wait(k, epfd, events, maxevents, ns)
+
+
+def forget_fd(k, fd: int) -> None:
+    """The last descriptor of a file closed: Linux drops it from every epoll's interest list."""
+    for entry in list(k.files.fds.values()):
+        f = entry[0]
+        if f.kind == "epoll":
+            f.data[:] = [e for e in f.data if e[0] != fd]
+
+
+# -- eventfd -----------------------------------------------------------------------------------
+# An eventfd's data: [counter, semaphore].
+
+def sys_eventfd(k, initval):
+    return sys_eventfd2(k, initval, 0)
+
+
+def sys_eventfd2(k, initval, flags):
+    from vmm.linux.files import OpenFile
+    if flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC):
+        return -abi.EINVAL
+    f = OpenFile("eventfd", "anon_inode:[eventfd]", abi.O_RDWR | (flags & EFD_NONBLOCK), stat=list(ANON_STAT),
+                 data=[initval & 0xFFFFFFFF, int(bool(flags & EFD_SEMAPHORE))])
+    return k.files.install(f, cloexec=bool(flags & EFD_CLOEXEC))
+
+
+def eventfd_read(k, f: OpenFile, fd: int, count: int) -> bytes | int:
+    if count < 8:
+        return -abi.EINVAL
+    value, semaphore = f.data
+    if value == 0:
+        if f.flags & abi.O_NONBLOCK:
+            return -abi.EAGAIN
+        raise Blocked(["fds", [[s32(fd), POLLIN]]])
+    taken = 1 if semaphore else value
+    f.data[0] = value - taken
+    k.retry_waiters()
+    return struct.pack("<Q", taken)
+
+
+def eventfd_write(k, f: OpenFile, fd: int, data: bytes) -> int:
+    if len(data) < 8:
+        return -abi.EINVAL
+    add = struct.unpack_from("<Q", data)[0]
+    if add == (1 << 64) - 1:
+        return -abi.EINVAL
+    if f.data[0] + add > EVENTFD_MAX:
+        if f.flags & abi.O_NONBLOCK:
+            return -abi.EAGAIN
+        raise Blocked(["fds", [[s32(fd), POLLOUT]]])
+    f.data[0] += add
+    k.retry_waiters()
+    return 8

@@ -20,6 +20,7 @@ from unicorn import x86_const as x86
 from trace_format.events import EventKind
 from vmm.linux import abi
 from vmm.linux.files import s32
+from vmm.linux.tasks import WAIT
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel

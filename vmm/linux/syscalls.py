@@ -22,7 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from vmm.linux import files, futex, identity, memory_calls, signals, tasks, time_calls
+from vmm.linux import files, futex, identity, memory_calls, net, poll, signals, tasks, time_calls
 
 
 class Support(str, enum.Enum):
@@ -152,6 +152,36 @@ SYSCALLS: dict[int, Syscall] = {
     229: _s("clock_getres", "clockid ptr", time_calls.sys_clock_getres),
     230: _s("clock_nanosleep", "clockid int ptr ptr", time_calls.sys_clock_nanosleep),
     318: _s("getrandom", "buf_out len hex", time_calls.sys_getrandom),
+    # -- sockets (vmm/linux/net.py) ------------------------------------------------------------
+    41: _s("socket", "sockdomain socktype int", net.sys_socket, P, "AF_INET, AF_INET6, AF_UNIX; stream, datagram, seqpacket"),
+    42: _s("connect", "fd ptr len", net.sys_connect),
+    43: _s("accept", "fd ptr ptr", net.sys_accept),
+    44: _s("sendto", "fd buf_in len hex ptr len", net.sys_sendto),
+    45: _s("recvfrom", "fd buf_out len hex ptr ptr", net.sys_recvfrom),
+    46: _s("sendmsg", "fd ptr hex", net.sys_sendmsg, P, "no ancillary data (SCM_RIGHTS)"),
+    47: _s("recvmsg", "fd ptr hex", net.sys_recvmsg, P, "no ancillary data"),
+    48: _s("shutdown", "fd int", net.sys_shutdown),
+    49: _s("bind", "fd ptr len", net.sys_bind, P, "the wildcard address binds the host's 127.0.0.1 (--bind-host)"),
+    50: _s("listen", "fd int", net.sys_listen),
+    51: _s("getsockname", "fd ptr ptr", net.sys_getsockname),
+    52: _s("getpeername", "fd ptr ptr", net.sys_getpeername),
+    53: _s("socketpair", "sockdomain socktype int ptr", net.sys_socketpair, P, "AF_UNIX"),
+    54: _s("setsockopt", "fd int int ptr len", net.sys_setsockopt),
+    55: _s("getsockopt", "fd int int ptr ptr", net.sys_getsockopt),
+    288: _s("accept4", "fd ptr ptr hex", net.sys_accept4),
+    # -- readiness (vmm/linux/poll.py) ----------------------------------------------------------
+    7: _s("poll", "ptr int int", poll.sys_poll),
+    23: _s("select", "int ptr ptr ptr ptr", poll.sys_select),
+    270: _s("pselect6", "int ptr ptr ptr ptr ptr", poll.sys_pselect6, P, "the signal mask is not applied"),
+    271: _s("ppoll", "ptr int ptr ptr len", poll.sys_ppoll, P, "the signal mask is not applied"),
+    213: _s("epoll_create", "int", poll.sys_epoll_create),
+    291: _s("epoll_create1", "hex", poll.sys_epoll_create1),
+    233: _s("epoll_ctl", "fd int fd ptr", poll.sys_epoll_ctl, P, "EPOLLET and EPOLLONESHOT as Linux for sockets; level-triggered for pipes"),
+    232: _s("epoll_wait", "fd ptr int int", poll.sys_epoll_wait),
+    281: _s("epoll_pwait", "fd ptr int int ptr len", poll.sys_epoll_pwait, P, "the signal mask is not applied"),
+    441: _s("epoll_pwait2", "fd ptr int ptr ptr len", poll.sys_epoll_pwait2, P, "the signal mask is not applied"),
+    284: _s("eventfd", "int", poll.sys_eventfd),
+    290: _s("eventfd2", "int hex", poll.sys_eventfd2),
     # -- threads (vmm/linux/tasks.py, vmm/linux/futex.py) -----------------------------------
     202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "WAIT, WAKE, BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; PI locks ENOSYS"),
     56: _s("clone", "hex ptr ptr ptr hex", tasks.sys_clone, P, "threads (CLONE_THREAD); a new process is ENOSYS"),
