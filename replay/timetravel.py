@@ -675,7 +675,7 @@ class TimeTravel:
             self.machine.uc.hook_del(h)
         if handles:
             self.machine.uc.ctl_flush_tb()
-        self.machine.counter.set_exact(self.machine.kernel is not None)   # a Linux program stays exact
+        self.machine.counter.set_exact(False)
 
     # -- the API: moving ---------------------------------------------------------------
 

@@ -73,6 +73,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import capstone
 from capstone import x86_const as cs_x86
@@ -107,9 +108,9 @@ NATIVE_CODE = bytes.fromhex(
     "48894140c30f1f80000000004883c010ebb46690488b1648834178014889d048c1e80f4831d0482341304883"
     "e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b668378180075044883c01048"
     "89100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c566394818"
-    "75bf4883c010ebcb0f1f840000000000488b01483b4108730f4883c00148897118488901c30f1f0048c74158"
-    "03000000ff611066662e0f1f840000000000669048837920007409c30f1f840000000000488b01483b410873"
-    "0f4883c00148897118488901c30f1f0048c7415803000000ff6110"
+    "75bf4883c010ebcb0f1f84000000000048837958007514488b01483b410873104883c00148897118488901c3"
+    "0f1f400048c7415803000000ff61100f1f44000048837920007409c30f1f840000000000488379580075f048"
+    "8b01483b410873104883c00148897118488901c30f1f400048c7415803000000ff6110"
 )
 NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x170, "vmrr_range_hook": 0x1a0}
 NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
@@ -245,6 +246,9 @@ class InstructionCounter:
         self._tail: tuple[int, int] | None = None
         self._global_hook = None
         self._running = False                  # inside emu_start (a hook may be calling)
+        # Called before every emu_start, including the re-starts after a block was
+        # classified: the CPU clears the exception QEMU still thinks is in flight there.
+        self.before_start: Callable[[], None] | None = None
         self._flush_pending = False
         self.misses = 0
         self.tails = 0
@@ -316,6 +320,8 @@ class InstructionCounter:
         try:
             while True:
                 s.stop_reason = STOP_NONE
+                if self.before_start is not None:
+                    self.before_start()
                 self._running = True
                 try:
                     uc.emu_start(uc.reg_read(x86.UC_X86_REG_RIP), until)

@@ -125,6 +125,11 @@ void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
 
 static inline void count_one(void *uc, uint64_t pc, struct counter *s)
 {
+    /* The block hook already asked to stop before this block (to classify it, or at the
+       limit): Unicorn still calls the first instruction's code hook, then stops before the
+       instruction. It has not begun. */
+    if (s->stop_reason != STOP_NONE)
+        return;
     if (s->icount >= s->limit) {
         s->stop_reason = STOP_CODE;
         s->emu_stop(uc);           /* a code hook's stop takes effect before this insn */

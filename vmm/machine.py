@@ -159,6 +159,11 @@ class Machine:
         self.cpu = Cpu(self.cpu_model)
         self.uc = self.cpu.uc
         self.counter = self.cpu.counter
+        # The exception that ended the last run was handled by the VMM; QEMU would still
+        # count it as "in flight" and make the next fault a double fault, then a triple
+        # fault that silently stops the CPU (Cpu.forget_exception). Cleared before every
+        # emu_start, including the counter's re-starts after classifying a new block.
+        self.counter.before_start = self.cpu.forget_exception
         self.boundary = None
         try:
             # Private, not Python's default shared mapping: pages never written cost no
@@ -199,10 +204,6 @@ class Machine:
                             self.sockets, self.power)
         self._ports = {port: dev for dev in self.devices for port in dev.ports}
         if linux:
-            # A Linux program is counted per instruction for now: with block counting, a
-            # rare recording of python3 replays a few instructions off (under investigation;
-            # see docs/linux.md). Its speed is bound by translation and page faults anyway.
-            self.counter.set_exact(True)
             self.kernel.boot()
         else:
             self._boot()
@@ -419,10 +420,6 @@ class Machine:
         self._pending_exception = None
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
-        # The exception that ended the last slice was handled by the VMM; QEMU would still
-        # count it as "in flight" and make the next fault a double fault (Cpu.forget_exception).
-        # Clearing it here, before every slice, also covers one that never reached our hook.
-        self.cpu.forget_exception()
         try:
             counter.run(UNTIL, exact=exact)
         except UcError as exc:

@@ -25,6 +25,7 @@ from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
 from vmm.boundary import EndOfTrace
+from vmm.cpu import RegisterBatch
 from vmm.errors import ReplayDivergence
 from vmm.linux import abi
 from vmm.linux.files import FileTable
@@ -127,6 +128,8 @@ class LinuxKernel:
                                    (x86.UC_X86_REG_RFLAGS, 0x202)])
 
     def install_hooks(self) -> None:
+        self._args = RegisterBatch(self.uc, _ARG_REGS)
+        self._rax = RegisterBatch(self.uc, [x86.UC_X86_REG_RAX])
         self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
 
     # -- threads (vmm/linux/tasks.py) --------------------------------------------------
@@ -370,13 +373,12 @@ class LinuxKernel:
         return value
 
     def _on_syscall(self, uc, _user_data) -> None:
-        values = uc.reg_read_batch(_ARG_REGS)
+        values = self._args.read()
         self._syscall(values[0], values[1:], in_hook=True)
 
     def _syscall(self, nr: int, args: list[int], *, in_hook: bool) -> None:
         """One system call of the task on the CPU: in the SYSCALL hook (RIP at the
         instruction), or again when a waiting task is switched in (RIP after it)."""
-        uc = self.uc
         entry = SYSCALLS.get(nr)
         icount = self.machine.icount
         boundary = self.boundary
@@ -409,7 +411,7 @@ class LinuxKernel:
                                        f"the recorded host answer does not fit ({exc})") from None
         answers, self._answers = self._answers, None
         if ret is not NO_RETURN:
-            uc.reg_write(x86.UC_X86_REG_RAX, ret & MASK64)
+            self._rax.write([ret])
         boundary.syscall_exit(icount, [task.tid, nr, shown, None if ret is NO_RETURN else ret, answers])
         if status is not None:
             self.machine.power_off(status & 0xFF)
