@@ -12,7 +12,7 @@ the program was deleted) sees exactly what ran:
 - whatever file is mapped at the current position (``LinuxKernel.file_by_path``);
 - ``/proc/PID/...`` (maps, auxv, cmdline, ...), as the personality shows them now.
 
-Threads are the kernel's tids (one today); gdb names them ``pPID.TID`` when it speaks
+Threads are the kernel's tids (vmm/linux/tasks.py); gdb names them ``pPID.TID`` when it speaks
 the multiprocess extensions, as gdb 13 does.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape as xml_escape
 
+from vmm.linux.tasks import CTX_NAMES
 from vmm.linux import procfs
 from vmm.linux.memory import PAGE, PTE_ADDR, PTE_KEPT, PTE_P
 
@@ -52,15 +53,36 @@ class LinuxProcess:
     # -- threads -------------------------------------------------------------------------
 
     def tids(self) -> list[int]:
-        """The threads of the process at the current position (the running one first)."""
-        return [self.kernel.tid]
+        """The live threads of the process at the current position (the running one first)."""
+        current = self.kernel.tid
+        return [current] + [t.tid for t in self.kernel.live_tasks() if t.tid != current]
 
     def current_tid(self) -> int:
         """The thread that ran the instruction at the current position."""
         return self.kernel.tid
 
-    def thread_name(self, _tid: int) -> str:
-        return self.kernel.comm
+    def thread_name(self, tid: int) -> str:
+        task = self.kernel.tasks.get(tid)
+        return task.name if task is not None else self.kernel.comm
+
+    def thread_state(self, tid: int) -> str:
+        """For ``info threads``: running, or what the thread waits on."""
+        task = self.kernel.tasks.get(tid)
+        if task is None or tid == self.kernel.tid:
+            return "on the CPU"
+        return task.describe_wait()
+
+    def thread_registers(self, tid: int, current: dict[str, int]) -> dict[str, int]:
+        """The integer registers of thread ``tid``: the CPU's for the running thread, the
+        saved ones (vmm/linux/tasks.py) for a thread off the CPU. The vector registers
+        shown are the CPU's in both cases."""
+        task = self.kernel.tasks.get(tid)
+        if task is None or task.ctx is None:
+            return current
+        values = dict(current)
+        for name, value in zip(CTX_NAMES, task.ctx[0]):
+            values["eflags" if name == "rflags" and "eflags" in values else name] = value
+        return values
 
     def threads_xml(self, thread_id) -> bytes:
         """``qXfer:threads:read``: the threads with their names; ``thread_id`` formats an id."""

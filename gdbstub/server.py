@@ -347,13 +347,26 @@ class Session:
         return "OK" if self._known_thread(thread) else "E01"
 
     def select_thread(self, args: str) -> str:
-        """``Hg``/``Hc`` THREAD: every thread is stopped at one position; any known one is fine."""
-        return "OK" if self._known_thread(args[1:] or "0") else "E01"
+        """``Hg``/``Hc`` THREAD: every thread is stopped at one position. ``Hg`` chooses whose
+        registers ``g``/``p`` show; execution always moves the whole machine (all-stop)."""
+        thread = args[1:] or "0"
+        if not self._known_thread(thread):
+            return "E01"
+        if args[:1] == "g":
+            tid = self._tid_of(thread)
+            self.selected_tid = None if tid in (None, self.current_tid()) else tid
+        return "OK"
+
+    def _tid_of(self, thread: str) -> int | None:
+        text = thread.partition(".")[2] if thread.startswith("p") else thread
+        text = text or "-1"
+        return None if text in ("-1", "0") else int(text, 16)
 
     def thread_extra_info(self, thread: str) -> str:
         if self.process is None:
             return hex_text("vmrr guest CPU")
-        return hex_text("vmrr replay")
+        tid = self._tid_of(thread)
+        return hex_text(self.process.thread_state(tid) if tid is not None else "vmrr replay")
 
     def refuse(self, _args: str) -> str:
         return _REFUSED                      # a replay's registers and memory cannot change
@@ -385,6 +398,9 @@ class Session:
     def register_values(self) -> dict[str, int]:
         values = self.tt.registers()
         if self.process is not None:
+            tid = getattr(self, "selected_tid", None)
+            if tid is not None and tid in self.tids():
+                values = self.process.thread_registers(tid, values)
             values = {**values, "orig_rax": -1}  # a stop outside a system call, as Linux shows it
         return values
 
@@ -562,6 +578,7 @@ class Session:
         return self.tt.crash_icount is not None and self.tt.icount == self.tt.crash_icount
 
     def stop_reply(self, stop: Stop, was_at_end: bool = False) -> str:
+        self.selected_tid = None                     # the machine moved: gdb selects again
         """The ``T`` packet for a Stop of the TimeTravel."""
         reason = stop.reason
         if reason is StopReason.HISTORY_START:

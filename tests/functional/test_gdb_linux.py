@@ -256,3 +256,48 @@ def test_host_io_serves_only_files_of_the_trace(traces, gdbserver):
             == b"F-1,d"                                              # write access: EACCES
         assert _request(sock, b"vFile:close:" + fd[1:]) == b"F0"
         sock.sendall(frame(b"D;3e8"))
+
+
+# -- threads ------------------------------------------------------------------------------------
+
+THREADS = r"""
+#include <pthread.h>
+#include <stdio.h>
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static long counter;
+static void *work(void *arg) {
+    char name[16];
+    snprintf(name, sizeof name, "worker%ld", (long)arg);
+    pthread_setname_np(pthread_self(), name);
+    for (int i = 0; i < 20000; i++) { pthread_mutex_lock(&m); counter++; pthread_mutex_unlock(&m); }
+    return arg;
+}
+int main(void) {
+    pthread_t t[3];
+    for (long i = 0; i < 3; i++) pthread_create(&t[i], 0, work, (void *)i);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    printf("counter %ld\n", counter);
+    return 0;
+}
+"""
+
+
+def test_threads_are_gdb_threads_with_names_registers_and_reverse_execution(tmp_path, gdbserver):
+    source, program, trace = tmp_path / "threads.c", tmp_path / "threads", tmp_path / "threads.vmrr"
+    source.write_text(THREADS)
+    done = subprocess.run(["gcc", "-g", "-O0", "-pthread", "-o", str(program), str(source)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = vmrr("record", "-o", trace, "--", program)
+    assert record.returncode == 0 and "counter 60000" in record.stdout, describe(record)
+    replay_verify(trace)
+    port = gdbserver(trace)
+    out = gdb(port, "break threads.c:10", "continue", "continue", "continue", "info threads",
+              "thread 1", "bt", "reverse-continue", "info threads")
+    threads = re.findall(r'^\*?\s+\d+\s+Thread 1000\.(\d+) "([^"]+)"', out, re.M)
+    assert {"1000", "1001", "1002", "1003"} <= {tid for tid, _ in threads}, out
+    assert {"worker0", "worker1", "worker2"} & {name for _, name in threads}, out
+    assert re.search(r"hit Breakpoint 1, work \(arg=0x[0-2]\) at .*threads\.c:10", out), out
+    # Thread 1 (main) is off the CPU: its own registers give its own stack.
+    assert re.search(r"^#\d+ .*main \(\) at .*threads\.c:\d+$", out, re.M), out
+    assert out.count("hit Breakpoint 1, work") >= 4, out              # reverse-continue stopped too
