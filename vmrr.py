@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to create")
     p.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop recording after this long")
     p.add_argument("--chaos", nargs="?", const=-1, type=_int_arg, metavar="SEED",
-                   help="perturb interrupt timing (rare interleavings become common); random seed if none given")
+                   help="perturb interrupt timing, or a Linux program's thread switches (rare interleavings "
+                        "become common); random seed if none given")
     p.add_argument("--checkpoint-every", type=_int_range(1, 1 << 62), metavar="N",
                    help="instructions between checkpoints")
     p.add_argument("--digest-every", type=_int_range(1, 1 << 62), metavar="N",

@@ -226,9 +226,6 @@ class TraceBoundary:
             self._blobs[digest.hex()] = b"".join(pieces[i] for i in range(parts))
             del self._blob_parts[digest]
 
-    def sleep(self, ns: int) -> None:
-        pass                                         # replay skips the wait
-
     def stdio_write(self, stream: str, data: bytes) -> None:
         if stream == "stderr" and self.console_output is not None:
             try:                                  # the program's stderr goes to ours, as recorded

@@ -66,7 +66,6 @@ class Boundary(Protocol):
     def task_blocked(self, tid: int, timeout_ns: int | None) -> None: ...
     def task_woken(self, tid: int) -> None: ...
     def blob(self, file_id: str) -> bytes | None: ...
-    def sleep(self, ns: int) -> None: ...
     def stdio_write(self, stream: str, data: bytes) -> None: ...
     def sock_send(self, chan: int, data: bytes) -> None: ...
     def sock_close(self, chan: int) -> None: ...
@@ -289,15 +288,6 @@ class LiveBoundary:
 
     def blob(self, file_id: str) -> bytes | None:
         return None if self.host_os is None else self.host_os.blobs.get(file_id)
-
-    def sleep(self, ns: int) -> None:
-        """The program sleeps: so does the VM, in steps short enough to notice a shutdown."""
-        deadline = time.monotonic() + ns / 1e9
-        while self.machine._shutdown_reason is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(left, IDLE_WAIT_MAX))
 
     def stdio_write(self, stream: str, data: bytes) -> None:
         if stream == "stdout":

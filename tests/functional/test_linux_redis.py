@@ -8,7 +8,6 @@ it with SIGTERM (redis shuts down its own way), and replays the trace ``--verify
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

@@ -8,8 +8,8 @@ wait for the descriptor (vmm/linux/tasks.py); the recorder's scheduler polls the
 socket and runs the call again when it is ready.
 
 A bind to the wildcard address (0.0.0.0, ::) listens on the host's 127.0.0.1 (::1) at
-the same port, unless ``--bind-host`` says otherwise; a connect reaches the address the
-program names. AF_INET, AF_INET6 and AF_UNIX; stream and datagram sockets.
+the same port; a connect reaches the address the program names. AF_INET, AF_INET6 and
+AF_UNIX; stream and datagram sockets.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_WAITALL, MSG_NOSIGNAL = 1, 2, 0x20, 0x40, 0x100, 0x4000
 HOST_MSG_FLAGS = MSG_OOB | MSG_PEEK | MSG_TRUNC
 ENOTSOCK, EDESTADDRREQ, EAFNOSUPPORT, EINPROGRESS, EALREADY, EISCONN = 88, 89, 97, 115, 114, 106
-ESOCKTNOSUPPORT, EOPNOTSUPP = 94, 95
+ESOCKTNOSUPPORT, EOPNOTSUPP, EMSGSIZE = 94, 95, 90
+UIO_MAXIOV = 1024
 MAX_DATAGRAM = 65536
 SOCKET_STAT = [0, 0, abi.S_IFSOCK | 0o777, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
 
@@ -312,22 +313,23 @@ def sys_recvfrom(k, fd, buf, length, flags, addr, addrlen):
     return len(data)
 
 
-def _msghdr(k, msg: int) -> tuple[int, int, list[tuple[int, int]], int]:
-    name, namelen, iov, iovlen, _control, controllen, _flags = struct.unpack("<QI4xQQQQi4x", k.read(msg, 56))
-    if iovlen > 1024:
-        raise ValueError
-    raw = k.read(iov, 16 * iovlen) if iovlen else b""
-    return name, namelen, [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovlen)], controllen
-
-
-def sys_sendmsg(k, fd, msg, flags):
+def _message(k, fd: int, msg: int) -> tuple[OpenFile, int, int, list[tuple[int, int]]] | int:
+    """sendmsg/recvmsg: the socket and the ``struct msghdr``'s name and iovecs, or -errno."""
     f = _socket(k, fd)
     if isinstance(f, int):
         return f
-    try:
-        name, namelen, vecs, _controllen = _msghdr(k, msg)
-    except ValueError:
-        return -abi.EMSGSIZE if hasattr(abi, "EMSGSIZE") else -abi.EINVAL
+    name, namelen, iov, iovlen, _control, _controllen, _flags = struct.unpack("<QI4xQQQQi4x", k.read(msg, 56))
+    if iovlen > UIO_MAXIOV:
+        return -EMSGSIZE
+    raw = k.read(iov, 16 * iovlen) if iovlen else b""
+    return f, name, namelen, [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovlen)]
+
+
+def sys_sendmsg(k, fd, msg, flags):
+    message = _message(k, fd, msg)
+    if isinstance(message, int):
+        return message
+    f, name, namelen, vecs = message
     data = b"".join(k.read(base, length) for base, length in vecs if length)
     if name and f.data[1] != SOCK_STREAM:
         where = read_sockaddr(k, name, namelen)
@@ -338,13 +340,10 @@ def sys_sendmsg(k, fd, msg, flags):
 
 
 def sys_recvmsg(k, fd, msg, flags):
-    f = _socket(k, fd)
-    if isinstance(f, int):
-        return f
-    try:
-        name, namelen, vecs, _controllen = _msghdr(k, msg)
-    except ValueError:
-        return -abi.EINVAL
+    message = _message(k, fd, msg)
+    if isinstance(message, int):
+        return message
+    f, name, namelen, vecs = message
     total = sum(length for _base, length in vecs)
     peer = None
     if name and f.data[1] != SOCK_STREAM:

@@ -16,13 +16,9 @@ host and says, in a SWITCH, when to run it again.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
-
 from vmm.linux import abi
+from vmm.linux.files import PIPE_BUF, OpenFile, pipe_ends, s32
 from vmm.linux.tasks import Blocked
-
-if TYPE_CHECKING:
-    from vmm.linux.files import OpenFile
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
@@ -36,9 +32,18 @@ MAX_POLL_FDS = 1 << 16
 ANON_STAT = [0, 0, 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
 
 
-def s32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value & 0x80000000 else value
+class _BadTimeout(Exception):
+    """A timeout argument Linux rejects with EINVAL."""
+
+
+def _timespec_ns(k, ptr: int) -> int | None:
+    """A ``struct timespec *`` timeout in ns; NULL is None (wait for ever)."""
+    if not ptr:
+        return None
+    ns = abi.read_timespec(k.read(ptr, 16))
+    if ns is None:
+        raise _BadTimeout
+    return ns
 
 
 def host_backed(f: OpenFile) -> bool:
@@ -49,12 +54,10 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
     """poll revents of a descriptor inside the program."""
     kind = f.kind
     if kind == "pipe":
-        from vmm.linux.files import pipe_ends
         readers, writers = pipe_ends(k, f.pipe)
         buffered = len(k.files.pipes.get(f.pipe, b""))
         if f.flags & abi.O_ACCMODE == 0:
             return (POLLIN if buffered else 0) | (0 if writers else POLLHUP)
-        from vmm.linux.files import PIPE_BUF
         return (POLLOUT if buffered < PIPE_BUF else 0) | (0 if readers else POLLERR)
     if kind == "eventfd":
         value = f.data[0]
@@ -140,12 +143,10 @@ def sys_poll(k, fds, nfds, timeout):
 
 
 def sys_ppoll(k, fds, nfds, tsp, sigmask, size):
-    timeout = None
-    if tsp:
-        timeout = abi.read_timespec(k.read(tsp, 16))
-        if timeout is None:
-            return -abi.EINVAL
-    return _poll(k, fds, nfds, timeout)
+    try:
+        return _poll(k, fds, nfds, _timespec_ns(k, tsp))
+    except _BadTimeout:
+        return -abi.EINVAL
 
 
 def _select(k, nfds, readfds, writefds, exceptfds, timeout_ns):
@@ -190,12 +191,10 @@ def sys_select(k, nfds, readfds, writefds, exceptfds, timeout):
 
 
 def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
-    ns = None
-    if timeout:
-        ns = abi.read_timespec(k.read(timeout, 16))
-        if ns is None:
-            return -abi.EINVAL
-    return _select(k, nfds, readfds, writefds, exceptfds, ns)
+    try:
+        return _select(k, nfds, readfds, writefds, exceptfds, _timespec_ns(k, timeout))
+    except _BadTimeout:
+        return -abi.EINVAL
 
 
 # -- epoll ---------------------------------------------------------------------------------------
@@ -206,7 +205,6 @@ def sys_epoll_create(k, size):
 
 
 def sys_epoll_create1(k, flags):
-    from vmm.linux.files import OpenFile
     if flags & ~EPOLL_CLOEXEC:
         return -abi.EINVAL
     handle = k.host("epcreate")
@@ -312,12 +310,10 @@ def sys_epoll_pwait(k, epfd, events, maxevents, timeout, sigmask, size):
 
 
 def sys_epoll_pwait2(k, epfd, events, maxevents, timeout, sigmask, size):
-    ns = None
-    if timeout:
-        ns = abi.read_timespec(k.read(timeout, 16))
-        if ns is None:
-            return -abi.EINVAL
-    return _epoll_wait(k, epfd, events, maxevents, ns)
+    try:
+        return _epoll_wait(k, epfd, events, maxevents, _timespec_ns(k, timeout))
+    except _BadTimeout:
+        return -abi.EINVAL
 
 
 def forget_fd(k, fd: int) -> None:
@@ -336,7 +332,6 @@ def sys_eventfd(k, initval):
 
 
 def sys_eventfd2(k, initval, flags):
-    from vmm.linux.files import OpenFile
     if flags & ~(EFD_SEMAPHORE | EFD_NONBLOCK | EFD_CLOEXEC):
         return -abi.EINVAL
     f = OpenFile("eventfd", "anon_inode:[eventfd]", abi.O_RDWR | (flags & EFD_NONBLOCK), stat=list(ANON_STAT),

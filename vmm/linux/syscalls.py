@@ -161,7 +161,7 @@ SYSCALLS: dict[int, Syscall] = {
     46: _s("sendmsg", "fd ptr hex", net.sys_sendmsg, P, "no ancillary data (SCM_RIGHTS)"),
     47: _s("recvmsg", "fd ptr hex", net.sys_recvmsg, P, "no ancillary data"),
     48: _s("shutdown", "fd int", net.sys_shutdown),
-    49: _s("bind", "fd ptr len", net.sys_bind, P, "the wildcard address binds the host's 127.0.0.1 (--bind-host)"),
+    49: _s("bind", "fd ptr len", net.sys_bind, P, "the wildcard address binds the host's 127.0.0.1"),
     50: _s("listen", "fd int", net.sys_listen),
     51: _s("getsockname", "fd ptr ptr", net.sys_getsockname),
     52: _s("getpeername", "fd ptr ptr", net.sys_getpeername),
