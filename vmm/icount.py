@@ -15,7 +15,8 @@ Python. Its semantics are those of a per-instruction counter, bit for bit:
 
 **The block table.** A native ``UC_HOOK_EDGE_GENERATED`` callback runs every time
 Unicorn translates a block and records its shape — (address, size in bytes,
-instruction count), Unicorn's own TB information — in a two-way hashed table, marked
+instruction count), Unicorn's own TB information — in a four-way set-associative table
+(a Fibonacci hash of the address picks the set), marked
 *new*. The first time a new block is entered the block hook stops before it and Python
 (``_classify``) reads the block's bytes and decodes them (capstone): a block is
 *counted* (the block hook adds its instruction count at its start, and stops before it
@@ -82,7 +83,8 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 NO_LIMIT = (1 << 64) - 1
-TABLE_SLOTS = 1 << 16
+TABLE_SLOTS = 1 << 18                 # 4 MiB; WAYS entries a set (icount_native.c)
+WAYS = 4
 
 # Entry kinds and stop reasons: vmm/icount_native.c.
 KIND_NEW, KIND_COUNTED, KIND_EXACT = 0, 1, 2
@@ -100,19 +102,20 @@ NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
 # gcc 12 -O2 build of icount_native.c (see its header; make_native() rebuilds it and
 # tests/unit/test_icount_blocks.py checks these bytes against it when gcc is present).
 NATIVE_CODE = bytes.fromhex(
-    "48837920000f85850000004889f089d248c1e80f4831f0482341304883e0fe48c1e00448034128483b30746c"
-    "483b7010750e440fb740184c39c20f84a800000048c74158010000004889716048895168ff61100f1f440000"
-    "440fb7400a4f8d1c084d39da730f4883b98000000000744e4d39d173494c894938488941404d85c0740e0fb7"
-    "400e4c89194801f048894118c30f1f8000000000440fb740084c39c2758a440fb6400c4584c074944c8b094c"
-    "8b51084180f801749f4d39ca731a48c74158020000004889716048895168ff61100f1f80000000004c894938"
-    "48894140c30f1f80000000004883c010ebb46690488b1648834178014889d048c1e80f4831d0482341304883"
-    "e0fe48c1e004480341280fb74e0a483b107435483b5010743b6683780800740b668378180075044883c01048"
-    "89100fb75608c6400c00c1e21009ca895008c3660f1f8400000000006639480874dd483b501075c566394818"
-    "75bf4883c010ebcb0f1f84000000000048837958007514488b01483b410873104883c00148897118488901c3"
-    "0f1f400048c7415803000000ff61100f1f44000048837920007409c30f1f840000000000488379580075f048"
-    "8b01483b410873104883c00148897118488901c30f1f400048c7415803000000ff6110"
+    "48837920004989f84889f74889ce0f858c0000004c8b492889d248b9157c4a7fb979379e480fafcf48c1e920"
+    "48234e304883e1fc48c1e104498d0409498d4c0940483b38742a4883c0104839c175f248c746580100000048"
+    "897e60488b46104c89c748895668ffe00f1f840000000000440fb748084c39ca75cc0fb6480c84c974cd4c8b"
+    "0e4c8b560880f901742a4d39ca731548c7465802000000ebba0f1f00c30f1f80000000004c894e3848894640"
+    "c30f1f80000000000fb7480a4e8d1c094d39da730f4883be800000000074c44d39d173bf4c894e3848894640"
+    "4885c974bf0fb7400e4c891e4801f848894618c3488b51284889cf488b0e48b8157c4a7fb979379e440fb746"
+    "0a480fafc148c1e820482347304883e0fc48c1e0044c8d1c024c8d4c02404d89da4c89d84889c2483b087454"
+    "4883c0104c39c875ef488b47784883c00148894778498d7b406641837a08004c89d274144d8d52104939fa75"
+    "ec83e00348c1e004498d14030fb7460848890ac6420c00c1e0104409c0894208c30f1f800000000066443b40"
+    "0875a54883477801ebd6662e0f1f84000000000048837958007514488b01483b410873104883c00148897118"
+    "488901c30f1f400048c7415803000000ff61100f1f44000048837920007409c30f1f84000000000048837958"
+    "0075f0488b01483b410873104883c00148897118488901c30f1f400048c7415803000000ff6110"
 )
-NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x170, "vmrr_range_hook": 0x1a0}
+NATIVE_ENTRY = {"vmrr_block_hook": 0x0, "vmrr_edge_hook": 0xf0, "vmrr_code_hook": 0x1a0, "vmrr_range_hook": 0x1d0}
 NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
@@ -400,13 +403,16 @@ class InstructionCounter:
 
     def _slot(self, pc: int, size: int) -> _Entry:
         """The table entry for (pc, size), inserted (as the edge hook would) if missing."""
-        first = ((pc ^ (pc >> 15)) & (TABLE_SLOTS - 1)) & ~1
-        a, b = self._table[first], self._table[first + 1]
-        if a.pc == pc and a.size == size:
-            return a
-        if b.pc == pc and b.size == size:
-            return b
-        e = b if a.size != 0 and b.size == 0 else a
+        first = (((pc * 0x9E3779B97F4A7C15) & NO_LIMIT) >> 32) & (TABLE_SLOTS - 1) & ~(WAYS - 1)
+        table = self._table
+        free = None
+        for i in range(first, first + WAYS):
+            e = table[i]
+            if e.pc == pc and e.size == size:
+                return e
+            if free is None and e.size == 0:
+                free = e
+        e = free if free is not None else table[first + (self._state.translations & (WAYS - 1))]
         e.pc, e.size, e.icount, e.kind, e.last_off = pc, size, 0, KIND_NEW, 0
         return e
 

@@ -55,21 +55,22 @@ struct counter {
     uint64_t soft;                 /* 128: 1: the limit may be overrun to finish a block */
 };
 
-static inline uint64_t slot_of(const struct counter *s, uint64_t pc)
+/* The table is a set-associative cache of WAYS entries a set. A Fibonacci hash spreads
+   the addresses of a PIE program and its libraries, which share their low bits, over
+   all sets. */
+#define WAYS 4
+static inline uint64_t set_of(const struct counter *s, uint64_t pc)
 {
-    return ((pc ^ (pc >> 15)) & s->mask) & ~(uint64_t)1;     /* two-way: slot, slot+1 */
+    return ((pc * 0x9E3779B97F4A7C15ull) >> 32) & s->mask & ~(uint64_t)(WAYS - 1);
 }
-
 static inline struct entry *find(struct counter *s, uint64_t pc, uint64_t size)
 {
-    struct entry *e = &s->table[slot_of(s, pc)];
-    if (e[0].pc == pc && e[0].size == size)
-        return &e[0];
-    if (e[1].pc == pc && e[1].size == size)
-        return &e[1];
+    struct entry *e = &s->table[set_of(s, pc)];
+    for (int i = 0; i < WAYS; i++)
+        if (e[i].pc == pc && e[i].size == size)
+            return &e[i];
     return 0;
 }
-
 /* UC_HOOK_BLOCK: count the whole block before it runs, or stop before it. */
 void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
 {
@@ -105,24 +106,24 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
 /* UC_HOOK_EDGE_GENERATED: Unicorn just translated `cur`; remember its shape. */
 void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
 {
-    struct entry *e = &s->table[slot_of(s, cur->pc)];
-
+    struct entry *set = &s->table[set_of(s, cur->pc)];
+    struct entry *e = find(s, cur->pc, cur->size);
     (void)uc;
     (void)prev;
     s->translations++;
-    if (e[0].pc == cur->pc && e[0].size == cur->size)
-        ;
-    else if (e[1].pc == cur->pc && e[1].size == cur->size)
-        e = &e[1];
-    else if (e[0].size != 0 && e[1].size == 0)
-        e = &e[1];
-    /* else: the first way is free, or both are taken and the first is evicted */
+    if (!e) {
+        e = &set[s->translations & (WAYS - 1)];    /* all ways taken: evict one in turn */
+        for (int i = 0; i < WAYS; i++)
+            if (set[i].size == 0) {
+                e = &set[i];
+                break;
+            }
+    }
     e->pc = cur->pc;
     e->size = cur->size;
     e->icount = cur->icount;
     e->kind = KIND_NEW;            /* the bytes may differ: Python looks again */
 }
-
 static inline void count_one(void *uc, uint64_t pc, struct counter *s)
 {
     /* The block hook already asked to stop before this block (to classify it, or at the
