@@ -15,6 +15,8 @@ import ctypes
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x86
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+from unicorn.unicorn_py3 import unicorn as _ucbind
 
 from vmm.icount import InstructionCounter
 
@@ -25,6 +27,7 @@ LINUX_CPU_MODEL = "westmere"
 CPU_MODELS = {"qemu64": x86.UC_CPU_X86_QEMU64, "westmere": x86.UC_CPU_X86_WESTMERE}
 SUPPORTED_CPU_MODELS = frozenset(CPU_MODELS)       # what a trace header's cpu_model may name
 
+_CTL_FLUSH_TLB = UC_CTL_TLB_FLUSH | UC_CTL_IO_WRITE << 30    # uc_ctl's UC_CTL_WRITE(.., 0 args)
 RFLAGS_TF = 1 << 8
 RFLAGS_IF = 1 << 9
 RFLAGS_RF = 1 << 16
@@ -166,6 +169,16 @@ class Cpu:
             regs[f"{name}_base"] = base
             regs[f"{name}_limit"] = limit
         return regs
+
+    def flush_tlb(self) -> None:
+        """Empty the CPU's TLB (what the guest sees does not change).
+
+        QEMU sizes its TLB only when it is flushed; a program that never changes its
+        mappings would keep the first 256 entries for good and walk page tables on most
+        accesses to a large working set (a random walk over 4 MiB ran ~6x slower)."""
+        status = _ucbind.uclib.uc_ctl(self.uc._uch, ctypes.c_int(_CTL_FLUSH_TLB))
+        if status != 0:
+            raise UcError(status)
 
     def forget_exception(self) -> None:
         """Tell the CPU the last exception was handled.
