@@ -424,7 +424,11 @@ class Machine:
         self._pending_exception = None
         self._fault = None
         start_icount, start = counter.icount, time.perf_counter()
-        self.cpu.flush_tlb()               # lets QEMU resize its TLB to the working set
+        if self.kernel is not None:
+            # Lets QEMU resize its TLB to the working set. Invisible to a Linux program
+            # (its page tables have A and D set up front and every change reloads CR3),
+            # not to a guest with page tables of its own: the CPU sets their A bits.
+            self.cpu.flush_tlb()
         try:
             counter.run(UNTIL, exact=exact)
         except UcError as exc:
