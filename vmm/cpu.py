@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import ctypes
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, Uc, UcError
 from unicorn import x86_const as x86
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn.unicorn_py3 import unicorn as _ucbind
@@ -88,6 +88,19 @@ def _old_exception_offset() -> int:
     return _OLD_EXCEPTION[0]
 
 
+def add_insn_hook(uc: Uc, callback, insn: int):
+    """A UC_HOOK_INSN hook on ``insn`` with a ctypes callback, through Unicorn's C entry
+    point: the binding refuses some instructions (RDTSC), and its Python wrapper costs two
+    more frames a call on a hot path (SYSCALL). The caller keeps ``callback`` alive and
+    handles its own exceptions. Returns the hook handle."""
+    handle = _ucbind.uc_hook_h()
+    status = _ucbind.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN, callback, None,
+                                       ctypes.c_uint64(1), ctypes.c_uint64(0), ctypes.c_int(insn))
+    if status != 0:
+        raise RuntimeError(f"cannot hook instruction {insn}: uc error {status}")
+    return handle
+
+
 class RegisterBatch:
     """Reads or writes a fixed list of 64-bit registers in one ``uc_reg_read_batch`` call.
 
@@ -151,6 +164,8 @@ class Cpu:
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_cpu_model(CPU_MODELS[model])
         self.counter = InstructionCounter(self.uc)
+        self._scratch_context = None           # forget_exception's, kept between calls
+        self._old_exception = None
 
     # -- registers -------------------------------------------------------------------
 
@@ -189,10 +204,15 @@ class Cpu:
         program's second page fault would be a #DF. The field is cleared through a CPU
         context (its offset found once, by ``_old_exception_offset``).
         """
-        ctx = self.uc.context_save()
-        base = ctypes.cast(ctx.context, ctypes.c_void_p).value + _CONTEXT_DATA
-        ctypes.c_int32.from_address(base + _old_exception_offset()).value = -1
-        self.uc.context_restore(ctx)
+        ctx = self._scratch_context
+        if ctx is None:
+            ctx = self._scratch_context = self.uc.context_save()     # allocated once
+            base = ctypes.cast(ctx.context, ctypes.c_void_p).value + _CONTEXT_DATA
+            self._old_exception = ctypes.c_int32.from_address(base + _old_exception_offset())
+        else:
+            _ucbind.uclib.uc_context_save(self.uc._uch, ctx.context)
+        self._old_exception.value = -1
+        _ucbind.uclib.uc_context_restore(self.uc._uch, ctx.context)
 
     def vector_state(self) -> bytes:
         """x87 control/status, MXCSR and XMM0-15: what checkpoints add for Linux programs."""

@@ -32,7 +32,7 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3 import unicorn as _ucbind
 
 from trace_format.events import EventKind, is_state_digest
-from vmm.cpu import (CPU_MODEL, ERROR_CODE_VECTORS, GPR_NAMES, LINUX_CPU_MODEL, STATE_REG_NAMES,
+from vmm.cpu import (CPU_MODEL, add_insn_hook, ERROR_CODE_VECTORS, GPR_NAMES, LINUX_CPU_MODEL, STATE_REG_NAMES,
                      VECTOR_STATE_SIZE, Cpu, DeliveryFault)
 from vmm.crash import CrashKind, CrashReport, disassemble_around
 from vmm.devices.clock import Clock
@@ -234,17 +234,9 @@ class Machine:
         # every guest store, for good: stores ran ~3x slower.
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, None, 0, RAM_START - 1)
         uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped, None, self.mem_size, (1 << 64) - 1)
-        # The binding refuses RDTSC in hook_add; register through the C entry point.
         self._rdtsc_cb = _RDTSC_CB(self._on_rdtsc)
-        self._rdtsc_hooks = []
-        for insn in (x86.UC_X86_INS_RDTSC, x86.UC_X86_INS_RDTSCP):
-            handle = _ucbind.uc_hook_h()
-            status = _ucbind.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN,
-                                               self._rdtsc_cb, None, ctypes.c_uint64(1),
-                                               ctypes.c_uint64(0), ctypes.c_int(insn))
-            if status != 0:
-                raise RuntimeError(f"cannot hook RDTSC (instruction {insn}): uc error {status}")
-            self._rdtsc_hooks.append(handle)
+        self._rdtsc_hooks = [add_insn_hook(uc, self._rdtsc_cb, insn)
+                             for insn in (x86.UC_X86_INS_RDTSC, x86.UC_X86_INS_RDTSCP)]
         if self.kernel is not None:
             self.kernel.install_hooks()
 

@@ -218,11 +218,15 @@ class HostOS(HostSockets):
         self.sockets: dict[int, socket.socket] = {}
         self.epolls: dict[int, select.epoll] = {}
         self.epoll_members: dict[int, dict[int, int]] = {}  # epoll handle -> {host fd: handle}
+        self._ops: dict[str, object] = {}                   # op name -> bound op_ method
 
     def call(self, op: str, params: list):
-        method = getattr(self, "op_" + op, None)
+        method = self._ops.get(op)
         if method is None:
-            raise ValueError(f"unknown host operation {op!r}")
+            method = self._ops[op] = getattr(self, "op_" + op, None)
+            if method is None:
+                del self._ops[op]
+                raise ValueError(f"unknown host operation {op!r}")
         try:
             return method(*params)
         except OSError as exc:

@@ -16,16 +16,16 @@ arguments and result are checked against the recording.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import struct
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from unicorn import UC_HOOK_INSN
 from unicorn import x86_const as x86
 
 from vmm.boundary import EndOfTrace
-from vmm.cpu import RegisterBatch
+from vmm.cpu import RegisterBatch, add_insn_hook
 from vmm.errors import ReplayDivergence
 from vmm.linux import abi
 from vmm.linux.files import FileTable
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vmm.machine import Machine
 
 PID = 1000
+_SYSCALL_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)   # (uc, user_data)
 _ARG_REGS = [x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
              x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9]
 MASK64 = (1 << 64) - 1
@@ -130,7 +131,8 @@ class LinuxKernel:
     def install_hooks(self) -> None:
         self._args = RegisterBatch(self.uc, _ARG_REGS)
         self._rax = RegisterBatch(self.uc, [x86.UC_X86_REG_RAX])
-        self.uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, x86.UC_X86_INS_SYSCALL)
+        self._syscall_cb = _SYSCALL_CB(self._on_syscall)
+        self._syscall_hook = add_insn_hook(self.uc, self._syscall_cb, x86.UC_X86_INS_SYSCALL)
 
     # -- threads (vmm/linux/tasks.py) --------------------------------------------------
 
@@ -372,9 +374,12 @@ class LinuxKernel:
         self._answers.append([op, value])
         return value
 
-    def _on_syscall(self, uc, _user_data) -> None:
-        values = self._args.read()
-        self._syscall(values[0], values[1:], in_hook=True)
+    def _on_syscall(self, _uc, _user_data) -> None:
+        try:
+            values = self._args.read()
+            self._syscall(values[0], values[1:], in_hook=True)
+        except BaseException as exc:       # a raw ctypes callback would print and swallow it
+            self.machine._hook_failed(exc, None)
 
     def _syscall(self, nr: int, args: list[int], *, in_hook: bool) -> None:
         """One system call of the task on the CPU: in the SYSCALL hook (RIP at the
