@@ -277,6 +277,9 @@ def _render_signal(payload: list, main_tid: int | None) -> str:
 
 # -- every other kind -------------------------------------------------------------------------
 
+_SWITCH_HOW = {0: "", 1: ", its call tried again", 2: ", its wait timed out"}
+
+
 def _count(n: int) -> str:
     return f"({n} byte{'' if n == 1 else 's'})"
 
@@ -321,6 +324,11 @@ def render_event(event: Event, *, string_limit: int = DEFAULT_STRING_LIMIT,
                                   all_names=all_names, main_tid=main_tid)
         if kind is EventKind.SIGNAL:
             return _render_signal(payload, main_tid)
+        if kind is EventKind.SWITCH:
+            tid, how = payload
+            return f"thread {tid} on the CPU{_SWITCH_HOW.get(how, f' (how {how})')}"
+        if kind is EventKind.SIGNAL_IN:
+            return f"--- {names.signal_name(payload)} sent from outside ---"
         if kind is EventKind.SOCK_DATA:
             channel, data = payload
             return f"[{channel}] {escape_bytes(data, string_limit)} {_count(len(data))}"

@@ -285,7 +285,7 @@ class VmrrApp(App[None]):
 
     def action_goto(self) -> None:
         self._ask("Go to", self.goto_text,
-                  placeholder="icount | 0xADDRESS (next time RIP is there) | symbol[+off] | e N | crash | start | end")
+                  placeholder="icount | 0xADDRESS (next time RIP is there) | symbol[+off] | e N | t N (thread) | crash | start | end")
 
     def goto_text(self, text: str) -> None:
         target = parse_target(text)

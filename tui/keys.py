@@ -35,7 +35,7 @@ KEYS: tuple[Key, ...] = (
     Key("x", "x", "move('crash')", "crash", "jump to the crash", MOVING, True),
     Key("less_than_sign", "<", "move('start')", "start", "go to the start of the recording", MOVING),
     Key("greater_than_sign", ">", "move('end')", "end", "go to the end of the recording", MOVING),
-    Key("g", "g", "goto", "go to", "go to an icount, 0xADDRESS (next time RIP is there), a symbol, or 'e N' (event N)", MOVING, True),
+    Key("g", "g", "goto", "go to", "go to an icount, 0xADDRESS (next time RIP is there), a symbol, 'e N' (event N), or 't N' (back to where thread N last ran)", MOVING, True),
     Key("left_square_bracket", "[", "scrub(-1)", "scrub", "timeline: back one column", MOVING),
     Key("right_square_bracket", "]", "scrub(1)", "scrub", "timeline: forward one column", MOVING),
     Key("left_curly_bracket", "{", "scrub(-10)", "scrub", "timeline: back ten columns", MOVING),

@@ -88,6 +88,17 @@ class MemoryWindow:
         return {self.address + i: b for i, b in enumerate(self.data)}
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    """One live thread of a Linux program at the current position."""
+
+    tid: int
+    name: str
+    on_cpu: bool
+    state: str                 # "on the CPU", or what it waits on (vmm/linux/tasks.py)
+    last_ran: int | None       # off the CPU: the icount of its last instruction so far
+
+
 @dataclass(frozen=True)
 class Moment:
     """Everything the screen shows about one position. Built by ``DebugSession``."""
@@ -110,6 +121,7 @@ class Moment:
     breakpoints: frozenset[int]
     watchpoints: tuple                         # replay.timetravel.Watchpoint records
     hits: tuple[int, ...]                      # positions where a breakpoint or watchpoint stopped us
+    threads: tuple[ThreadRow, ...] = ()        # a Linux program's live threads (the running one first)
     note: str = ""                             # what the last operation wants the user to know
 
     @property
@@ -184,6 +196,8 @@ class DebugSession:
         self.end_text = end_summary(self.end, self.describe, linux=self.linux)
         self.events: list[Event] = timetravel.events_between(0, self.last_icount)
         self._event_icounts = [e.icount for e in self.events]
+        self.thread_runs = self._thread_runs()      # [(icount, tid)]: who is on the CPU from then
+        self._run_icounts = [icount for icount, _tid in self.thread_runs]
         self.density: list[int] = timetravel.event_density(min(DENSITY_BUCKETS, self.last_icount + 1))
         self.default_event_filter = frozenset(EventKind) - (LINUX_QUIET_KINDS if self.linux else QUIET_KINDS)
         self.event_filter: frozenset[EventKind] | None = self.default_event_filter
@@ -389,6 +403,8 @@ class DebugSession:
             return self._op_start()
         if kind is TargetKind.END:
             return self._op_end()
+        if kind is TargetKind.THREAD:
+            return self._op_thread(target.value, cancel=cancel)
         address, label = target.value, f"{target.value:#x}"
         if kind is TargetKind.SYMBOL:
             base = self.symbols.address_of(target.name)
@@ -397,6 +413,22 @@ class DebugSession:
             address = base + target.value
             label = self.describe(address)
         return self._run_to(address, label, cancel)
+
+    def _op_thread(self, tid: int, cancel=None):
+        """Back to where thread ``tid`` last ran: just before its latest instruction so far."""
+        now = self.moment.icount
+        if not self.thread_runs:
+            raise BadInput("threads are a Linux program's; this trace is an appliance's")
+        if tid not in {who for _icount, who in self.thread_runs}:
+            known = ", ".join(str(t) for t in sorted({who for _i, who in self.thread_runs}))
+            raise BadInput(f"no thread {tid} in this trace (threads: {known})")
+        if self.thread_at(now) == tid:
+            return self._call(self.tt.seek, now, cancel=cancel), f"thread {tid} is on the CPU here"
+        icount = self.last_ran(tid, now)
+        if icount is None:
+            raise BadInput(f"thread {tid} has not run before icount {now}")
+        stop = self._call(self.tt.seek, icount, cancel=cancel)
+        return stop, f"thread {tid}: its last instruction before icount {now}"
 
     def _run_to(self, address: int, label: str, cancel):
         """The next time RIP is at ``address``: a temporary breakpoint and a continue."""
@@ -613,7 +645,53 @@ class DebugSession:
             console=bytes(console[-CONSOLE_TAIL:]), console_total=len(console),
             sockets=tuple(sockets[-SOCKET_TAIL:]), sockets_total=len(sockets),
             breakpoints=frozenset(tt.breakpoints), watchpoints=tuple(tt.watchpoints),
-            hits=tuple(self._hits), note=note)
+            hits=tuple(self._hits), threads=self._threads(tt.icount), note=note)
+
+    # -- threads (a Linux program) --------------------------------------------------------
+
+    def _thread_runs(self) -> list[tuple[int, int]]:
+        """Each stretch of one thread on the CPU, from the SWITCH events: (first icount, tid)."""
+        kernel = getattr(self.tt.machine, "kernel", None)
+        if kernel is None:
+            return []
+        runs = [(0, kernel.pid)]
+        for event in self.events:
+            if event.kind is EventKind.SWITCH and isinstance(event.payload, list) and event.payload:
+                tid = event.payload[0]
+                if tid != runs[-1][1]:
+                    runs.append((event.icount, tid))
+        return runs
+
+    def thread_at(self, icount: int) -> int | None:
+        """The thread on the CPU at ``icount`` (None for an appliance)."""
+        i = bisect.bisect_right(self._run_icounts, icount) - 1
+        return self.thread_runs[i][1] if i >= 0 else None
+
+    def last_ran(self, tid: int, before: int) -> int | None:
+        """The position just before the last instruction thread ``tid`` ran before ``before``."""
+        runs = self.thread_runs
+        i = bisect.bisect_right(self._run_icounts, before) - 1
+        while i >= 0:
+            start, who = runs[i]
+            end = runs[i + 1][0] if i + 1 < len(runs) else self.last_icount
+            end = min(end, before)
+            if who == tid and end > start:
+                return end - 1
+            i -= 1
+        return None
+
+    def _threads(self, icount: int) -> tuple[ThreadRow, ...]:
+        kernel = getattr(self.tt.machine, "kernel", None)
+        if kernel is None:
+            return ()
+        current = kernel.tid
+        rows = []
+        for task in sorted(kernel.live_tasks(), key=lambda t: (t.tid != current, t.tid)):
+            on_cpu = task.tid == current
+            rows.append(ThreadRow(task.tid, task.name, on_cpu,
+                                  "on the CPU" if on_cpu else task.describe_wait(),
+                                  None if on_cpu else self.last_ran(task.tid, icount)))
+        return tuple(rows)
 
     def _first_memory_address(self, access: int | None, regs: dict[str, int]) -> int:
         candidates = []

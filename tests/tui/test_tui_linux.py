@@ -184,3 +184,104 @@ def test_how_a_linux_program_ended_in_words():
                        linux=True) == "crashed: SIGABRT at 0x10"
     assert end_summary({"reason": "crash", "signal": 7}, hex, linux=True) == "crashed: signal 7"
     assert end_summary({"reason": "poweroff", "exit_status": 3}, hex) == "power-off, status 3"
+
+
+THREADS_SOURCE = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <unistd.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static int ready;
+static int *volatile target;
+
+static void *waiter(void *arg)
+{
+    pthread_setname_np(pthread_self(), "waiter");
+    pthread_mutex_lock(&lock);
+    while (!ready)
+        pthread_cond_wait(&wake, &lock);
+    pthread_mutex_unlock(&lock);
+    return arg;
+}
+
+static void *crasher(void *arg)
+{
+    pthread_setname_np(pthread_self(), "crasher");
+    usleep(2000);
+    *target = 1;
+    return arg;
+}
+
+int main(void)
+{
+    pthread_t a, b;
+    pthread_create(&a, 0, waiter, 0);
+    pthread_create(&b, 0, crasher, 0);
+    pthread_join(b, 0);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def threads_trace(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    work = tmp_path_factory.mktemp("tui-threads")
+    (work / "threads.c").write_text(THREADS_SOURCE)
+    subprocess.run(["gcc", "-g", "-O0", "-pthread", "-o", "threads", "threads.c"], cwd=work,
+                   check=True, timeout=60)
+    trace = work / "threads.vmrr"
+    record = vmrr("record", "-o", trace, "--", work / "threads", timeout=120)
+    assert record.returncode == 3, "the crasher thread should crash the program" + describe(record)
+    replay = replay_verify(trace)
+    assert "crash recurred: SIGSEGV" in replay.stderr, describe(replay)
+    return trace
+
+
+def test_threads_panel_and_going_back_to_a_thread(threads_trace):
+    async def scenario():
+        app = make_app(threads_trace)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            session = app.session
+            crash = session.crash_icount
+            moment = session.moment
+            assert moment.icount == crash
+            rows = {row.name: row for row in moment.threads}
+            assert set(rows) == {"threads", "waiter", "crasher"}, moment.threads
+            assert moment.threads[0].name == "crasher" and moment.threads[0].on_cpu
+            assert "futex" in rows["waiter"].state and "futex" in rows["threads"].state
+            panel = panel_text(app, "#threads")
+            assert "▶ " + str(rows["crasher"].tid) in panel and "waiter" in panel, panel
+            assert session.thread_at(crash) == rows["crasher"].tid
+            main_tid = rows["threads"].tid
+            assert main_tid == session.thread_runs[0][1]
+
+            await pilot.press("g", *f"t {main_tid}", "enter")          # where main last ran
+            await settle(app, pilot)
+            moment = session.moment
+            assert moment.icount == rows["threads"].last_ran, app.last_error
+            assert moment.icount < crash
+            assert moment.threads[0].tid == main_tid and moment.threads[0].on_cpu
+            assert session.thread_at(moment.icount) == main_tid
+            assert "thread %d: its last instruction" % main_tid in moment.note
+            assert "syscall" in current_code_text(app)                 # about to wait in futex
+            await pilot.press("s")                                     # its futex call blocks:
+            await settle(app, pilot)                                   # the crasher runs next
+            assert session.thread_at(session.moment.icount) != main_tid
+
+            await pilot.press("g", *"t 4242", "enter")
+            await settle(app, pilot)
+            assert "no thread 4242" in status_text(app) + str(app.last_error)
+    run(scenario())
+
+
+def test_switches_and_outside_signals_read_as_words():
+    from replay.render import render_event
+    from trace_format.events import Event, EventKind
+    assert render_event(Event(7, EventKind.SWITCH, [1002, 0])) == "thread 1002 on the CPU"
+    assert render_event(Event(7, EventKind.SWITCH, [1001, 2])) == "thread 1001 on the CPU, its wait timed out"
+    assert render_event(Event(7, EventKind.SIGNAL_IN, 15)) == "--- SIGTERM sent from outside ---"

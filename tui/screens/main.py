@@ -16,6 +16,7 @@ from tui.widgets.output import ConsoleOutput, SocketOutput
 from tui.widgets.registers import Registers
 from tui.widgets.stack import Stack
 from tui.widgets.statusbar import StatusBar
+from tui.widgets.threads import Threads
 from tui.widgets.timeline import Timeline
 
 
@@ -33,6 +34,8 @@ class MainScreen(Screen):
             yield Disassembly(id="code")
             with Vertical(id="side"):
                 yield Registers(symbolize=describe, id="registers")
+                if session.linux:
+                    yield Threads(id="threads")
                 yield Breakpoints(symbolize=describe, id="breakpoints")
         with Horizontal(id="middle"):
             yield Memory(id="memory")
@@ -57,6 +60,8 @@ class MainScreen(Screen):
                             SocketOutput, Breakpoints, StatusBar):
             self.query_one(widget_type).show(moment)
         self.query_one(Events).show(moment, self.session.event_filter)
+        if self.session.linux:
+            self.query_one(Threads).show(moment)
 
     @property
     def status(self) -> StatusBar:

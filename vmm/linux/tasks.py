@@ -113,7 +113,7 @@ class Task:
         kind = self.wait[0] if self.wait else "?"
         call = describe(self.call[0]) if self.call else "?"
         if kind == "futex":
-            return f"{call} on futex {self.wait[1]:#x}"
+            return f"futex wait at {self.wait[1]:#x}" if call == "futex" else f"{call} on futex {self.wait[1]:#x}"
         return f"{call}" + (" with a timeout" if self.timeout else "")
 
 
