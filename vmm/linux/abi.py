@@ -79,7 +79,8 @@ def read_timespec(raw: bytes) -> int | None:
 RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_RSS = 0, 1, 2, 3, 4, 5
 RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_MEMLOCK, RLIMIT_AS = 6, 7, 8, 9
 RLIM_INFINITY = (1 << 64) - 1
-MAX_FDS = 1024
+FDS_SOFT = 1024                        # RLIMIT_NOFILE as a login shell gives it: soft 1024,
+MAX_FDS = 65536                        # hard 65536 (redis raises the soft limit to its maxclients)
 
 
 def default_rlimits(mem_size: int) -> dict[int, list[int]]:
@@ -87,7 +88,7 @@ def default_rlimits(mem_size: int) -> dict[int, list[int]]:
     limits = {r: [inf, inf] for r in range(16)}
     limits[RLIMIT_STACK] = [8 << 20, inf]
     limits[RLIMIT_CORE] = [0, inf]
-    limits[RLIMIT_NOFILE] = [MAX_FDS, MAX_FDS]
+    limits[RLIMIT_NOFILE] = [FDS_SOFT, MAX_FDS]
     limits[RLIMIT_NPROC] = [4096, 4096]
     limits[RLIMIT_MEMLOCK] = [8 << 20, 8 << 20]
     return limits

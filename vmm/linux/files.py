@@ -98,13 +98,18 @@ class FileTable:
             at = lowest
             while at in self.fds:
                 at += 1
-            if at >= abi.MAX_FDS:
+            if at >= self.limit:
                 return -EMFILE
         elif at in self.fds:
             self.close(at)
         f.ref += 1
         self.fds[at] = [f, cloexec]
         return at
+
+    @property
+    def limit(self) -> int:
+        """One past the highest descriptor a new file may get: RLIMIT_NOFILE's soft limit."""
+        return min(self.k.rlimits[abi.RLIMIT_NOFILE][0], abi.MAX_FDS)
 
     def get(self, fd: int) -> OpenFile | None:
         entry = self.fds.get(s32(fd))
@@ -504,7 +509,7 @@ def sys_dup2(k, old, new):
         return f
     if s32(old) == s32(new):
         return s32(new)
-    if not 0 <= s32(new) < abi.MAX_FDS:
+    if not 0 <= s32(new) < k.files.limit:
         return -EBADF
     return k.files.install(f, s32(new))
 
@@ -515,7 +520,7 @@ def sys_dup3(k, old, new, flags):
     f = _file(k, old)
     if isinstance(f, int):
         return f
-    if not 0 <= s32(new) < abi.MAX_FDS:
+    if not 0 <= s32(new) < k.files.limit:
         return -EBADF
     return k.files.install(f, s32(new), cloexec=bool(flags & O_CLOEXEC))
 

@@ -16,11 +16,13 @@ import errno
 import fcntl
 import hashlib
 import os
+import resource
 import select
 import socket
 import stat as statmod
 import time
 
+from vmm.linux import abi
 from vmm.linux.abi import O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC
 
 MAX_BLOB = 256 << 20               # bigger read-only files stay host files (each read logged)
@@ -202,6 +204,18 @@ class HostSockets:
         return [[members[fd], ev] for fd, ev in ep.poll(0, maxevents) if fd in members]
 
 
+def _raise_fd_limit() -> None:
+    """Every guest descriptor is a host one: take the hard limit (a shell's soft limit of
+    1024 would refuse a server's thousandth client before the guest's own limit does)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = abi.MAX_FDS + 64 if hard == resource.RLIM_INFINITY else min(hard, abi.MAX_FDS + 64)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass
+
+
 class HostOS(HostSockets):
     """Performs the personality's host operations. ``blob_ready`` receives new content.
 
@@ -212,6 +226,7 @@ class HostOS(HostSockets):
 
     def __init__(self, blob_ready) -> None:
         self.blob_ready = blob_ready
+        _raise_fd_limit()
         self.handles: dict[int, int] = {0: 0}          # handle -> host fd; handle 0 is our stdin
         self._next = 3
         self.blobs: dict[str, bytes] = {}
