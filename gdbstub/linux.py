@@ -22,7 +22,6 @@ from xml.sax.saxutils import escape as xml_escape
 
 from vmm.linux.tasks import CTX_NAMES
 from vmm.linux import procfs
-from vmm.linux.memory import PAGE, PTE_ADDR, PTE_KEPT, PTE_P
 
 
 class LinuxProcess:
@@ -113,22 +112,8 @@ class LinuxProcess:
         return chunk + bytes(size - len(chunk))
 
     def physical_ranges(self, address: int, length: int) -> list[tuple[int, int, int]] | None:
-        """[(virtual, physical, length)] backing ``[address, address+length)`` now, page by page.
-
-        Unicorn reports memory accesses by guest-physical address once paging is on, so a
-        watchpoint on a virtual range watches the frames behind it. None if a page of the
-        range has no frame yet.
-        """
-        out = []
-        end = address + length
-        while address < end:
-            n = min(end - address, PAGE - address % PAGE)
-            entry = self.kernel.space.pte(address)
-            if not entry & (PTE_P | PTE_KEPT):
-                return None
-            out.append((address, (entry & PTE_ADDR) | (address % PAGE), n))
-            address += n
-        return out
+        """[(virtual, physical, length)] behind a virtual range now (vmm/linux/memory.py)."""
+        return self.kernel.space.physical_ranges(address, length)
 
     # -- memory map and files ------------------------------------------------------------
 

@@ -653,7 +653,10 @@ class TimeTravel:
                     return
                 hit = _Hit(counter.icount, max(address, lo), kind, counter.last_pc)
                 if is_write:
-                    hit.old = machine.read_guest(address, size) or b""
+                    try:                                  # the address is guest-physical
+                        hit.old = bytes(uc.mem_read(address, size))
+                    except UcError:
+                        hit.old = b""
                     hit.new = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
                     hit.address = address
                 hits.append(hit)

@@ -23,7 +23,7 @@ from typing import Callable
 import capstone
 from capstone import x86 as cs_x86
 
-from replay.timetravel import OperationCancelled, Stop, StopReason
+from replay.timetravel import OperationCancelled, Stop, StopReason, Watchpoint
 from trace_format.events import Event, EventKind
 from tui.layout import clamp_window, layout_for
 from tui.source import SourceLocation
@@ -204,6 +204,9 @@ class DebugSession:
         self.memory_address: int | None = None      # None until the first Moment picks one
         self._image_span = self.layout.image_span()  # read by the UI thread: kept up to date by _build
         self._hits: list[int] = []
+        # A Linux program's watchpoints by the virtual range the user named, and the frames
+        # behind it that TimeTravel watches (Unicorn reports guest-physical addresses).
+        self._watches: dict[tuple[int, int, str], list[tuple[int, int, int]]] = {}
         self._listings: list[_Listing] = []
         self._last_search: tuple[SearchSpec, int] | None = None
         self._last_found: int | None = None         # the last memory match (a repeat goes past it)
@@ -308,6 +311,8 @@ class DebugSession:
             try:
                 before = self.moment
                 stop, note = getattr(self, f"_op_{op}")(*args, cancel=cancel)
+                if stop is not None and stop.reason.name == "WATCHPOINT" and self.linux:
+                    stop = replace(stop, address=self._virtual(stop.address))
                 if stop is not None and stop.reason.name == "WATCHPOINT" and not note:
                     kind = {"r": "reads", "w": "writes", "a": "accesses"}.get(stop.watch_kind or "", "accesses")
                     where = f"{stop.address:#x}" if stop.address is not None else "the watched memory"
@@ -448,8 +453,13 @@ class DebugSession:
         return stop, f"{label} is not reached after icount {self.moment.icount}"
 
     def _op_last_write(self, address: int, length: int, cancel=None):
+        pieces = self._pieces(address, length)
+        record = None
         try:
-            record = self._call(self.tt.last_write, address, length, cancel=cancel)
+            for virtual, watched, n in pieces:        # one range a page for a Linux program
+                found = self._call(self.tt.last_write, watched, n, cancel=cancel)
+                if found is not None and (record is None or found.icount > record.icount):
+                    record = replace(found, address=virtual + (found.address - watched))
         except OperationCancelled:
             return Stop(StopReason.CANCELLED, self.tt.icount), ""
         self.memory_address = address & ~0xF
@@ -575,6 +585,7 @@ class DebugSession:
                 self.tt.remove_breakpoint(address)
             for wp in list(self.tt.watchpoints):
                 self.tt.remove_watchpoint(wp.addr, wp.length, wp.kind)
+            self._watches.clear()
         return self.refresh("breakpoints and watchpoints cleared")
 
     def resolve_address(self, spec: WatchSpec) -> tuple[int, int | None]:
@@ -593,17 +604,55 @@ class DebugSession:
     def toggle_watchpoint(self, spec: WatchSpec) -> Moment:
         address, length = self.resolve_address(spec)
         length = length or 8
+        key = (address, length, spec.kind)
         with self._guard():
-            existing = [wp for wp in self.tt.watchpoints
-                        if (wp.addr, wp.length, wp.kind) == (address, length, spec.kind)]
-            if existing:
-                self.tt.remove_watchpoint(address, length, spec.kind)
+            if key in {(wp.addr, wp.length, wp.kind) for wp in self._shown_watchpoints()}:
+                for _virtual, watched, n in self._frames_for(key):
+                    self.tt.remove_watchpoint(watched, n, spec.kind)
+                self._watches.pop(key, None)
                 note = f"watchpoint removed at {address:#x}+{length}"
             else:
-                self.tt.add_watchpoint(address, length, spec.kind)
+                pieces = self._pieces(address, length)
+                for _virtual, watched, n in pieces:
+                    self.tt.add_watchpoint(watched, n, spec.kind)
+                if self.linux:
+                    self._watches[key] = pieces
                 note = f"watching {address:#x}+{length} ({_WATCH_WORDS[spec.kind]}): c/C continue to an access"
                 self.memory_address = address & ~0xF
         return self.refresh(note)
+
+    def _pieces(self, address: int, length: int) -> list[tuple[int, int, int]]:
+        """[(virtual, watched, length)]: an appliance's addresses are physical already; a
+        Linux program's range is watched through the frames behind it at this position
+        (a page that later moves to another frame is not followed). Raises BadInput."""
+        if not self.linux:
+            return [(address, address, length)]
+        pieces = self.tt.machine.kernel.space.physical_ranges(address, length)
+        if pieces is None:
+            raise BadInput(f"{address:#x}+{length} is not in memory at icount {self.tt.icount} "
+                           f"(not mapped, or never touched yet): watch it from a later position")
+        return pieces
+
+    def _frames_for(self, key: tuple[int, int, str]) -> list[tuple[int, int, int]]:
+        if not self.linux:
+            return [(key[0], key[0], key[1])]
+        return self._watches.get(key, [])
+
+    def _shown_watchpoints(self) -> tuple:
+        """The watchpoints as the user named them (virtual addresses for a Linux program)."""
+        if not self.linux:
+            return tuple(self.tt.watchpoints)
+        return tuple(Watchpoint(addr, length, kind) for addr, length, kind in self._watches)
+
+    def _virtual(self, watched: int | None) -> int | None:
+        """The virtual address behind a guest-physical one a watchpoint reported."""
+        if watched is None or not self.linux:
+            return watched
+        for pieces in self._watches.values():
+            for virtual, start, n in pieces:
+                if start <= watched < start + n:
+                    return virtual + (watched - start)
+        return watched
 
     def set_memory_address(self, address: int) -> Moment:
         self.memory_address = address & ~0xF
@@ -644,7 +693,7 @@ class DebugSession:
             event_index=self.event_number_at(tt.icount),
             console=bytes(console[-CONSOLE_TAIL:]), console_total=len(console),
             sockets=tuple(sockets[-SOCKET_TAIL:]), sockets_total=len(sockets),
-            breakpoints=frozenset(tt.breakpoints), watchpoints=tuple(tt.watchpoints),
+            breakpoints=frozenset(tt.breakpoints), watchpoints=self._shown_watchpoints(),
             hits=tuple(self._hits), threads=self._threads(tt.icount), note=note)
 
     # -- threads (a Linux program) --------------------------------------------------------

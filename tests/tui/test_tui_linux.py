@@ -178,6 +178,43 @@ def test_memory_search_covers_the_mappings(linux_trace):
     run(scenario())
 
 
+def test_last_write_and_watchpoints_use_virtual_addresses(linux_trace):
+    """The stack slot store_through_null spilled its argument to: found by 'who wrote?',
+    and a watchpoint on it stops a reverse continue there. Unicorn reports physical
+    addresses; the session watches the frame behind the virtual slot."""
+    async def scenario():
+        app = make_app(linux_trace)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            session = app.session
+            crash = session.crash_icount
+            rbp = session.moment.registers["rbp"]
+            frame = session.tt.read_memory(rbp - 0x20, 0x20)
+            slot = rbp - 0x20 + frame.index((42).to_bytes(4, "little"))
+            await pilot.press("l", *f"{slot:#x},4", "enter")
+            await settle(app, pilot)
+            moment = session.moment
+            assert moment.note.startswith(f"last write to {slot:#x}: "), (moment.note, app.last_error)
+            assert "→ 2a000000 by store_through_null+" in moment.note, moment.note
+            written_at = moment.icount
+            assert written_at < crash
+
+            await pilot.press("greater_than_sign")                     # back to the end
+            await settle(app, pilot)
+            await pilot.press("w", *f"{slot:#x},4,w", "enter")
+            await settle(app, pilot)
+            assert f"{slot:#x}+4 write" in panel_text(app, "#breakpoints")
+            await pilot.press("C")                                     # reverse continue
+            await settle(app, pilot)
+            moment = session.moment
+            assert moment.icount == written_at, (moment.icount, written_at, moment.note)
+            assert moment.note == f"the current instruction writes {slot:#x}", moment.note
+            await pilot.press("w", *f"{slot:#x},4,w", "enter")           # toggles it off
+            await settle(app, pilot)
+            assert session.moment.watchpoints == () and session.tt.watchpoints == []
+    run(scenario())
+
+
 def test_how_a_linux_program_ended_in_words():
     assert end_summary({"reason": "poweroff", "exit_status": 3}, hex, linux=True) == "exited with status 3"
     assert end_summary({"reason": "crash", "kind": "SIGABRT", "signal": 6, "rip": 0x10}, hex,

@@ -184,6 +184,23 @@ class AddressSpace:
         slot = self._slot(va, False)
         return 0 if slot is None else _Q.unpack_from(self.ram, slot)[0]
 
+    def physical_ranges(self, va: int, length: int) -> list[tuple[int, int, int]] | None:
+        """[(virtual, physical, length)] backing ``[va, va+length)`` now, page by page; None
+        if a page of the range has no frame yet.
+
+        Unicorn reports memory accesses by guest-physical address once paging is on, so a
+        debugger watches a virtual range through the frames behind it."""
+        out = []
+        end = va + length
+        while va < end:
+            n = min(end - va, PAGE - va % PAGE)
+            entry = self.pte(va)
+            if not entry & (PTE_P | PTE_KEPT):
+                return None
+            out.append((va, (entry & PTE_ADDR) | (va % PAGE), n))
+            va += n
+        return out
+
     def present_pages(self, start: int, end: int):
         """Yield (va, slot, pte) for every present page in [start, end), skipping absent tables."""
         ram = self.ram
