@@ -271,7 +271,8 @@ class TraceBoundary:
                 if event.kind == EventKind.DIGEST:
                     self.digests_checked += 1
             inputs.append((event.kind, event.payload))
-            if event.kind in (EventKind.END, EventKind.SWITCH, EventKind.SIGNAL_IN):
+            if event.kind in (EventKind.END, EventKind.SWITCH, EventKind.SIGNAL_IN) or (
+                    event.kind == EventKind.TIMER and self.machine.kernel is not None):
                 break                                # what follows belongs to the thread switched in
         if not inputs:
             self._no_input(icount, idle)
@@ -313,6 +314,9 @@ class TraceBoundary:
 
     def timer_armed(self, mode: int, interval_ns: int) -> None:
         pass
+
+    def alarm_armed(self, first_ns: int | None, interval_ns: int) -> None:
+        pass                                         # the recording says when it expired (TIMER)
 
     def console_write(self, data: bytes) -> None:
         if self.console_output is not None:

@@ -57,6 +57,7 @@ class Boundary(Protocol):
     def poll(self, icount: int, *, idle: bool) -> list[Input]: ...
     def note(self, icount: int, kind: EventKind, payload: object) -> None: ...
     def timer_armed(self, mode: int, interval_ns: int) -> None: ...
+    def alarm_armed(self, first_ns: int | None, interval_ns: int) -> None: ...
     def console_write(self, data: bytes) -> None: ...
     # The Linux personality's system calls (vmm/linux/kernel.py):
     replaying: bool
@@ -134,7 +135,8 @@ class LiveBoundary:
         self.sched: LiveScheduler | None = None
         self.outside_signals: list[int] = []
         if machine.kernel is not None:
-            self.sched = LiveScheduler(machine.kernel, self._host_fd, chaos.seed if chaos else None)
+            self.sched = LiveScheduler(machine.kernel, self._host_fd, chaos.seed if chaos else None,
+                                       timer_deadline=self.timer_deadline)
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -194,10 +196,13 @@ class LiveBoundary:
             if self.outside_signals:
                 inputs.append((EventKind.SIGNAL_IN, self.outside_signals.pop(0)))
             else:
-                inputs.extend(self.sched.poll(icount, idle))
-        elif not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
-            self.io.poll(self.machine.sockets, self.machine.console, inputs, timeout)
-        self._poll_timer(inputs)
+                self._poll_timer(inputs)             # SIGALRM: alone, like a signal from outside
+                if not inputs:
+                    inputs.extend(self.sched.poll(icount, idle))
+        else:
+            if not (self.chaos and not idle and self.chaos.hold_input()):   # chaos: data waits
+                self.io.poll(self.machine.sockets, self.machine.console, inputs, timeout)
+            self._poll_timer(inputs)
         if self.tap:
             for kind, payload in inputs:
                 self.tap(icount, kind, payload)
@@ -231,6 +236,20 @@ class LiveBoundary:
         self._timer_interval = interval_ns
         self._timer_periodic = mode == PERIODIC
         self._set_deadline(time.monotonic_ns() + interval_ns)
+
+    def alarm_armed(self, first_ns: int | None, interval_ns: int) -> None:
+        """A Linux program's ITIMER_REAL: first expiry in ``first_ns`` (None: off), then
+        every ``interval_ns`` (0: once). Each expiry becomes a TIMER input."""
+        if first_ns is None:
+            self._timer_deadline = None
+            return
+        self._timer_interval = interval_ns
+        self._timer_periodic = interval_ns > 0
+        self._set_deadline(time.monotonic_ns() + first_ns)
+
+    def timer_deadline(self) -> int | None:
+        """Host monotonic ns of the next TIMER, or None."""
+        return self._timer_deadline
 
     def _set_deadline(self, deadline: int) -> None:
         if self.chaos:

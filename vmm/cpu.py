@@ -88,13 +88,15 @@ def _old_exception_offset() -> int:
     return _OLD_EXCEPTION[0]
 
 
-def add_insn_hook(uc: Uc, callback, insn: int):
+def add_insn_hook(uc: Uc, callback, insn: int, *, user_data: int | None = None):
     """A UC_HOOK_INSN hook on ``insn`` with a ctypes callback, through Unicorn's C entry
     point: the binding refuses some instructions (RDTSC), and its Python wrapper costs two
     more frames a call on a hot path (SYSCALL). The caller keeps ``callback`` alive and
-    handles its own exceptions. Returns the hook handle."""
+    handles its own exceptions; ``callback`` may be a native function's address, with its
+    ``user_data``. Returns the hook handle."""
     handle = _ucbind.uc_hook_h()
-    status = _ucbind.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN, callback, None,
+    status = _ucbind.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN, callback,
+                                       None if user_data is None else ctypes.c_void_p(user_data),
                                        ctypes.c_uint64(1), ctypes.c_uint64(0), ctypes.c_int(insn))
     if status != 0:
         raise RuntimeError(f"cannot hook instruction {insn}: uc error {status}")

@@ -163,7 +163,7 @@ class Machine:
         # count it as "in flight" and make the next fault a double fault, then a triple
         # fault that silently stops the CPU (Cpu.forget_exception). Cleared before every
         # emu_start, including the counter's re-starts after classifying a new block.
-        self.counter.before_start = self.cpu.forget_exception
+        self.counter.before_start = self._before_start
         self.boundary = None
         try:
             # Private, not Python's default shared mapping: pages never written cost no
@@ -222,6 +222,11 @@ class Machine:
         uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_OSFXSR_OSXMMEXCPT)
         uc.reg_write_batch([(x86.UC_X86_REG_RIP, self.image.entry), (x86.UC_X86_REG_RDI, BOOT_INFO),
                             (x86.UC_X86_REG_RSP, self.mem_size - 16), (x86.UC_X86_REG_RFLAGS, 2)])
+
+    def _before_start(self) -> None:
+        self.cpu.forget_exception()
+        if self.kernel is not None:
+            self.kernel.arm_fast()
 
     def _install_hooks(self) -> None:
         uc = self.uc
@@ -286,6 +291,8 @@ class Machine:
         return 1                                                    # skip the real instruction
 
     def _rdtsc(self) -> None:
+        if self.kernel is not None:
+            self.kernel.drain_fast()
         tsc = self.boundary.rdtsc(self.counter.icount)
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         writes = [(x86.UC_X86_REG_RAX, tsc & 0xFFFFFFFF), (x86.UC_X86_REG_RDX, tsc >> 32)]
@@ -424,7 +431,11 @@ class Machine:
         try:
             counter.run(UNTIL, exact=exact)
         except UcError as exc:
+            if self.kernel is not None:
+                self.kernel.drain_fast()
             self._on_emu_error(exc)
+        if self.kernel is not None:
+            self.kernel.drain_fast()          # before anything else is logged at this boundary
         if self._hook_error is not None:
             error, self._hook_error = self._hook_error, None
             raise error
@@ -574,7 +585,10 @@ class Machine:
             ReplayDivergence: the input cannot happen in the machine's current state.
         """
         if kind == EventKind.TIMER:
-            self.timer.expire()
+            if self.kernel is not None:
+                self.kernel.signals.timer_fired()      # a Linux program's ITIMER_REAL: SIGALRM
+            else:
+                self.timer.expire()
         elif kind == EventKind.SOCK_DATA:
             chan, data = self._check_sock_data(payload)
             self.sockets.on_data(chan, data)

@@ -115,9 +115,13 @@ def _files(files: object) -> str | None:
 
 
 def _signals(signals: object) -> str | None:
-    if not (type(signals) is list and len(signals) == 4):
-        return "signals is not [actions, mask, altstack, pending]"
-    actions, mask, altstack, pending = signals
+    if not (type(signals) is list and len(signals) in (4, 5)):
+        return "signals is not [actions, mask, altstack, pending, itimer]"
+    actions, mask, altstack, pending = signals[:4]
+    itimer = signals[4] if len(signals) == 5 else None
+    if not (itimer is None or type(itimer) is list and len(itimer) == 2
+            and all(type(v) is int and 0 <= v < 1 << 63 for v in itimer)):
+        return "signals.itimer is malformed"
     if not (type(actions) is list and len(actions) <= 64 and all(
             type(a) is list and len(a) == 2 and type(a[0]) is int and 1 <= a[0] <= 64 and type(a[1]) is list
             and len(a[1]) == 4 and all(_u(v) for v in a[1]) for a in actions)):

@@ -26,7 +26,7 @@ from vmm.linux import abi
 from vmm.linux.abi import O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC
 
 MAX_BLOB = 256 << 20               # bigger read-only files stay host files (each read logged)
-_CLOCKS = {0: time.CLOCK_REALTIME, 1: time.CLOCK_MONOTONIC, 2: time.CLOCK_PROCESS_CPUTIME_ID,
+CLOCKS = {0: time.CLOCK_REALTIME, 1: time.CLOCK_MONOTONIC, 2: time.CLOCK_PROCESS_CPUTIME_ID,
            3: time.CLOCK_THREAD_CPUTIME_ID, 4: time.CLOCK_MONOTONIC_RAW, 5: time.CLOCK_REALTIME,
            6: time.CLOCK_MONOTONIC, 7: time.CLOCK_BOOTTIME, 8: time.CLOCK_REALTIME, 9: time.CLOCK_BOOTTIME,
            11: time.CLOCK_TAI}
@@ -397,7 +397,7 @@ class HostOS(HostSockets):
     # -- time, entropy, identity ----------------------------------------------------------
 
     def op_clock(self, clock: int):
-        return time.clock_gettime_ns(_CLOCKS.get(clock, time.CLOCK_REALTIME))
+        return time.clock_gettime_ns(CLOCKS.get(clock, time.CLOCK_REALTIME))
 
     def op_random(self, count: int):
         return os.urandom(count)

@@ -28,6 +28,7 @@ from vmm.boundary import EndOfTrace
 from vmm.cpu import RegisterBatch, add_insn_hook
 from vmm.errors import ReplayDivergence
 from vmm.linux import abi
+from vmm.linux.fastsys import FastSyscalls
 from vmm.linux.files import FileTable
 from vmm.linux.loader import load_program
 from vmm.linux.memory import AddressSpace, GuestFault, OutOfMemory, page_down
@@ -83,6 +84,7 @@ class LinuxKernel:
                                   self._flush_tlb)
         self.files = FileTable(self)
         self.signals = SignalState(self)
+        self.fast: FastSyscalls | None = None      # the native clock-read hook (install_hooks)
         self.pid = PID
         self.cwd = program.cwd
         self.umask = 0o022
@@ -132,7 +134,32 @@ class LinuxKernel:
         self._args = RegisterBatch(self.uc, _ARG_REGS)
         self._rax = RegisterBatch(self.uc, [x86.UC_X86_REG_RAX])
         self._syscall_cb = _SYSCALL_CB(self._on_syscall)
-        self._syscall_hook = add_insn_hook(self.uc, self._syscall_cb, x86.UC_X86_INS_SYSCALL)
+        machine = self.machine
+        try:
+            self.fast = FastSyscalls(self.uc, self._syscall_cb, machine._ram_ptr, machine.mem_size,
+                                     self.space.root, ctypes.addressof(machine.counter._state))
+        except OSError:
+            self.fast = None                       # every call goes through Python
+        if self.fast is not None:
+            self._syscall_hook = add_insn_hook(self.uc, self.fast.hook, x86.UC_X86_INS_SYSCALL,
+                                               user_data=self.fast.user_data)
+        else:
+            self._syscall_hook = add_insn_hook(self.uc, self._syscall_cb, x86.UC_X86_INS_SYSCALL)
+
+    def drain_fast(self) -> None:
+        """Log the clock reads the native hook answered (vmm/linux/fastsys.py), in order."""
+        if self.fast is not None and self.fast.state.n:
+            exit_ = self.boundary.syscall_exit
+            for icount, payload in self.fast.drain(self.current.tid):
+                exit_(icount, payload)
+
+    def arm_fast(self) -> None:
+        """Let the native hook answer clock reads while recording and no signal is pending
+        (its delivery is on the way out of a system call, which only Python does)."""
+        if self.fast is not None:
+            boundary = self.machine.boundary
+            self.fast.set_enabled(boundary is not None and not boundary.replaying
+                                  and not self.signals.pending)
 
     # -- threads (vmm/linux/tasks.py) --------------------------------------------------
 
@@ -376,8 +403,10 @@ class LinuxKernel:
 
     def _on_syscall(self, _uc, _user_data) -> None:
         try:
+            self.drain_fast()
             values = self._args.read()
             self._syscall(values[0], values[1:], in_hook=True)
+            self.arm_fast()
         except BaseException as exc:       # a raw ctypes callback would print and swallow it
             self.machine._hook_failed(exc, None)
 

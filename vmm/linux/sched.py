@@ -41,11 +41,14 @@ class LiveScheduler:
         kernel: the Linux personality.
         host_fd: maps a host handle (vmm/linux/host.py) to the real descriptor, or None.
         seed: the chaos seed, or None for plain round-robin.
+        timer_deadline: when the program's next SIGALRM is due (an idle wait ends then).
     """
 
-    def __init__(self, kernel: LinuxKernel, host_fd: Callable[[int], int | None], seed: int | None) -> None:
+    def __init__(self, kernel: LinuxKernel, host_fd: Callable[[int], int | None], seed: int | None,
+                 timer_deadline: Callable[[], int | None] = lambda: None) -> None:
         self.k = kernel
         self.host_fd = host_fd
+        self.timer_deadline = timer_deadline       # the program's ITIMER_REAL, in host ns
         self.rng = random.Random(seed) if seed is not None else None
         self.deadlines: dict[int, int] = {}        # tid -> host monotonic ns when its wait times out
         self.quantum_start = 0
@@ -126,6 +129,9 @@ class LiveScheduler:
     def _idle_timeout(self) -> float:
         timeout = IDLE_WAIT_MAX
         now = time.monotonic_ns()
+        alarm = self.timer_deadline()
+        if alarm is not None:
+            timeout = min(timeout, max(0.0, (alarm - now) / 1e9))
         for tid, deadline in self.deadlines.items():
             task = self.k.tasks.get(tid)
             if task is not None and task.state == WAIT and task.timeout:

@@ -20,7 +20,7 @@ from unicorn import x86_const as x86
 from trace_format.events import EventKind
 from vmm.linux import abi
 from vmm.linux.files import s32
-from vmm.linux.tasks import WAIT
+from vmm.linux.tasks import WAIT, Blocked
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
@@ -63,16 +63,21 @@ class SignalState:
         self.mask = 0
         self.altstack = [0, SS_DISABLE, 0]          # ss_sp, ss_flags, ss_size
         self.pending: list[list[int]] = []          # [signo, code, value]
+        # ITIMER_REAL (setitimer, alarm): [next expiry, interval] in ns of the recorded
+        # CLOCK_MONOTONIC, or None. Expiries are TIMER events; this only answers getitimer.
+        self.itimer: list[int] | None = None
 
     def state(self) -> list:
         return [sorted([s, list(a)] for s, a in self.actions.items()), self.mask, list(self.altstack),
-                [list(p) for p in self.pending]]
+                [list(p) for p in self.pending], None if self.itimer is None else list(self.itimer)]
 
     def load_state(self, state: list) -> None:
-        actions, self.mask, altstack, pending = state
+        actions, self.mask, altstack, pending = state[:4]
         self.actions = {int(s): list(a) for s, a in actions}
         self.altstack = list(altstack)
         self.pending = [list(p) for p in pending]
+        itimer = state[4] if len(state) > 4 else None          # traces before itimers: none
+        self.itimer = None if itimer is None else list(itimer)
 
     def action(self, signo: int) -> list[int]:
         return self.actions.get(signo, [SIG_DFL, 0, 0, 0])
@@ -120,6 +125,29 @@ class SignalState:
         self.post(signo, abi.SI_USER, 0)
         if self.k.can_run():
             self.deliver_pending(in_syscall=False)
+
+    def timer_fired(self) -> None:
+        """TIMER: ITIMER_REAL expired (the recorder saw its deadline pass); SIGALRM here,
+        between instructions. A periodic timer goes on from its previous expiry."""
+        if self.itimer is None:
+            return
+        if self.itimer[1]:
+            self.itimer[0] += self.itimer[1]
+        else:
+            self.itimer = None
+        self.post(abi.SIGALRM, abi.SI_KERNEL, 0)
+        if self.k.can_run():
+            self.deliver_pending(in_syscall=False)
+
+    def arm_timer(self, now: int, value_ns: int, interval_ns: int) -> None:
+        self.itimer = [now + value_ns, interval_ns] if value_ns else None
+        self.k.boundary.alarm_armed(value_ns or None, interval_ns)
+
+    def timer_left(self, now: int) -> tuple[int, int]:
+        """(ns to the next expiry, interval) of ITIMER_REAL; (0, 0) when it is off."""
+        if self.itimer is None:
+            return 0, 0
+        return max(1000, self.itimer[0] - now), self.itimer[1]
 
     def deliver_pending(self, *, in_syscall: bool) -> None:
         for i, (signo, code, value) in enumerate(self.pending):
@@ -341,3 +369,58 @@ def sys_tgkill(k, tgid, tid, signo):
     if s32(tgid) != k.pid:
         return -abi.ESRCH
     return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
+
+
+# -- SIGALRM: setitimer, getitimer, alarm, and pause ------------------------------------
+
+ITIMER_REAL = 0
+_TIMEVAL2 = struct.Struct("<qqqq")               # struct itimerval: interval, value
+
+
+def _itimerval(interval_ns: int, value_ns: int) -> bytes:
+    return _TIMEVAL2.pack(interval_ns // 10**9, interval_ns % 10**9 // 1000,
+                          value_ns // 10**9, value_ns % 10**9 // 1000)
+
+
+def _monotonic(k) -> int:
+    from vmm.linux.time_calls import CLOCK_MONOTONIC, clock_ns
+    return clock_ns(k, CLOCK_MONOTONIC)
+
+
+def sys_setitimer(k, which, new, old):
+    if s32(which) != ITIMER_REAL:
+        return -abi.EINVAL                       # ITIMER_VIRTUAL and ITIMER_PROF: not kept
+    if new:
+        isec, iusec, vsec, vusec = _TIMEVAL2.unpack(k.read(new, 32))
+        if not (0 <= iusec < 10**6 and 0 <= vusec < 10**6 and isec >= 0 and vsec >= 0):
+            return -abi.EINVAL
+    now = _monotonic(k)
+    if old:
+        left, interval = k.signals.timer_left(now)
+        k.write(old, _itimerval(interval, left))
+    if new:
+        k.signals.arm_timer(now, vsec * 10**9 + vusec * 1000, isec * 10**9 + iusec * 1000)
+    return 0
+
+
+def sys_getitimer(k, which, cur):
+    if s32(which) != ITIMER_REAL:
+        return -abi.EINVAL
+    left, interval = k.signals.timer_left(_monotonic(k))
+    k.write(cur, _itimerval(interval, left))
+    return 0
+
+
+def sys_alarm(k, seconds):
+    seconds &= 0xFFFFFFFF
+    now = _monotonic(k)
+    left, _interval = k.signals.timer_left(now)
+    k.signals.arm_timer(now, seconds * 10**9, 0)
+    if not left:
+        return 0
+    return max(1, (left + 500_000_000) // 10**9)   # rounded, as Linux does; never 0 if pending
+
+
+def sys_pause(k):
+    """Wait for a signal: only delivery ends it, with EINTR (never restarted)."""
+    raise Blocked(["signal"])

@@ -143,6 +143,10 @@ SYSCALLS: dict[int, Syscall] = {
     131: _s("sigaltstack", "ptr ptr", signals.sys_sigaltstack),
     200: _s("tkill", "int signo", signals.sys_tkill),
     234: _s("tgkill", "int int signo", signals.sys_tgkill),
+    34: _s("pause", "", signals.sys_pause),
+    36: _s("getitimer", "int ptr", signals.sys_getitimer, P, "ITIMER_REAL"),
+    37: _s("alarm", "uint", signals.sys_alarm),
+    38: _s("setitimer", "int ptr ptr", signals.sys_setitimer, P, "ITIMER_REAL"),
     # -- time (vmm/linux/time_calls.py) ---------------------------------------------------
     35: _s("nanosleep", "ptr ptr", time_calls.sys_nanosleep),
     96: _s("gettimeofday", "ptr ptr", time_calls.sys_gettimeofday),

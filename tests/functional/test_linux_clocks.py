@@ -1,0 +1,49 @@
+"""Clock reads and SIGALRM for Linux programs (tests/data/linux/clocks.c), recorded and
+replayed --verify: the native clock path (vmm/linux/fastsys.py) and every case it leaves
+to Python (a timezone, NULL, a bad pointer, a page not yet present, a page boundary, a
+read-only page, CPU-time clocks), then setitimer, getitimer, alarm and pause."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO, vmrr
+from linux_helpers import linux_prog, record_replay_linux  # noqa: F401
+from trace_format import TraceReader
+from trace_format.events import EventKind
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("variant", ["pie", "static"])
+def test_clock_reads_and_alarms_replay_exactly(linux_prog, tmp_path, variant):
+    exe = linux_prog("clocks", variant)
+    record, replay, trace = record_replay_linux(tmp_path, [exe])
+    assert "PASS clocks" in record.stdout, record.stdout
+    assert "gettimeofday" in record.stderr and "setitimer" in record.stderr, record.stderr
+    missing = [line for line in record.stderr.splitlines() if "not implemented" in line]
+    assert not any(call in line for line in missing for call in ("itimer", "alarm", "pause")), missing
+    with TraceReader(trace) as reader:
+        events = list(reader.events())
+    times = [e for e in events if e.kind is EventKind.SYSCALL and e.payload[1] in (96, 228)]
+    assert len(times) >= 4000
+    # The natively answered reads are logged like Python's: [tid, nr, args, 0, [["clock", ns]]].
+    plain = [e for e in times if e.payload[3] == 0 and len(e.payload[4]) == 1]
+    assert len(plain) >= 4000 and all(e.payload[4][0][0] == "clock" for e in plain)
+    icounts = [e.icount for e in events]
+    assert icounts == sorted(icounts)
+    assert any(e.kind is EventKind.TIMER for e in events)
+
+
+def test_native_clock_path_matches_its_source():
+    """FASTSYS_CODE is the gcc build of vmm/linux/fastsys_native.c."""
+    from vmm import icount
+    from vmm.linux import fastsys
+    if not icount.have_toolchain():
+        pytest.skip(f"needs gcc {icount.NATIVE_GCC} and binutils")
+    code, entries = icount.make_native(fastsys.NATIVE_SOURCE)
+    assert code == fastsys.FASTSYS_CODE, "rebuild FASTSYS_CODE from vmm/linux/fastsys_native.c"
+    assert entries["vmrr_fast_syscall"] == fastsys.FASTSYS_ENTRY
