@@ -138,6 +138,7 @@ class RecordSession:
         self._base_pages: dict[int, bytes] = {}
         self._deadline: float | None = None
         self.boundary.tap = self._log
+        self.boundary.tap_many = self._log_many
 
     def _log(self, icount: int, kind: EventKind, payload: object) -> None:
         self._counts[kind] += 1
@@ -150,6 +151,15 @@ class RecordSession:
         elif kind == EventKind.CONSOLE_IN:
             self._input_bytes += len(payload)
         self.writer.append(icount, kind, payload)
+
+    def _log_many(self, kind: EventKind, records: list[tuple[int, object]]) -> None:
+        """Many events of one kind (the native hook's system calls), as ``_log`` each."""
+        self._counts[kind] += len(records)
+        if kind == EventKind.SYSCALL:
+            syscalls = self._syscalls
+            for _icount, payload in records:
+                syscalls[payload[1]] += 1
+        self.writer.append_many(kind, records)
 
     def run(self, *, duration: float | None = None, max_instructions: int | None = None) -> RecordSummary:
         """Record until power-off, a crash, ``duration`` seconds, ``max_instructions`` or shutdown."""

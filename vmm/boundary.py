@@ -64,6 +64,7 @@ class Boundary(Protocol):
     def syscall_enter(self, icount: int, tid: int, nr: int) -> None: ...
     def host_call(self, icount: int, op: str, params: list) -> object: ...
     def syscall_exit(self, icount: int, payload: list) -> None: ...
+    def syscall_exits(self, records: list) -> None: ...    # live only: the native hook's calls
     def task_blocked(self, tid: int, timeout_ns: int | None) -> None: ...
     def task_woken(self, tid: int) -> None: ...
     def blob(self, file_id: str) -> bytes | None: ...
@@ -124,6 +125,7 @@ class LiveBoundary:
                  chaos: Chaos | None = None) -> None:
         self.machine = machine
         self.tap: Tap | None = None
+        self.tap_many: Callable[[EventKind, list], None] | None = None   # the recorder's bulk tap
         self.chaos = chaos
         self.boot_mono = time.monotonic_ns()
         self._timer_deadline: int | None = None
@@ -304,6 +306,14 @@ class LiveBoundary:
     def syscall_exit(self, icount: int, payload: list) -> None:
         if self.tap:
             self.tap(icount, EventKind.SYSCALL, payload)
+
+    def syscall_exits(self, records: list[tuple[int, list]]) -> None:
+        """Calls the native hook answered (vmm/linux/fastsys.py), logged in one go."""
+        if self.tap_many is not None:
+            self.tap_many(EventKind.SYSCALL, records)
+        elif self.tap:
+            for icount, payload in records:
+                self.tap(icount, EventKind.SYSCALL, payload)
 
     def blob(self, file_id: str) -> bytes | None:
         return None if self.host_os is None else self.host_os.blobs.get(file_id)

@@ -47,3 +47,16 @@ def test_native_clock_path_matches_its_source():
     code, entries = icount.make_native(fastsys.NATIVE_SOURCE)
     assert code == fastsys.FASTSYS_CODE, "rebuild FASTSYS_CODE from vmm/linux/fastsys_native.c"
     assert entries["vmrr_fast_syscall"] == fastsys.FASTSYS_ENTRY
+
+
+def test_socket_reads_and_writes_on_every_path_replay_exactly(linux_prog, tmp_path):
+    """tests/data/linux/sockio.c: the native read/write of a socket with data or room, and
+    Python's for EAGAIN, the end, EPIPE, over 64 KiB, a blocking read in a thread."""
+    exe = linux_prog("sockio", "pie", "-pthread")
+    record, _replay, trace = record_replay_linux(tmp_path, [exe])
+    assert "PASS sockio" in record.stdout, record.stdout
+    with TraceReader(trace) as reader:
+        io = [e for e in reader.events() if e.kind is EventKind.SYSCALL and e.payload[1] in (0, 1)]
+    assert len(io) > 4000
+    on_sockets = [e for e in io if e.payload[4] and e.payload[4][0][0] in ("recv", "send")]
+    assert len(on_sockets) > 4000

@@ -145,6 +145,37 @@ def test_append_accepts_ints_for_kinds_and_reads_back_enum_members(tmp_path):
         assert end == Event(5, EventKind.END, {"reason": "stopped", "why": "sigint"})
 
 
+def test_append_many_writes_what_append_writes(tmp_path):
+    records = [(10 + i, [1000, 96, [0x7ffc0, 0], 0, [["clock", 1_700_000_000_000_000_000 + i]]])
+               for i in range(5000)]
+    one, many = tmp_path / "one.vmrr", tmp_path / "many.vmrr"
+    with TraceWriter(one, make_header(), chunk_target=4096) as writer:
+        writer.append(3, EventKind.RDTSC, 1)
+        for icount, payload in records:
+            writer.append(icount, EventKind.SYSCALL, payload)
+        writer.close({"reason": "stopped", "why": "sigint"})
+    with TraceWriter(many, make_header(), chunk_target=4096) as writer:
+        writer.append(3, EventKind.RDTSC, 1)
+        writer.append_many(EventKind.SYSCALL, records)
+        writer.close({"reason": "stopped", "why": "sigint"})
+    with TraceReader(one) as a, TraceReader(many) as b:
+        assert as_tuples(a.events()) == as_tuples(b.events())
+        assert len(a.chunks) == len(b.chunks) > 2
+
+
+def test_append_many_checks_each_record_and_keeps_those_before_a_bad_one(tmp_path):
+    path = tmp_path / "run.vmrr"
+    good = [1000, 228, [1, 0x7ffc0], 0, [["clock", 5]]]
+    with TraceWriter(path, make_header()) as writer:
+        with pytest.raises(ValueError, match="SYSCALL payload at icount 8"):
+            writer.append_many(EventKind.SYSCALL, [(7, good), (8, [1000, 228, [-1], 0, []])])
+        with pytest.raises(ValueError, match="icount 6"):
+            writer.append_many(EventKind.SYSCALL, [(6, good)])          # before icount 7
+        writer.close({"reason": "stopped", "why": "sigint"})
+    with TraceReader(path) as trace:
+        assert [(e.icount, e.kind) for e in trace.events()] == [(7, EventKind.SYSCALL), (7, EventKind.END)]
+
+
 def test_empty_trace_round_trips(tmp_path):
     path = tmp_path / "run.vmrr"
     TraceWriter(path, make_header()).close({"reason": "poweroff", "exit_status": 3})

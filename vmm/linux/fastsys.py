@@ -1,11 +1,12 @@
-"""The native fast path for a recorded Linux program's clock reads (vmm/linux/fastsys_native.c).
+"""The native fast path for a recorded Linux program's hottest system calls
+(vmm/linux/fastsys_native.c).
 
-A server reads the clock around every request (redis: gettimeofday twice a request),
-and each read through Python costs ~13 µs: a ctypes call into the interpreter, the
-dispatcher, a host call, a guest write, the log. ``FastSyscalls`` installs a native
-SYSCALL hook that answers gettimeofday and clock_gettime itself when the answer is a
-plain 16-byte store into a present, writable data page, and hands every other call to
-the Python hook. What it did is kept in a native log that ``drain`` turns into the very
+Per request a server reads the clock (redis: twice), reads its socket and writes it;
+each call through Python costs 13-26 µs: a ctypes call into the interpreter, the
+dispatcher, a host call, guest memory, the log. ``FastSyscalls`` installs a native
+SYSCALL hook that answers gettimeofday and clock_gettime, and read and write on a plain
+stream socket that has data or room now, itself, and hands every other call to the
+Python hook. What it did is kept in a native log that ``drain`` turns into the very
 SYSCALL events the Python handler would have logged (same payload, same icount), so the
 trace, replay and every tool see no difference; replay answers these calls in Python,
 from the trace.
@@ -31,30 +32,56 @@ NATIVE_SOURCE = Path(__file__).with_name("fastsys_native.c")
 # gcc 12 -O2 build of fastsys_native.c (flags as vmm/icount.py's GCC_FLAGS; checked by
 # tests/unit/test_fastsys.py when gcc is present).
 FASTSYS_CODE = bytes.fromhex(
-    "4989f14181e1ff0f0000498d4110483d001000000f87860000004889f048c1e82f757d488b57384c8b5730b9"
-    "2700000049bb00f0ffffffff0f00488d82001000004939c2725a4889f04c8b472848d3e825ff010000498d04"
-    "c0488b04104889c283e2074883fa0775374889c283e9094c21da83f90375c331c94885c079144909d1488d82"
-    "001000004d01c84939c2490f43c84889c8c3662e0f1f84000000000031c94889c8c3662e0f1f840000000000"
-    "415641554154554889fd534889f34883ec3048833e0048c704240000000048c74424080000000048c7442410"
-    "0000000048c7442418000000007425488b465048394648731b8b76604889e2ff5310488b04244883f8607420"
-    "483de4000000741831f64889efff53084883c4305b5d415c415d415ec30f1f008b7368488d5424084889efff"
-    "53108b7370488d5424104889efff531048833c24600f84e1000000488b44240883f80f77b74c63e848988b54"
-    "837885d278aa488b7424104889dfe88dfeffff4989c44d85e47495428b7cab78488d742420ff532085c07584"
-    "4c8b6c24204d85ed0f8876ffffff488b43484d69ed00ca9a3b4c036c24284c89ee488d50014c8d3480488b43"
-    "58488953484e8d34f048b8b394d626e80b2e1149f7ed4c89e848c1f83f48c1fa1a4889d14829c14869c100ca"
-    "9a3b4829c648833c246074684989742408488d5424184889ef49890c248b7360ff5318488b4340f30f7e4424"
-    "08f30f7e080f164424104d896e20410f1146100f160c24410f110ee9e8feffff48837c2410000f85d4feffff"
-    "488b7424084889df4531ede8b4fdffff4989c4e922ffffff0f1f400048b8cff753e3a59bc42048f7ee4889f0"
-    "48c1f83f48c1fa074829c24889d6e975ffffff"
+    "83f9014989f34819c04181e3ff0f00004883e0fe4c01da4883c0074881fa001000000f87a0000000554989f8"
+    "4889f7534889f348c1eb2f0f8583000000498b7038498b58304189ca48bd00f0ffffffff0f00b92700000048"
+    "8d96001000004839d3725d4889fa4d8b482848d3ea81e2ff010000498d14d1488b14324889c64821d64839c6"
+    "753a4889d683e9094821ee83f90375c34885d2780831c04183e2017519488d86001000004909f34d01d94839"
+    "c3b800000000490f43c15b5dc30f1f0031c05b5dc30f1f0031c0c30f1f4400004157415641554154554889fd"
+    "534889f34883ec7848833e0048c74424380000000048c74424400000000048c74424480000000048c7442450"
+    "0000000048c7442458000000000f84f5010000488b4650483946480f83e7010000488d5424388b7660ff5310"
+    "488b4424384883f8600f95c1483de40000000f95c284d1740a4883f8010f87b90100008b7368488d54244048"
+    "89efff53108b7370488d5424484889efff5310488b4424384883f8010f863e0100004883f8600f84a4010000"
+    "488b44244083f80f0f87760100004c63e848988b54837885d20f8865010000488b742448b901000000ba1000"
+    "00004889dfe83efeffff4989c44d85e40f8442010000428b7cab78488d742460ff532085c00f852d0100004c"
+    "8b7424604d85f60f881f010000488b43484d69f600ca9a3b4c037424684c89f64c8d2cc500000000488d5001"
+    "4929c5488b4358488953484e8d2ce848b8b394d626e80b2e1149f7ee4c89f048c1f83f48c1fa1a4889d14829"
+    "c14869c100ca9a3b4829c648837c243860751e48b8cff753e3a59bc42048f7ee4889f048c1f83f48c1fa0748"
+    "89d64829c64989742408488d5424584889ef49890c248b7360ff5318488b4340f30f7e442440f30f7e080f16"
+    "44244849c74520000000004d8975280f164c243849c7453000000000410f114d00410f114510eb5c0f1f4000"
+    "8bb3b8000000488d5424504889efff53104c8b6c24404981fdffffff7f7731488b5424504c8b6424484c8b54"
+    "24384c3babd80000007319488b83d0000000428b3ca885ff795a662e0f1f84000000000031f64889efff5308"
+    "4883c4785b5d415c415d415e415fc3660f1f84000000000048837c24480075d8488b742440b9010000004889"
+    "df4531edba10000000e8aefcffff4989c4e96bfeffff660f1f440000488d42ff483dffff000077a44d85d275"
+    "77488bb3e8000000488d0432483983f0000000728b4c892c244989f74989d548895424084c896424104c8954"
+    "2418897c2424eb100f1f40004d01f44d29f50f84910000004c89e0ba00100000b9010000004c89e625ff0f00"
+    "004889df4829c24c39ea490f47d54989d6e822fcffff4885c075c5e928ffffff4c892c244189ff4989d54889"
+    "5424084c896424104c89542418eb110f1f4400004d01f44d29f50f849d0100004c89e0ba001000004c89e648"
+    "89df25ff0f00004829c24c39ea490f47d531c94989d6e8c5fbffff4885c075c8e9cbfeffff4c8b2c248b7c24"
+    "244c89feb940000000488b5424084c8b5424184803b3e00000004c8b6424104c8954240848891424ff93c000"
+    "0000488b14244c8b5424084885c048894424604989c10f8e7cfeffff48895424084d89e64c8b83e80000004d"
+    "89d74c0383e00000004c892c244d89cd4c896424104d89c448896c24184c89f50f1f40004889e841b8001000"
+    "004889ee4889df25ff0f0000b9010000004929c04d39e84d0f47c54c89c24d89c6e80afbffff31d20f1f8400"
+    "00000000410fb60c14880c104883c2014939d675ef4c01f54d01f44d29f575ac4c8b2c24488b5424084d89fa"
+    "4c8b642410488b6c2418488b4c2460488b734866490f6ed266490f6edc488d460148894348488d04f5000000"
+    "004829f0488b7358488d04c6488b7340f30f7e064889502048894828660f6cc20f110066490f6ec5660f6cc3"
+    "0f114010488b93e8000000488950304d85d2750a4801d148898be80000008b7360488d5424604889efff5318"
+    "e967fdffff488b54240844897c242441be001000004c8b83f80000004c8b64241048896c24284889d54d89c5"
+    "0f1f8400000000004c89e04d89f24c89e64889df25ff0f00004929c24939ea4c0f47d531c94c89d24d89d7e8"
+    "f8f9ffff31d2660f1f4400000fb60c1041884c15004883c2014939d775ee4d01fc4d01fd4c29fd75b3488b54"
+    "24084c8b542418b9404000004c8b2c244c8b6424108b7c2424488b6c2428488914244c89542408488bb3f800"
+    "0000ff93c8000000488b14244c8b5424084885c048894424604889c10f8fb9feffffe98dfcffff"
 )
-FASTSYS_ENTRY = 176                    # vmrr_fast_syscall
+FASTSYS_ENTRY = 208                    # vmrr_fast_syscall
 LOG_CAPACITY = 4096
-NR_GETTIMEOFDAY, NR_CLOCK_GETTIME = 96, 228
+DATA_CAPACITY = 1 << 20                # bytes received natively between two drains
+SCRATCH = 1 << 16                      # a native read or write moves at most this much
+NR_READ, NR_WRITE, NR_GETTIMEOFDAY, NR_CLOCK_GETTIME = 0, 1, 96, 228
 
 
 class _Logged(ctypes.Structure):
     _fields_ = [("icount", ctypes.c_uint64), ("nr", ctypes.c_uint64), ("a0", ctypes.c_uint64),
-                ("a1", ctypes.c_uint64), ("ns", ctypes.c_int64)]
+                ("a1", ctypes.c_uint64), ("a2", ctypes.c_uint64), ("value", ctypes.c_int64),
+                ("data", ctypes.c_uint64)]
 
 
 class _State(ctypes.Structure):
@@ -63,12 +90,15 @@ class _State(ctypes.Structure):
                 ("ram", ctypes.c_void_p), ("ram_size", ctypes.c_uint64), ("root", ctypes.c_uint64),
                 ("icount", ctypes.c_void_p), ("n", ctypes.c_uint64), ("cap", ctypes.c_uint64),
                 ("log", ctypes.c_void_p), ("reg_rax", ctypes.c_int64), ("reg_rdi", ctypes.c_int64),
-                ("reg_rsi", ctypes.c_int64), ("clocks", ctypes.c_int32 * 16)]
+                ("reg_rsi", ctypes.c_int64), ("clocks", ctypes.c_int32 * 16), ("reg_rdx", ctypes.c_int64),
+                ("recv", ctypes.c_void_p), ("send", ctypes.c_void_p), ("sockets", ctypes.c_void_p),
+                ("nsockets", ctypes.c_uint64), ("data", ctypes.c_void_p), ("data_used", ctypes.c_uint64),
+                ("data_cap", ctypes.c_uint64), ("scratch", ctypes.c_void_p)]
 
 
-def _libc_clock_gettime() -> int | None:
+def _libc(name: str) -> int | None:
     try:
-        return ctypes.cast(ctypes.CDLL(None).clock_gettime, ctypes.c_void_p).value
+        return ctypes.cast(getattr(ctypes.CDLL(None), name), ctypes.c_void_p).value
     except (OSError, AttributeError):
         return None
 
@@ -85,13 +115,17 @@ class FastSyscalls:
     """
 
     def __init__(self, uc, slow, ram_address: int, ram_size: int, root: int, icount_address: int) -> None:
-        clock_gettime = _libc_clock_gettime()
-        if clock_gettime is None:
-            raise OSError("libc's clock_gettime is not reachable")
+        clock_gettime, recv, send = _libc("clock_gettime"), _libc("recv"), _libc("send")
+        if None in (clock_gettime, recv, send):
+            raise OSError("libc's clock_gettime, recv or send is not reachable")
         self._page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
         self._page.write(FASTSYS_CODE)
         self.hook = ctypes.addressof(ctypes.c_char.from_buffer(self._page)) + FASTSYS_ENTRY
         self._log = (_Logged * LOG_CAPACITY)()
+        self._data = (ctypes.c_uint8 * DATA_CAPACITY)()
+        self._scratch = (ctypes.c_uint8 * SCRATCH)()
+        self._sockets = (ctypes.c_int32 * 0)()
+        self.sockets_version = -1              # the FileTable version the socket table shows
         clocks = (ctypes.c_int32 * 16)(*([-1] * 16))
         for guest, host_clock in host.CLOCKS.items():
             if guest not in (2, 3):            # CPU-time clocks: Python's, like every rare case
@@ -101,19 +135,42 @@ class FastSyscalls:
                             ctypes.cast(_ucbind.uclib.uc_reg_write, ctypes.c_void_p).value,
                             clock_gettime, ram_address, ram_size, root, icount_address, 0,
                             LOG_CAPACITY, ctypes.addressof(self._log), x86.UC_X86_REG_RAX,
-                            x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, clocks)
+                            x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, clocks, x86.UC_X86_REG_RDX,
+                            recv, send, 0, 0, ctypes.addressof(self._data), 0, DATA_CAPACITY,
+                            ctypes.addressof(self._scratch))
         self.user_data = ctypes.addressof(self.state)
+
+    def set_sockets(self, table: dict[int, int], version: int) -> None:
+        """Which guest descriptors are plain stream sockets, and their host descriptors."""
+        size = max(table, default=-1) + 1
+        sockets = (ctypes.c_int32 * size)(*([-1] * size))
+        for fd, host_fd in table.items():
+            sockets[fd] = host_fd
+        self._sockets = sockets
+        self.state.sockets = ctypes.addressof(sockets) if size else 0
+        self.state.nsockets = size
+        self.sockets_version = version
 
     def set_enabled(self, on: bool) -> None:
         self.state.enabled = 1 if on else 0
 
     def drain(self, tid: int) -> list[tuple[int, list]]:
-        """The calls answered natively since the last drain, as (icount, SYSCALL payload)."""
-        n = self.state.n
+        """The calls answered natively since the last drain, as (icount, SYSCALL payload):
+        what the Python handlers would have logged."""
+        state = self.state
+        n = state.n
         if not n:
             return []
-        self.state.n = 0
+        data = bytes(self._data[:state.data_used]) if state.data_used else b""
+        state.n = state.data_used = 0
         out = []
         for e in self._log[:n]:
-            out.append((e.icount, [tid, e.nr, [e.a0, e.a1], 0, [["clock", e.ns]]]))
+            nr = e.nr
+            if nr == NR_READ:
+                got = e.value
+                out.append((e.icount, [tid, 0, [e.a0, e.a1, e.a2], got, [["recv", data[e.data:e.data + got]]]]))
+            elif nr == NR_WRITE:
+                out.append((e.icount, [tid, 1, [e.a0, e.a1, e.a2], e.value, [["send", e.value]]]))
+            else:
+                out.append((e.icount, [tid, nr, [e.a0, e.a1], 0, [["clock", e.value]]]))
         return out

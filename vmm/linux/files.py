@@ -87,6 +87,7 @@ class FileTable:
         self.fds: dict[int, list] = {}          # fd -> [OpenFile, cloexec]
         self.pipes: dict[int, bytearray] = {}
         self._next_pipe = 1
+        self.version = 0                        # bumped whenever a descriptor comes or goes
 
     def open_stdio(self) -> None:
         self.install(OpenFile("host", "/dev/stdin", 0, handle=0), 0)
@@ -104,6 +105,7 @@ class FileTable:
             self.close(at)
         f.ref += 1
         self.fds[at] = [f, cloexec]
+        self.version += 1
         return at
 
     @property
@@ -117,6 +119,7 @@ class FileTable:
 
     def close(self, fd: int) -> int:
         entry = self.fds.pop(s32(fd), None)
+        self.version += 1
         if entry is None:
             return -EBADF
         f = entry[0]
@@ -148,6 +151,7 @@ class FileTable:
         files, table, pipes, self._next_pipe = state
         objs = [OpenFile.from_list(raw) for raw in files]
         self.fds = {fd: [objs[i], bool(cloexec)] for fd, i, cloexec in table}
+        self.version += 1
         self.pipes = {n: bytearray(b) for n, b in pipes}
 
     # -- paths -----------------------------------------------------------------------

@@ -149,17 +149,33 @@ class LinuxKernel:
     def drain_fast(self) -> None:
         """Log the clock reads the native hook answered (vmm/linux/fastsys.py), in order."""
         if self.fast is not None and self.fast.state.n:
-            exit_ = self.boundary.syscall_exit
-            for icount, payload in self.fast.drain(self.current.tid):
-                exit_(icount, payload)
+            self.boundary.syscall_exits(self.fast.drain(self.current.tid))
 
     def arm_fast(self) -> None:
         """Let the native hook answer clock reads while recording and no signal is pending
         (its delivery is on the way out of a system call, which only Python does)."""
-        if self.fast is not None:
-            boundary = self.machine.boundary
-            self.fast.set_enabled(boundary is not None and not boundary.replaying
-                                  and not self.signals.pending)
+        fast = self.fast
+        if fast is None:
+            return
+        boundary = self.machine.boundary
+        live = boundary is not None and not boundary.replaying
+        fast.set_enabled(live and not self.signals.pending)
+        if live and fast.sockets_version != self.files.version:
+            fast.set_sockets(self._plain_sockets(), self.files.version)
+
+    def _plain_sockets(self) -> dict[int, int]:
+        """Guest fd -> host fd of each read-write stream socket (the native hook's read/write)."""
+        from vmm.linux.net import SOCK_STREAM
+        host_fd = getattr(self.boundary, "_host_fd", None)
+        out = {}
+        if host_fd is None:
+            return out
+        for fd, (f, _cloexec) in self.files.fds.items():
+            if f.kind == "socket" and f.data[1] == SOCK_STREAM and (f.flags & abi.O_ACCMODE) == abi.O_RDWR:
+                real = host_fd(f.handle)
+                if real is not None and 0 <= fd < abi.MAX_FDS:
+                    out[fd] = real
+        return out
 
     # -- threads (vmm/linux/tasks.py) --------------------------------------------------
 
