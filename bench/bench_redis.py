@@ -9,7 +9,8 @@ Side by side in one run, interleaved (native, run, record, native, run, record, 
   * trace bytes per request: the event chunks of the load recording less those of a
     recording that only starts and stops (start-up reads files, which are logged once),
     over the requests served — target <= 2x the request's own bytes on the wire;
-  * replay --verify of the load trace against the time it took to record;
+  * replay --verify of the load trace against the time it took to record (both whole
+    processes: start-up, the load, shutdown);
   * an idle redis (its own 10 Hz timer, one request every 5 s) for --idle seconds:
     trace growth per second (target <= 2 KB/s) and how long its replay takes.
 
@@ -139,11 +140,11 @@ def main() -> None:
         for _ in range(opts.repeat):
             for mode in modes:
                 port = free_port()
-                proc = start(mode, server, port, trace if mode == "record" else None)
                 t0 = time.perf_counter()
+                proc = start(mode, server, port, trace if mode == "record" else None)
                 rates = benchmark(port, opts.requests, opts.clients, opts.keyspace)
-                wall = time.perf_counter() - t0
                 stop(proc)
+                wall = time.perf_counter() - t0          # the whole process, as replay's
                 for k, v in rates.items():
                     best[mode][k] = max(best[mode][k], v)
                 if mode == "record":
@@ -170,9 +171,9 @@ def main() -> None:
         print(f"  trace   {per_request:8.1f} bytes/request of events; the request and its reply are "
               f"{wire:.0f} bytes on the wire ({per_request / wire:.2f}x, target <= 2x)")
         load_replay = replay_seconds(trace)
-        print(f"  replay --verify of the load trace: {load_replay:.1f} s; the load took {record_wall:.1f} s "
-              f"to record (replay/record {load_replay / record_wall:.2f}, start-up and shutdown included)",
-              flush=True)
+        print(f"  replay --verify of the load trace: {load_replay:.1f} s; recording it took {record_wall:.1f} s "
+              f"(replay/record {load_replay / record_wall:.2f}; both whole processes, start-up and "
+              f"shutdown included)", flush=True)
 
         idle_trace = os.path.join(tmp, "idle.vmrr")
         port = free_port()
