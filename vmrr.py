@@ -90,6 +90,9 @@ def _machine_options(p: argparse.ArgumentParser) -> None:
                    help="a Linux program: set this environment variable (repeatable)")
     p.add_argument("--clear-env", action="store_true",
                    help="a Linux program: start from an empty environment instead of vmrr's own")
+    p.add_argument("--bind-host", metavar="ADDRESS",
+                   help="a Linux program: where its binds to 0.0.0.0 or :: listen on the host "
+                        "(default 127.0.0.1 and ::1; 0.0.0.0 opens them to the network)")
     p.add_argument("--args", default="", metavar="STRING", help="boot arguments passed to the guest")
     p.add_argument("--max-instructions", type=_int_arg, metavar="N", help="stop after N instructions")
     p.add_argument("--no-stdin", action="store_true", help="do not forward stdin to the guest console")
@@ -205,10 +208,16 @@ def load_guest(args):
             if not sep or not name:
                 raise UsageError(f"--env {item}: expected NAME=VALUE")
             env[name] = value
+        if args.bind_host is not None:
+            import ipaddress
+            try:
+                ipaddress.ip_address(args.bind_host)
+            except ValueError:
+                raise UsageError(f"--bind-host {args.bind_host}: not an IP address (e.g. 0.0.0.0)") from None
         image = LinuxProgram.from_host(program, [f"{k}={v}" for k, v in env.items()])
         return image, parse_mem_size("1G" if args.mem is None else args.mem), None
-    if args.env or args.clear_env:
-        raise UsageError("--env and --clear-env are for a Linux program (after --)")
+    if args.env or args.clear_env or args.bind_host:
+        raise UsageError("--env, --clear-env and --bind-host are for a Linux program (after --)")
     return load_image(args.image), parse_mem_size("64M" if args.mem is None else args.mem), listen
 
 
@@ -277,6 +286,7 @@ def cmd_run(args) -> int:
     machine, listen = build_machine(args)
     boundary = LiveBoundary(machine, listen=listen, console_input=not args.no_stdin,
                             console_output=console_stream(args))
+    boundary.bind_host = args.bind_host or boundary.bind_host
     machine.connect(boundary)
     install_interrupt_handler(machine)         # before "listening on": clients may signal at once
     if boundary.listen_address:
@@ -311,6 +321,7 @@ def cmd_record(args) -> int:
                             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
                             digest_every=args.digest_every or DEFAULT_DIGEST_EVERY,
                             tool_version=__version__)
+    session.boundary.bind_host = args.bind_host or session.boundary.bind_host
     install_interrupt_handler(session.machine)  # before "listening on": clients may signal at once
     if session.boundary.listen_address:
         host, port = session.boundary.listen_address

@@ -126,6 +126,7 @@ class LiveBoundary:
         self.machine = machine
         self.tap: Tap | None = None
         self.tap_many: Callable[[EventKind, list], None] | None = None   # the recorder's bulk tap
+        self.bind_host = "127.0.0.1"           # where a Linux program's wildcard binds listen
         self.chaos = chaos
         self.boot_mono = time.monotonic_ns()
         self._timer_deadline: int | None = None
@@ -290,6 +291,7 @@ class LiveBoundary:
     def host_call(self, icount: int, op: str, params: list) -> object:
         if self.host_os is None:
             self.host_os = HostOS(self._blob_ready)
+            self.host_os.bind_host = self.bind_host
         self._icount = icount                        # where new file content goes in the trace
         return self.host_os.call(op, params)
 

@@ -100,3 +100,14 @@ def test_program_without_execute_permission(linux_prog, tmp_path):
     run = vmrr("run", "--", exe)
     assert run.returncode == 2 and "Traceback" not in run.stderr, describe(run)
     assert "permission" in run.stderr.lower(), describe(run)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--bind-host", "localhost", "--", "/bin/true"], "--bind-host localhost: not an IP address"),
+    (["run", "--bind-host", "0.0.0.0", "cpubench"], "--bind-host are for a Linux program"),
+])
+def test_bad_bind_host(argv, message):
+    result = vmrr(*argv, timeout=60)
+    assert result.returncode == 2, describe(result)
+    assert message in result.stderr and "Traceback" not in result.stderr, describe(result)
+    assert len(result.stderr.strip().splitlines()) == 1, describe(result)

@@ -123,3 +123,25 @@ def test_benchmark_load_and_clients_that_vanish(tmp_path):
     finally:
         r.stop()
     _replay_twice(r.trace)
+
+
+BIND_PROBE = ("import socket\n"
+              "s = socket.socket()\n"
+              "s.bind(('0.0.0.0', 0))\n"
+              "s.listen()\n"
+              "print(s.getsockname()[0])\n")
+
+
+@pytest.mark.parametrize("bind_host, listening", [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")])
+def test_a_wildcard_bind_listens_where_bind_host_says(tmp_path, bind_host, listening):
+    """By default a guest bind to 0.0.0.0 listens on the host's loopback only;
+    --bind-host 0.0.0.0 opens it to the network. Replay contacts nothing either way."""
+    trace = tmp_path / "bind.vmrr"
+    options = ["--bind-host", bind_host] if bind_host else []
+    record = subprocess.run([sys.executable, "-m", "vmrr", "record", "-o", str(trace), *options,
+                             "--env", "PYTHONDONTWRITEBYTECODE=1", "--", "/usr/bin/python3", "-c", BIND_PROBE],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert record.returncode == 0, describe(record)
+    assert record.stdout == listening + "\n", describe(record)
+    replay = replay_verify(trace, timeout=120)
+    assert replay.stdout == record.stdout, describe(replay)

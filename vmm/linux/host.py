@@ -60,7 +60,7 @@ def _sockaddr(addr: list, bind_host: str | None):
     if family == "in6":
         host = addr[1]
         if bind_host is not None and host == "::":
-            host = "::1" if bind_host == "127.0.0.1" else bind_host
+            host = {"127.0.0.1": "::1", "0.0.0.0": "::"}.get(bind_host, bind_host if ":" in bind_host else "::1")
         return socket.AF_INET6, (host, addr[2], addr[3], addr[4])
     return socket.AF_UNIX, addr[1]
 
