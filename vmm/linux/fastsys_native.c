@@ -8,12 +8,15 @@
  * same SYSCALL events its own handler would have logged, in order, before any later
  * event. Anything else, and anything unusual (a page not present or not writable, an
  * executable page, a timezone pointer, a clock it has no host clock for, a socket with
- * nothing to read or no room to write, an error, more than SCRATCH bytes, a full log, or
- * Python having switched the fast path off), goes to the Python hook unchanged: nothing
- * has been consumed or sent then.
+ * nothing to read or no room to write, an error, a write of more than SCRATCH bytes, a
+ * full log, or Python having switched the fast path off), goes to the Python hook
+ * unchanged: nothing has been consumed or sent then. A read asks the host for at most SCRATCH bytes, and
+ * only for as much of the buffer as lies in pages already there: a short read, which a
+ * socket may always give.
  *
  * Same build rules as vmm/icount_native.c: no globals, no calls but through the struct's
- * function pointers, no relocations; tests/unit/test_fastsys.py checks FASTSYS_CODE.
+ * function pointers, no relocations; tests/functional/test_linux_clocks.py checks
+ * FASTSYS_CODE against this source.
  */
 #include <stdint.h>
 
@@ -99,6 +102,22 @@ static int user_range(struct fastsys *s, uint64_t va, uint64_t len, int store)
     return 1;
 }
 
+/* How much of [va, va+len), from va on, lies in pages a store may go to (a buffer's
+   tail may be pages the program never touched yet: a socket read may return less). */
+static uint64_t user_prefix(struct fastsys *s, uint64_t va, uint64_t len)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        uint64_t n = 0x1000 - ((va + done) & 0xFFF);
+        if (n > len - done)
+            n = len - done;
+        if (!user_bytes(s, va + done, n, 1))
+            break;
+        done += n;
+    }
+    return done;
+}
+
 /* Copy between guest [va, va+len) (checked with user_range) and the host buffer. */
 static void copy_user(struct fastsys *s, uint64_t va, uint8_t *buf, uint64_t len, int store)
 {
@@ -121,22 +140,26 @@ static void copy_user(struct fastsys *s, uint64_t va, uint8_t *buf, uint64_t len
 }
 
 /* read(fd, buf, count) or write(fd, buf, count) on a plain socket: 1 if done here. */
-static int socket_io(struct fastsys *s, void *uc, uint64_t nr, uint64_t fd, uint64_t buf, uint64_t count)
+static int socket_io(struct fastsys *s, void *uc, uint64_t nr, uint64_t fd, uint64_t buf, uint64_t asked)
 {
+    uint64_t count = asked;
     int64_t got;
     int host;
     struct logged *e;
-    if (fd >= s->nsockets || (host = s->sockets[fd]) < 0 || count == 0 || count > SCRATCH)
+    if (fd >= s->nsockets || (host = s->sockets[fd]) < 0 || count == 0)
         return 0;
     if (nr == 0) {
-        if (s->data_used + count > s->data_cap || !user_range(s, buf, count, 1))
+        if (count > SCRATCH)
+            count = SCRATCH;
+        count = user_prefix(s, buf, count);    /* a short read, as a socket may give */
+        if (count == 0 || s->data_used + count > s->data_cap)
             return 0;
         got = s->recv(host, s->data + s->data_used, count, MSG_DONTWAIT);
         if (got <= 0)
             return 0;              /* nothing yet, the end, an error: Python asks again */
         copy_user(s, buf, s->data + s->data_used, (uint64_t)got, 1);
     } else {
-        if (!user_range(s, buf, count, 0))
+        if (count > SCRATCH || !user_range(s, buf, count, 0))
             return 0;
         copy_user(s, buf, s->scratch, count, 0);
         got = s->send(host, s->scratch, count, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -148,7 +171,7 @@ static int socket_io(struct fastsys *s, void *uc, uint64_t nr, uint64_t fd, uint
     e->nr = nr;
     e->a0 = fd;
     e->a1 = buf;
-    e->a2 = count;
+    e->a2 = asked;
     e->value = got;
     e->data = s->data_used;
     if (nr == 0)
