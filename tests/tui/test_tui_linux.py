@@ -33,21 +33,26 @@ int main(void)
 """
 
 
-@pytest.fixture(scope="module")
-def linux_trace(tmp_path_factory):
+def record_crash(tmp_path_factory, name: str, source: str, *cflags: str, c_file: str | None = None):
+    """Build ``source`` (as ``c_file``, default NAME.c) with gcc -g -O0 into NAME and record
+    it; it must crash with SIGSEGV."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
-    work = tmp_path_factory.mktemp("tui-linux")
-    (work / "crash.c").write_text(SOURCE)
-    program = work / "null_store"
-    subprocess.run(["gcc", "-g", "-O0", "-fPIE", "-pie", "-o", "null_store", "crash.c"],
-                   cwd=work, check=True, timeout=60)
-    trace = work / "null_store.vmrr"
-    record = vmrr("record", "-o", trace, "--", program, timeout=120)
+    work = tmp_path_factory.mktemp(f"tui-{name}")
+    c_file = c_file or f"{name}.c"
+    (work / c_file).write_text(source)
+    subprocess.run(["gcc", "-g", "-O0", *cflags, "-o", name, c_file], cwd=work, check=True, timeout=60)
+    trace = work / f"{name}.vmrr"
+    record = vmrr("record", "-o", trace, "--", work / name, timeout=120)
     assert record.returncode == 3, "the program should crash" + describe(record)
     assert "SIGSEGV" in record.stderr, describe(record)
     assert trace.is_file(), describe(record)
     return trace
+
+
+@pytest.fixture(scope="module")
+def linux_trace(tmp_path_factory):
+    return record_crash(tmp_path_factory, "null_store", SOURCE, "-fPIE", "-pie", c_file="crash.c")
 
 
 def status_text(app) -> str:
@@ -264,15 +269,7 @@ int main(void)
 
 @pytest.fixture(scope="module")
 def threads_trace(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
-    work = tmp_path_factory.mktemp("tui-threads")
-    (work / "threads.c").write_text(THREADS_SOURCE)
-    subprocess.run(["gcc", "-g", "-O0", "-pthread", "-o", "threads", "threads.c"], cwd=work,
-                   check=True, timeout=60)
-    trace = work / "threads.vmrr"
-    record = vmrr("record", "-o", trace, "--", work / "threads", timeout=120)
-    assert record.returncode == 3, "the crasher thread should crash the program" + describe(record)
+    trace = record_crash(tmp_path_factory, "threads", THREADS_SOURCE, "-pthread")
     replay = replay_verify(trace)
     assert "crash recurred: SIGSEGV" in replay.stderr, describe(replay)
     return trace
