@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_kvstore import benchmark as kvstore_benchmark, event_bytes as kvstore_event_bytes, free_port  # noqa: E402  (same directory)
 from trace_format import TraceReader  # noqa: E402
 from trace_format.events import EventKind  # noqa: E402
 
@@ -41,12 +40,6 @@ REDIS = "/usr/bin/redis-check-rdb"
 # Bytes on the wire of one redis-benchmark request and its reply (key:<12 digits>, value xxx).
 SET_WIRE = len(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$3\r\nxxx\r\n") + len(b"+OK\r\n")
 GET_WIRE = len(b"*2\r\n$3\r\nGET\r\n$16\r\nkey:000000012345\r\n") + len(b"$3\r\nxxx\r\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(mode: str, server: str, port: int, trace: str | None) -> subprocess.Popen:
@@ -91,23 +84,15 @@ def cli(port: int, *args: str) -> str:
 
 
 def benchmark(port: int, requests: int, clients: int, keyspace: int) -> dict[str, float]:
-    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-c", str(clients),
-                          "-n", str(requests), "-r", str(keyspace), "-q"],
-                         capture_output=True, text=True, timeout=900).stdout
-    rates = {}
-    for line in out.replace("\r", "\n").splitlines():
-        m = re.match(r"\s*(SET|GET): ([\d.]+) requests per second", line)
-        if m:
-            rates[m.group(1)] = float(m.group(2))
+    rates = kvstore_benchmark(port, requests, clients, keyspace)
     if set(rates) != {"SET", "GET"}:
-        raise SystemExit(f"redis-benchmark said:\n{out}")
+        raise SystemExit(f"redis-benchmark gave no SET and GET rates on port {port}")
     return rates
 
 
 def event_bytes(trace: str) -> int:
     """Bytes of the trace's event chunks (checkpoints and the embedded image left out)."""
-    with TraceReader(trace) as reader:
-        return sum(c.length for c in reader.chunks if EventKind.CHECKPOINT not in c.counts)
+    return kvstore_event_bytes(trace)[0]
 
 
 def replay_seconds(trace: str) -> float:
