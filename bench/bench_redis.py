@@ -33,8 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_kvstore import benchmark as kvstore_benchmark, event_bytes as kvstore_event_bytes, free_port  # noqa: E402  (same directory)
-from trace_format import TraceReader  # noqa: E402
-from trace_format.events import EventKind  # noqa: E402
 
 REDIS = "/usr/bin/redis-check-rdb"
 # Bytes on the wire of one redis-benchmark request and its reply (key:<12 digits>, value xxx).
