@@ -85,6 +85,7 @@ from unicorn.unicorn_py3 import unicorn as _ucbind
 NO_LIMIT = (1 << 64) - 1
 TABLE_SLOTS = 1 << 18                 # 4 MiB; WAYS entries a set (icount_native.c)
 WAYS = 4
+PAGE_SIZE = 4096
 
 # Entry kinds and stop reasons: vmm/icount_native.c.
 KIND_NEW, KIND_COUNTED, KIND_EXACT = 0, 1, 2
@@ -351,13 +352,16 @@ class InstructionCounter:
         self.tails += 1
         handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", pc, pc + size - 1)
         self._tail = (pc, pc + size, handle)
-        self.uc.ctl_remove_cache(pc, pc + size)
+        self._remove_cache(pc, pc + size)
         self._slot(pc, size).kind = KIND_EXACT     # the range hook counts it now
 
     def _end_tail(self) -> None:
         lo, hi, handle = self._tail
         self._tail = None
-        self._hook_del(handle)                # Unicorn invalidates the blocks compiled with it
+        self._hook_del(handle)
+        # Unicorn drops the blocks that *start* in the range; blocks that start before it
+        # and run into it were compiled with calls to the hook too.
+        self._remove_cache(lo, hi)
         self._slot(lo, hi - lo).kind = KIND_NEW
 
     def sync_fault(self, rip: int) -> None:
@@ -443,13 +447,12 @@ class InstructionCounter:
             shape = BlockShape(shape.offsets, True)
         self._current[(pc, size)] = shape
         lo, hi = pc, pc + size
-        covered = self._covered(lo, hi)
-        if shape.exact or covered or self._overlaps(lo, hi):
-            if not covered:
-                handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
-                self._ranges[(lo, hi)] = handle
-                self.uc.ctl_remove_cache(lo, hi)
-                self._reset_overlapping(lo, hi)
+        if shape.exact or self._overlaps(lo, hi):
+            for gap_lo, gap_hi in self._gaps(lo, hi):
+                handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", gap_lo, gap_hi - 1)
+                self._ranges[(gap_lo, gap_hi)] = handle
+                self._remove_cache(gap_lo, gap_hi)
+                self._reset_overlapping(gap_lo, gap_hi)
             entry = self._slot(pc, size)
             entry.kind = KIND_EXACT
         else:
@@ -458,10 +461,34 @@ class InstructionCounter:
             entry.last_off = shape.offsets[-1]
             entry.kind = KIND_COUNTED
 
-    def _covered(self, lo: int, hi: int) -> bool:
-        if self._tail is not None and self._tail[0] <= lo and hi <= self._tail[1]:
-            return True
-        return any(a <= lo and hi <= b for a, b in self._ranges)
+    def _gaps(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The parts of [lo, hi) that no code hook covers yet.
+
+        Unicorn calls *every* code hook whose range holds an instruction's address, so
+        two range hooks over one instruction would count it twice: the exact ranges (and
+        the tail) never overlap, and a block that straddles them gets hooks over the
+        uncovered parts only.
+        """
+        taken = sorted(list(self._ranges) + ([self._tail[:2]] if self._tail is not None else []))
+        gaps, at = [], lo
+        for a, b in taken:
+            if b <= at or a >= hi:
+                continue
+            if a > at:
+                gaps.append((at, a))
+            at = max(at, b)
+        if at < hi:
+            gaps.append((at, hi))
+        return gaps
+
+    def _remove_cache(self, lo: int, hi: int) -> None:
+        """Drop the translated blocks holding code in [lo, hi), one page at a time: Unicorn
+        translates the range's start to a physical address and assumes the rest follows,
+        which paging does not promise across a page boundary."""
+        while lo < hi:
+            end = min(hi, (lo | (PAGE_SIZE - 1)) + 1)
+            self.uc.ctl_remove_cache(lo, end)
+            lo = end
 
     def _overlaps(self, lo: int, hi: int) -> bool:
         if self._tail is not None and lo < self._tail[1] and self._tail[0] < hi:

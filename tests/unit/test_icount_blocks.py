@@ -320,6 +320,35 @@ def test_invalidate_forgets_blocks_and_still_counts_exactly(assemble):
         boundary.close()
 
 
+def test_blocks_that_overlap_an_exact_range_count_each_instruction_once(assemble):
+    """Translation blocks end after 512 instructions, so a block entered in the middle of
+    a long straight run overlaps the one entered at its start without being inside it.
+    Unicorn calls every code hook whose range holds an instruction: two exact ranges over
+    one instruction counted it twice (sha256sum's recording drifted by millions)."""
+    image = assemble("""
+        mov $3, %r12
+        jmp 1f
+    1:  rdtsc
+        .rept 100
+        nop
+        .endr
+    2:  .rept 700
+        nop
+        .endr
+        dec %r12
+        jnz 2b
+        hlt
+    """)
+    total = 2 + 1 + 100 + 3 * (700 + 2) + 1
+    block, exact = run_both(image, [total + 5])
+    assert block == exact
+    assert block[0]["icount"] == total
+    # and stopping anywhere in the overlap (a tail there) keeps the count
+    for stop in (150, 400, 103 + 702 + 50, 103 + 2 * 702 + 300):
+        block, exact = run_both(image, [stop, total + 5])
+        assert block == exact, stop
+
+
 # -- the shipped machine code ------------------------------------------------------------
 
 @pytest.mark.skipif(not icount_mod.have_toolchain(),
