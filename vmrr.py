@@ -97,6 +97,14 @@ def _machine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-instructions", type=_int_arg, metavar="N", help="stop after N instructions")
     p.add_argument("--no-stdin", action="store_true", help="do not forward stdin to the guest console")
     p.add_argument("--console-log", metavar="FILE", help="write the guest console to FILE instead of stdout")
+    _counter_option(p)
+
+
+def _counter_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--counter", choices=("fast", "reference"), default="fast",
+                   help="how instructions are counted: fast (whole blocks, the default) or reference "
+                        "(one at a time, several times slower: a check on vmrr itself); the icounts are "
+                        "the same, and a trace recorded with either replays with either")
 
 
 def _recover_option(p: argparse.ArgumentParser) -> None:
@@ -136,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check every state digest and the final state")
     p.add_argument("--until", type=_int_arg, metavar="ICOUNT", help="stop at this instruction count")
     p.add_argument("--quiet", action="store_true", help="do not reproduce the guest console")
+    _counter_option(p)
     _recover_option(p)
     _max_mem_option(p)
     p.set_defaults(func=cmd_replay)
@@ -226,7 +235,7 @@ def build_machine(args):
     from vmm.machine import Machine
 
     image, mem_size, listen = load_guest(args)
-    return Machine(image, mem_size=mem_size, boot_args=args.args), listen
+    return Machine(image, mem_size=mem_size, boot_args=args.args, counter=args.counter), listen
 
 
 def install_interrupt_handler(machine) -> None:
@@ -320,7 +329,7 @@ def cmd_record(args) -> int:
                             console_input=not args.no_stdin, overwrite=args.force,
                             checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
                             digest_every=args.digest_every or DEFAULT_DIGEST_EVERY,
-                            tool_version=__version__)
+                            tool_version=__version__, counter=args.counter)
     session.boundary.bind_host = args.bind_host or session.boundary.bind_host
     install_interrupt_handler(session.machine)  # before "listening on": clients may signal at once
     if session.boundary.listen_address:
@@ -344,7 +353,7 @@ def cmd_replay(args) -> int:
 
     out = None if args.quiet else sys.stdout.buffer
     with Replay(args.trace, verify=args.verify, console_output=out, recover=args.recover,
-                max_mem=max_mem_of(args)) as rep:
+                max_mem=max_mem_of(args), counter=args.counter) as rep:
         install_interrupt_handler(rep.machine)
         start = time.perf_counter()
         report = rep.run(until=args.until)

@@ -89,6 +89,7 @@ class RecordSession:
         console_output: binary stream for the guest console, or None.
         console_input: forward this process's stdin to the guest console.
         overwrite: replace an existing trace.
+        counter: the instruction counter, ``"fast"`` or ``"reference"`` (same icounts).
 
     Raises:
         TraceError: the trace cannot be created. HostError: the listen address is busy.
@@ -100,8 +101,8 @@ class RecordSession:
                  digest_interval: float = DIGEST_INTERVAL,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
                  console_output=None, console_input: bool = False, overwrite: bool = False,
-                 tool_version: str = "unknown") -> None:
-        self.machine = Machine(image, mem_size=mem_size, boot_args=boot_args)
+                 tool_version: str = "unknown", counter: str = "fast") -> None:
+        self.machine = Machine(image, mem_size=mem_size, boot_args=boot_args, counter=counter)
         self.boundary = LiveBoundary(self.machine, listen=listen, console_input=console_input,
                                      console_output=console_output,
                                      chaos=Chaos(chaos_seed) if chaos_seed is not None else None)
@@ -116,6 +117,8 @@ class RecordSession:
                                boot_args=boot_args, devices=devices, image_name=image.name,
                                image=image.elf)
         flags = {"chaos_seed": chaos_seed} if chaos_seed is not None else {}
+        if counter != "fast":
+            flags["counter"] = counter
         try:
             self.writer = TraceWriter(path, TraceHeader.new(config, tool_version=tool_version, flags=flags),
                                       overwrite=overwrite, flush_interval=FLUSH_INTERVAL)

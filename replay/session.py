@@ -41,6 +41,8 @@ class Replay:
         recover: salvage the complete chunks of a cut or damaged trace.
         max_mem: refuse a trace whose machine has more RAM than this many bytes
             (default: ``default_max_mem()``, a share of this host's memory).
+        counter: the instruction counter, ``"fast"`` or ``"reference"``: either replays
+            a trace recorded with either.
 
     Raises:
         TraceError: the trace cannot be opened. ImageError: its embedded image is bad.
@@ -48,7 +50,7 @@ class Replay:
     """
 
     def __init__(self, path: str, *, verify: bool = True, console_output=None,
-                 recover: bool = False, max_mem: int | None = None) -> None:
+                 recover: bool = False, max_mem: int | None = None, counter: str = "fast") -> None:
         self.reader = TraceReader(path, recover=recover)
         self.machine = None
         try:
@@ -70,7 +72,8 @@ class Replay:
                 self.image = LinuxProgram.from_header(linux, config.image, config.image_name, where=path)
             else:
                 self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
-            self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args)
+            self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args,
+                                   counter=counter)
             end = self.reader.end
             last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
             reader, me = self.reader, weakref.ref(self)

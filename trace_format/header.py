@@ -152,6 +152,8 @@ HEADER_SCHEMA: dict[str, tuple[type, object, str]] = {
 # Known flags and their checks; unknown flags are kept (a newer recorder may add some).
 FLAG_SCHEMA: dict[str, tuple[type, object, str]] = {
     "chaos_seed": (int, lambda v: 0 <= v < 1 << 64, "an integer in 0..2^64-1"),
+    # How the recorder counted instructions (informational: either counter replays it).
+    "counter": (str, lambda v: v in ("fast", "reference"), "fast or reference"),
 }
 
 

@@ -161,11 +161,11 @@ class Gate:
 class Cpu:
     """A Unicorn x86-64 engine with the instruction counter attached."""
 
-    def __init__(self, model: str = CPU_MODEL) -> None:
+    def __init__(self, model: str = CPU_MODEL, counter: str = "fast") -> None:
         self.model = model
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc.ctl_set_cpu_model(CPU_MODELS[model])
-        self.counter = InstructionCounter(self.uc)
+        self.counter = InstructionCounter(self.uc, counter)
         self._scratch_context = None           # forget_exception's, kept between calls
         self._old_exception = None
 

@@ -222,17 +222,29 @@ def decode_block(code: bytes, address: int, icount: int | None) -> BlockShape:
     return BlockShape(tuple(offsets) or (0,), bool(hooked_inside or not consistent))
 
 
+COUNTER_MODES = ("fast", "reference")
+
+
 class InstructionCounter:
     """Counts every instruction a Unicorn engine begins, and stops it at a chosen icount.
 
     Args:
         uc: the engine to attach to. The counter lives as long as this object.
+        mode: ``"fast"`` counts whole blocks (above); ``"reference"`` counts one
+            instruction at a time with a native hook on every address and nothing else
+            (no block hook, no block table, no classification, no ranges, no tails): the
+            independent counter the fast one is checked against (``--counter reference``).
+            Both give the same icount at every instruction, so a trace recorded with one
+            replays with the other.
 
     Drive the engine with ``run`` (not ``uc.emu_start``): it classifies new blocks and
     runs the last instructions before a limit one at a time.
     """
 
-    def __init__(self, uc: Uc) -> None:
+    def __init__(self, uc: Uc, mode: str = "fast") -> None:
+        if mode not in COUNTER_MODES:
+            raise ValueError(f"counter mode {mode!r}: expected one of {', '.join(COUNTER_MODES)}")
+        self.mode = mode
         self.uc = uc
         self._page = mmap.mmap(-1, mmap.PAGESIZE * (len(NATIVE_CODE) // mmap.PAGESIZE + 1),
                                prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
@@ -256,8 +268,12 @@ class InstructionCounter:
         self._flush_pending = False
         self.misses = 0
         self.tails = 0
-        self._native_hook(UC_HOOK_BLOCK, "vmrr_block_hook", 1, 0)
-        self._native_hook(UC_HOOK_EDGE_GENERATED, "vmrr_edge_hook", 1, 0)
+        if mode == "reference":
+            self._global_hook = self._native_hook(UC_HOOK_CODE, "vmrr_code_hook", 1, 0)
+            self._state.exact_all = 1
+        else:
+            self._native_hook(UC_HOOK_BLOCK, "vmrr_block_hook", 1, 0)
+            self._native_hook(UC_HOOK_EDGE_GENERATED, "vmrr_edge_hook", 1, 0)
 
     def _native_hook(self, kind: int, entry: str, begin: int, end: int):
         handle = _ucbind.uc_hook_h()
@@ -504,8 +520,9 @@ class InstructionCounter:
     # -- modes and invalidation ----------------------------------------------------------
 
     def set_exact(self, on: bool) -> None:
-        """Count every instruction with a per-instruction hook (debugger hooks installed)."""
-        if on == (self._global_hook is not None):
+        """Count every instruction with a per-instruction hook (debugger hooks installed).
+        The reference counter always does."""
+        if self.mode == "reference" or on == (self._global_hook is not None):
             return
         if on:
             self._global_hook = self._native_hook(UC_HOOK_CODE, "vmrr_code_hook", 1, 0)

@@ -131,6 +131,8 @@ class Machine:
         image: the guest to boot.
         mem_size: RAM in bytes (see ``parse_mem_size``).
         boot_args: the string the guest finds through its boot information.
+        counter: how instructions are counted, ``"fast"`` or ``"reference"``
+            (``vmm.icount.InstructionCounter``); the icounts are the same.
 
     Call ``connect(boundary)`` before ``run``.
 
@@ -138,7 +140,8 @@ class Machine:
         UsageError: the boot arguments are too long or the image does not fit in RAM.
     """
 
-    def __init__(self, image, *, mem_size: int = DEFAULT_MEM, boot_args: str = "") -> None:
+    def __init__(self, image, *, mem_size: int = DEFAULT_MEM, boot_args: str = "",
+                 counter: str = "fast") -> None:
         linux = getattr(image, "platform", "appliance") == "linux"
         if type(mem_size) is not int or mem_size % PAGE or mem_size < MIN_MACHINE_MEM:
             raise UsageError(f"guest RAM of {mem_size!r} bytes: must be a multiple of {PAGE} "
@@ -156,7 +159,7 @@ class Machine:
         self.mem_size = mem_size
         self.boot_args = boot_args
         self.cpu_model = LINUX_CPU_MODEL if linux else CPU_MODEL
-        self.cpu = Cpu(self.cpu_model)
+        self.cpu = Cpu(self.cpu_model, counter)
         self.uc = self.cpu.uc
         self.counter = self.cpu.counter
         # The exception that ended the last run was handled by the VMM; QEMU would still
