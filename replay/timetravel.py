@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 import capstone
+import msgpack
 from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MODE_64,
                      UcError)
 from unicorn.unicorn_py3.unicorn import UcContext
@@ -50,6 +51,14 @@ _CRASH_TYPES = {"kind": (str,), "vector": (int, type(None)), "rip": (int,), "ico
                 "detail": (str,), "registers": (dict,), "disassembly": (list,),
                 "fault_address": (int, type(None))}
 _CRASH_FIELDS = frozenset(_CRASH_TYPES)
+
+
+def _freeze(state: dict) -> bytes:
+    return msgpack.packb(state, use_bin_type=True)
+
+
+def _thaw(frozen: bytes) -> dict:
+    return msgpack.unpackb(frozen, raw=False, strict_map_key=False)
 
 
 class UnreadableMemory(VmrrError):
@@ -215,7 +224,7 @@ class TimeTravel:
             result = state["result"]
             snaps.append({
                 "icount": snap.icount, "cpu": bytes(snap.cpu), "cpu_size": snap.cpu.size,
-                "devices": state["devices"], "halted": state["halted"], "ended": state["ended"],
+                "devices": _thaw(state["devices"]), "halted": state["halted"], "ended": state["ended"],
                 "result": None if result is None else [result.outcome.value, result.icount, result.exit_status,
                                                        None if result.crash is None else asdict(result.crash),
                                                        result.why],
@@ -245,12 +254,14 @@ class TimeTravel:
         boot = machine.uc.context_save()
         self._snaps = snaps
         try:
+            self._check_end_snapshot(snaps[-1], last_icount)
             self._restore(snaps[0])
             if machine.cpu.registers() != self._boot_registers:
                 raise sidecar.SidecarInvalid("its CPU state does not restore to the boot state")
         except (sidecar.SidecarInvalid, UcError, *DATA_ERRORS):
             self._snaps = []
-            machine.uc.context_restore(boot)          # RAM and devices were checked equal to boot's
+            self._put_back_boot(snaps[0])
+            machine.uc.context_restore(boot)
             machine.counter.icount = 0
             self.boundary.reposition(0)
             return False
@@ -259,6 +270,35 @@ class TimeTravel:
         self._sockets = sockets
         self._capturing = False
         return True
+
+    def _put_back_boot(self, snap0: _Snapshot) -> None:
+        """RAM and devices as booted again after a rejected sidecar: its snapshot 0 was
+        checked equal to them before anything was restored."""
+        machine = self.machine
+        key = snap0.keyframe
+        machine.ram[:len(key)] = key
+        if machine.ram_in_use > len(key):
+            machine.ram[len(key):machine.ram_in_use] = bytes(machine.ram_in_use - len(key))
+        devices = _thaw(snap0.state["devices"])
+        for dev in machine.devices:
+            dev.load_state(devices[dev.name])
+        machine.halted, machine.result = False, None
+        machine.output_digests, machine.output_bytes = {}, {}
+        self._ended = False
+        machine.uc.ctl_flush_tb()
+
+    def _check_end_snapshot(self, snap: _Snapshot, last_icount: int) -> None:
+        """The sidecar's last snapshot is where the recording ends; restored, it must be the
+        state the recorder digested there (END), or the sidecar does not fit this trace
+        (made by a vmrr that replays differently, or altered and re-signed)."""
+        recorded = self.end.get("digest") if self.end else None
+        if recorded is None:
+            return
+        if snap.icount != last_icount:
+            raise sidecar.SidecarInvalid("its last snapshot is not at the end of history")
+        self._restore(snap)
+        if self.machine.state_digest() != recorded:
+            raise sidecar.SidecarInvalid("its end state is not the state the recording ended in")
 
     def _sidecar_cap(self) -> int:
         """The largest sidecar worth reading: the snapshot budget, two RAM images, outputs."""
@@ -308,8 +348,12 @@ class TimeTravel:
             result = self._parse_result(entry["result"], i)
             keyframe, base, delta = entry["keyframe"], entry["base"], entry["delta"]
             if keyframe is not None:
-                if type(keyframe) is not bytes or len(keyframe) != mem_size or base is not None or delta:
-                    raise bad(f"snapshot {i} keyframe is not {mem_size} bytes of RAM alone")
+                # RAM from address 0 up to what was in use (all of it for an appliance;
+                # a Linux program's pages are given out bottom-up, the rest is zero).
+                if (type(keyframe) is not bytes or not 0 < len(keyframe) <= mem_size or len(keyframe) % PAGE
+                        or base is not None or delta):
+                    raise bad(f"snapshot {i} keyframe is not whole pages of RAM (at most {mem_size} "
+                              f"bytes) alone")
                 base_snap = None
                 pages: dict[int, bytes] = {}
             else:
@@ -324,13 +368,14 @@ class TimeTravel:
                             or type(page) is not bytes or len(page) != PAGE):
                         raise bad(f"snapshot {i} delta page {off!r} is outside RAM or not {PAGE} bytes")
                     pages[off] = page
-            if i == 0 and (icount != 0 or keyframe is None or keyframe != bytes(machine.ram)
-                           or devices != machine.device_state() or entry["halted"] or entry["ended"]
-                           or result is not None):
+            if i == 0 and (icount != 0 or keyframe is None or len(keyframe) != machine.ram_in_use
+                           or keyframe != machine.ram[:len(keyframe)]
+                           or _freeze(devices) != _freeze(machine.device_state())
+                           or entry["halted"] or entry["ended"] or result is not None):
                 raise bad("snapshot 0 is not the machine as it boots")
             ctx = UcContext.__new__(UcContext)
             ctx.__setstate__((cpu, ctx_size, UC_ARCH_X86, UC_MODE_64))
-            state = {"devices": devices, "halted": entry["halted"], "result": result,
+            state = {"devices": _freeze(devices), "halted": entry["halted"], "result": result,
                      "ended": entry["ended"], "digests": {}, "out_bytes": {}}
             snap = _Snapshot(icount, ctx, state, keyframe, base_snap, pages)
             cost += snap.cost
@@ -387,7 +432,9 @@ class TimeTravel:
         if i and self._snaps[i - 1].icount == icount:
             return
         state = {
-            "devices": machine.device_state(), "halted": machine.halted, "result": machine.result,
+            # Frozen as bytes: device state holds the devices' own live lists (a Linux
+            # program's epoll interest lists, tasks, ...), which the run goes on changing.
+            "devices": _freeze(machine.device_state()), "halted": machine.halted, "result": machine.result,
             "ended": self._ended,
             "digests": {k: d.copy() for k, d in machine.output_digests.items()},
             "out_bytes": dict(machine.output_bytes),
@@ -428,8 +475,9 @@ class TimeTravel:
         machine.uc.context_restore(snap.cpu)
         machine.counter.icount = snap.icount
         state = snap.state
+        devices = _thaw(state["devices"])          # fresh objects on every restore
         for dev in machine.devices:
-            dev.load_state(state["devices"][dev.name])
+            dev.load_state(devices[dev.name])
         machine.halted = state["halted"]
         machine.result = state["result"]
         machine.output_digests = {k: d.copy() for k, d in state["digests"].items()}

@@ -1,0 +1,122 @@
+"""Time travel on Linux programs: any path to a position lands where a straight replay does,
+and the sidecar index is reused — or rejected when it does not fit the trace."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import lz4.frame
+import msgpack
+import pytest
+
+from linux_helpers import linux_prog, record_replay_linux  # noqa: F401  (fixture)
+from replay import sidecar
+from replay import timetravel
+from replay.timetravel import TimeTravel
+from timetravel_helpers import check_positions, straight_digests
+
+PROGRAMS = {
+    # an epoll interest list changed in place (MOD, ONESHOT re-arming) between snapshots
+    "epollmod": (("epollmod", "static"), []),
+    # handlers, sigreturn, a crash with a core-dumping signal
+    "signals": (("signals", "pie"), ["handled"]),
+    # threads that switch where they block, futexes
+    "race": (("race", "pie", "-pthread"), []),
+    # clock reads, alarms delivered at exact icounts, pause
+    "clocks": (("clocks", "static"), []),
+}
+
+
+@pytest.fixture(scope="module")
+def traces(linux_prog, tmp_path_factory):
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            build, args = PROGRAMS[name]
+            tmp = tmp_path_factory.mktemp(f"tt-{name}")
+            record, _replay, trace = record_replay_linux(tmp, [linux_prog(*build), *args])
+            assert f"PASS {name}" in record.stdout or name == "race", record.stdout
+            made[name] = str(trace)
+        return made[name]
+    return get
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_random_positions_match_a_straight_replay(traces, monkeypatch, name):
+    # Snapshots every few hundred thousand instructions: many restores, in the middle of
+    # everything the program does.
+    monkeypatch.setattr(timetravel, "SPARSE", 300_000)
+    monkeypatch.setattr(timetravel, "DENSE", 50_000)
+    problems = check_positions(traces(name), count=10, seed=len(name), sidecar=False)
+    assert problems == []
+
+
+def test_the_sidecar_of_a_linux_trace_is_reused(traces):
+    trace = traces("epollmod")
+    idx = sidecar.sidecar_path(trace)
+    if os.path.exists(idx):
+        os.unlink(idx)
+    first = TimeTravel(trace)
+    try:
+        assert not first.loaded_from_sidecar and os.path.exists(idx)
+    finally:
+        first.close()
+    second = TimeTravel(trace)
+    try:
+        assert second.loaded_from_sidecar
+        assert check_positions(trace, count=4, seed=3, engine=second) == []
+    finally:
+        second.close()
+
+
+def _resign(trace: str, change) -> None:
+    """Alter the sidecar's content and sign it again with this user's key (what only its
+    owner, or a stolen key, can do)."""
+    path = sidecar.sidecar_path(trace)
+    data = open(path, "rb").read()
+    content = msgpack.unpackb(lz4.frame.decompress(data[sidecar.HEAD_LEN:]), raw=False,
+                              strict_map_key=False)
+    change(content)
+    body = lz4.frame.compress(msgpack.packb(content, use_bin_type=True))
+    mac = hashlib.blake2b(body, key=sidecar.sidecar_key(), digest_size=sidecar.MAC_LEN).digest()
+    with open(path, "wb") as f:
+        f.write(sidecar.MAGIC + mac + body)
+
+
+def _end_page_flipped(content: dict) -> None:
+    last = content["snapshots"][-1]
+    pages = last["delta"] if last["keyframe"] is None else None
+    if pages:
+        off = sorted(pages)[len(pages) // 2]
+        pages[off] = bytes([pages[off][0] ^ 1]) + pages[off][1:]
+    else:
+        key = bytearray(last["keyframe"])
+        key[len(key) // 2] ^= 1
+        last["keyframe"] = bytes(key)
+
+
+@pytest.mark.parametrize("change", ["end-ram", "end-registers"])
+def test_a_sidecar_that_does_not_fit_the_trace_is_rebuilt(traces, tmp_path, change):
+    import shutil
+    trace = str(tmp_path / "t.vmrr")
+    shutil.copy(traces("epollmod"), trace)
+    TimeTravel(trace).close()
+    if change == "end-ram":
+        _resign(trace, _end_page_flipped)
+    else:
+        def regs(content):
+            cpu = bytearray(content["snapshots"][-1]["cpu"])
+            cpu[64] ^= 0x10                          # somewhere in the general registers
+            content["snapshots"][-1]["cpu"] = bytes(cpu)
+        _resign(trace, regs)
+    engine = TimeTravel(trace)
+    try:
+        assert not engine.loaded_from_sidecar
+        middle = engine.last_icount // 2
+        engine.seek(middle)
+        assert engine.machine.state_digest() == straight_digests(trace, [middle])[middle]
+    finally:
+        engine.close()
+    assert TimeTravel(trace).loaded_from_sidecar        # rebuilt, and good again
