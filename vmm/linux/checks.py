@@ -99,8 +99,8 @@ def _files(files: object) -> str | None:
         if kind == "eventfd" and not (type(data) is list and len(data) == 2 and _u(data[0]) and data[1] in (0, 1)):
             return "an eventfd's counter is malformed"
         if kind == "epoll" and not (type(data) is list and len(data) <= MAX_FILES and all(
-                type(e) is list and len(e) == 4 and _u(e[0], 1 << 31) and _u(e[1], 1 << 32) and _u(e[2])
-                and (e[3] is None or _u(e[3], 1 << 32)) for e in data)):
+                type(e) is list and len(e) == 5 and _u(e[0], 1 << 31) and _u(e[1], 1 << 32) and _u(e[2])
+                and (e[3] is None or _u(e[3], 1 << 32)) and (e[4] is None or _u(e[4])) for e in data)):
             return "an epoll's interest list is malformed"
     if type(table) is not list or len(table) > MAX_FILES:
         return "files.table is not a list"

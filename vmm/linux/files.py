@@ -130,6 +130,8 @@ class FileTable:
             elif f.kind == "pipe":
                 if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe for o in self.fds.values()):
                     self.pipes.pop(f.pipe, None)
+                from vmm.linux.poll import wake
+                wake(self.k, lambda o, pipe=f.pipe: o.kind == "pipe" and o.pipe == pipe)
                 self.k.retry_waiters()                   # the other end sees EOF or EPIPE now
             from vmm.linux.poll import forget_fd
             forget_fd(self.k, s32(fd))
@@ -269,6 +271,7 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
             raise Blocked(["fds", [[s32(fd), 1]]])
         data = bytes(buf[:count])
         del buf[:count]
+        _wake_pipe(k, f.pipe, reader=False)
         k.retry_waiters()
         return data
     elif kind == "host":
@@ -314,6 +317,7 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
                 raise Blocked(["fds", [[s32(fd), 4]]])
             data = data[:room]
         buffer.extend(data)
+        _wake_pipe(k, f.pipe, reader=True)
         k.retry_waiters()
         return len(data)
     if kind == "host":
@@ -324,6 +328,15 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
         _refresh_readers(k, f.path)
         return written
     return -EBADF
+
+
+def _wake_pipe(k: LinuxKernel, pipe: int, *, reader: bool) -> None:
+    """Bytes went into (``reader``: wake its read ends) or out of a pipe (its write ends)."""
+    from vmm.linux.poll import POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM, wake
+    if reader:
+        wake(k, lambda o: o.kind == "pipe" and o.pipe == pipe and not _writable(o), POLLIN | POLLRDNORM)
+    else:
+        wake(k, lambda o: o.kind == "pipe" and o.pipe == pipe and _writable(o), POLLOUT | POLLWRNORM)
 
 
 def _refresh_readers(k: LinuxKernel, path: str) -> None:

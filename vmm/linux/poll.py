@@ -6,6 +6,15 @@ the host — a socket, a terminal, a file opened for writing — whose readiness
 answer, logged. An epoll instance keeps its interest list in the personality; its host
 members are mirrored into a host epoll, so one host answer covers a thousand sockets.
 
+An epoll keeps Linux's *ready list* for the descriptors inside the program, so that
+epoll_wait reports them in the order Linux does (fs/eventpoll.c): an item joins the tail
+when it is added or modified while ready, and whenever its file wakes its waiters with
+events the item asks for (``wake``: a pipe or eventfd written, read or closed); a
+report takes the list, drops items no longer ready, disables EPOLLONESHOT ones, puts
+level-triggered ones back at the tail, and leaves what did not fit in ``maxevents`` at
+the head. Edge-triggered items are reported once per wake-up. Host members follow the
+inside ones in the order the host's epoll gives.
+
 A call that finds nothing ready and may wait makes the thread wait on its descriptors
 (``Blocked(["fds", ...])``, vmm/linux/tasks.py). When something inside the program
 changes — a pipe written or closed, an eventfd counted — every such thread runs its
@@ -16,6 +25,8 @@ host and says, in a SWITCH, when to run it again.
 from __future__ import annotations
 
 import struct
+from typing import Callable
+
 from vmm.linux import abi
 from vmm.linux.files import PIPE_BUF, OpenFile, pipe_ends, s32
 from vmm.linux.tasks import Blocked
@@ -63,7 +74,7 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
         value = f.data[0]
         return (POLLIN if value > 0 else 0) | (POLLOUT if value < EVENTFD_MAX else 0)
     if kind == "epoll":
-        return POLLIN if any(_entry_ready(k, e) for e in f.data if e[3] is None) else 0
+        return POLLIN if _any_ready(k, f) else 0
     return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 
 
@@ -77,7 +88,7 @@ def wait_targets(k, fds: list) -> tuple[list[tuple[int, int]], bool]:
         if f.kind == "epoll":
             if f.handle is not None and any(e[3] is not None for e in f.data):
                 targets.append((f.handle, POLLIN))
-            if any(_entry_ready(k, e) for e in f.data if e[3] is None):
+            if _any_ready(k, f):
                 return targets, True
         elif host_backed(f):
             targets.append((f.handle, events))
@@ -198,7 +209,43 @@ def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
 
 
 # -- epoll ---------------------------------------------------------------------------------------
-# An epoll file's data: its interest list, [[fd, events, data, host handle or None], ...].
+# An epoll file's data: its interest list, [[fd, events, data, host handle or None, ready], ...];
+# ready is None, or the item's place on the ready list (the list is the items in that order).
+EP_PRIVATE_BITS = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE
+_READY = 4
+
+
+def _link_tail(ep: OpenFile, entry: list) -> bool:
+    """Put an item at the ready list's tail unless it is on it already; True if it joined."""
+    if entry[_READY] is not None:
+        return False
+    entry[_READY] = 1 + max((e[_READY] for e in ep.data if e[_READY] is not None), default=0)
+    return True
+
+
+def wake(k, woken: Callable[[OpenFile], bool], flags: int = 0, depth: int = 0) -> None:
+    """A file inside the program woke its waiters with ``flags`` (0: any event): every epoll
+    item watching it that asks for one of them joins its ready list (ep_poll_callback);
+    an epoll whose list grew wakes the epolls watching it in turn."""
+    if depth > 4:                                # Linux's EP_MAX_NESTS
+        return
+    for ep in {id(e[0]): e[0] for e in k.files.fds.values() if e[0].kind == "epoll"}.values():
+        joined = False
+        for entry in reversed(ep.data):          # newest first, as on the file's wait queue
+            if entry[3] is not None or not entry[1] & ~EP_PRIVATE_BITS:
+                continue                         # a host member, or a disabled one-shot
+            if flags and not flags & entry[1]:
+                continue
+            f = k.files.get(entry[0])
+            if f is not None and woken(f):
+                joined |= _link_tail(ep, entry)
+        if joined:
+            wake(k, lambda f, ep=ep: f is ep, POLLIN, depth + 1)
+
+
+def _any_ready(k, ep: OpenFile) -> bool:
+    """An item on the ready list is ready now (what a poll of the epoll itself reports)."""
+    return any(e[_READY] is not None and _entry_ready(k, e) for e in ep.data if e[3] is None)
 
 def sys_epoll_create(k, size):
     return -abi.EINVAL if s32(size) <= 0 else sys_epoll_create1(k, 0)
@@ -240,7 +287,11 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
             result = k.host("epctl", ep.handle, EPOLL_CTL_ADD, handle, events & ~(EPOLLEXCLUSIVE | EPOLLWAKEUP))
             if result < 0:
                 return result
-        ep.data.append([fd, events, data, handle])
+        entry = [fd, events, data, handle, None]
+        ep.data.append(entry)
+        if handle is None and _entry_ready(k, entry):
+            _link_tail(ep, entry)
+            wake(k, lambda f: f is ep, POLLIN)
         return 0
     if entry is None:
         return -abi.ENOENT
@@ -255,6 +306,8 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
             if result < 0:
                 return result
         entry[1], entry[2] = events, data
+        if entry[3] is None and _entry_ready(k, entry) and _link_tail(ep, entry):
+            wake(k, lambda f: f is ep, POLLIN)
         return 0
     return -abi.EINVAL
 
@@ -276,13 +329,22 @@ def _epoll_wait(k, epfd, events_ptr, maxevents, timeout_ns):
     if not 0 < maxevents <= 1 << 20:
         return -abi.EINVAL
     out: list[tuple[int, int]] = []
-    for entry in ep.data:
-        if entry[3] is None and len(out) < maxevents:
+    linked = sorted((e for e in ep.data if e[3] is None and e[_READY] is not None), key=lambda e: e[_READY])
+    if linked:
+        tail = linked[-1][_READY]
+        for entry in linked:
+            if len(out) >= maxevents:
+                break                            # what did not fit stays ahead of the re-added
+            entry[_READY] = None
             revents = _entry_ready(k, entry)
-            if revents:
-                out.append((revents, entry[2]))
-                if entry[1] & EPOLLONESHOT:
-                    entry[1] &= ~0xFFFF
+            if not revents:
+                continue
+            out.append((revents, entry[2]))
+            if entry[1] & EPOLLONESHOT:
+                entry[1] &= EP_PRIVATE_BITS
+            elif not entry[1] & EPOLLET:
+                tail += 1
+                entry[_READY] = tail
     if len(out) < maxevents and any(e[3] is not None for e in ep.data):
         by_handle = {e[3]: e for e in ep.data if e[3] is not None}
         answer = k.host("epwait", ep.handle, maxevents - len(out))
@@ -293,7 +355,7 @@ def _epoll_wait(k, epfd, events_ptr, maxevents, timeout_ns):
             if entry is not None:
                 out.append((revents, entry[2]))
                 if entry[1] & EPOLLONESHOT:
-                    entry[1] &= ~0xFFFF
+                    entry[1] &= EP_PRIVATE_BITS
     if not out and timeout_ns != 0 and not k.timed_out:
         raise Blocked(["fds", [[s32(epfd), POLLIN]]], timeout_ns)
     if out:
@@ -349,6 +411,7 @@ def eventfd_read(k, f: OpenFile, fd: int, count: int) -> bytes | int:
         raise Blocked(["fds", [[s32(fd), POLLIN]]])
     taken = 1 if semaphore else value
     f.data[0] = value - taken
+    wake(k, lambda o: o is f, POLLOUT)
     k.retry_waiters()
     return struct.pack("<Q", taken)
 
@@ -364,5 +427,6 @@ def eventfd_write(k, f: OpenFile, fd: int, data: bytes) -> int:
             return -abi.EAGAIN
         raise Blocked(["fds", [[s32(fd), POLLOUT]]])
     f.data[0] += add
+    wake(k, lambda o: o is f, POLLIN)
     k.retry_waiters()
     return 8

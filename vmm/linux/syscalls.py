@@ -180,7 +180,7 @@ SYSCALLS: dict[int, Syscall] = {
     271: _s("ppoll", "ptr int ptr ptr len", poll.sys_ppoll, P, "the signal mask is not applied"),
     213: _s("epoll_create", "int", poll.sys_epoll_create),
     291: _s("epoll_create1", "hex", poll.sys_epoll_create1),
-    233: _s("epoll_ctl", "fd int fd ptr", poll.sys_epoll_ctl, P, "EPOLLET and EPOLLONESHOT as Linux for sockets; level-triggered for pipes"),
+    233: _s("epoll_ctl", "fd int fd ptr", poll.sys_epoll_ctl),
     232: _s("epoll_wait", "fd ptr int int", poll.sys_epoll_wait),
     281: _s("epoll_pwait", "fd ptr int int ptr len", poll.sys_epoll_pwait, P, "the signal mask is not applied"),
     441: _s("epoll_pwait2", "fd ptr int ptr ptr len", poll.sys_epoll_pwait2, P, "the signal mask is not applied"),

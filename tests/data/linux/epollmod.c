@@ -1,18 +1,18 @@
 /* An event loop whose epoll interest list changes in place all the time (EPOLL_CTL_MOD,
- * EPOLLONESHOT re-arming, ADD and DEL) over an eventfd, a pipe and a socketpair, with
+ * EPOLLONESHOT re-arming, EPOLLET, ADD and DEL) over an eventfd and two pipes, with
  * some arithmetic between rounds so that the run is long enough for time travel to lay
- * snapshots in the middle of it. Deterministic: it prints one checksum. */
+ * snapshots in the middle of it. Deterministic: the order in which epoll_wait reports
+ * descriptors is Linux's ready-list order, so the checksum it prints is the native one. */
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include "check.h"
 
 int main(void)
 {
     int ep = epoll_create1(0), ev = eventfd(0, EFD_NONBLOCK), p[2], s[2];
-    CHECK(ep >= 0 && ev >= 0 && pipe(p) == 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, s) == 0);
+    CHECK(ep >= 0 && ev >= 0 && pipe(p) == 0 && pipe(s) == 0);
     struct epoll_event e = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = 1};
     CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e) == 0);
     e = (struct epoll_event){.events = EPOLLIN, .data.u64 = 2};
@@ -26,7 +26,7 @@ int main(void)
         if (round % 5 == 0)
             CHECK(write(s[1], "yy", 2) == 2);
         struct epoll_event out[4];
-        int n = epoll_wait(ep, out, 4, 0);
+        int n = epoll_wait(ep, out, round % 7 ? 4 : 1, 0);   /* some reports do not fit */
         CHECK(n >= 1);
         for (int i = 0; i < n; i++) {
             char buf[16];
@@ -41,7 +41,7 @@ int main(void)
                 CHECK(read(s[0], buf, 2) == 2);
             }
         }
-        if (round % 10 == 0) {                   /* the socket comes and goes */
+        if (round % 10 == 0) {                   /* the second pipe comes and goes */
             e = (struct epoll_event){.events = EPOLLIN, .data.u64 = 3 + round};
             CHECK(epoll_ctl(ep, round % 20 ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, s[0], &e) == 0);
         }
