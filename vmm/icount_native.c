@@ -27,13 +27,15 @@ typedef struct uc_tb {             /* unicorn.h */
 enum { KIND_NEW = 0, KIND_COUNTED = 1, KIND_EXACT = 2 };
 enum { STOP_NONE = 0, STOP_MISS = 1, STOP_LIMIT = 2, STOP_CODE = 3 };
 
-struct entry {                     /* one translated block, 16 bytes */
+struct entry {                     /* one translated block, 24 bytes */
     uint64_t pc;
     uint16_t size;                 /* bytes, as Unicorn reports the block */
-    uint16_t icount;               /* instructions in it */
+    uint16_t icount;               /* instructions in it, as Unicorn reports the block */
     uint8_t kind;                  /* KIND_*: NEW until Python has looked at it */
     uint8_t pad;
     uint16_t last_off;             /* offset of its last instruction */
+    uint16_t counted;              /* COUNTED: its instructions no range code hook counts */
+    uint16_t pad2[3];
 };
 
 struct counter {
@@ -75,7 +77,7 @@ static inline struct entry *find(struct counter *s, uint64_t pc, uint64_t size)
 void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
 {
     struct entry *e;
-    uint64_t n;
+    uint64_t n, all;
 
     if (s->exact_all)
         return;
@@ -87,8 +89,12 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
         s->emu_stop(uc);           /* stops before this block: Python classifies it */
         return;
     }
-    n = e->kind == KIND_COUNTED ? e->icount : 0;   /* EXACT: a code hook counts */
-    if (s->icount + n > s->limit && (!s->soft || s->icount >= s->limit)) {
+    /* COUNTED: it adds the instructions no range hook counts, but whether it would cross
+       the limit depends on all of them (the hooks could not stop it in time: the block's
+       own instructions are counted before they run). EXACT: the code hooks count and stop. */
+    n = e->kind == KIND_COUNTED ? e->counted : 0;
+    all = e->kind == KIND_COUNTED ? e->icount : 0;
+    if (s->icount + all > s->limit && (!s->soft || s->icount >= s->limit)) {
         s->stop_reason = STOP_LIMIT;
         s->stop_pc = pc;
         s->stop_size = size;
@@ -137,7 +143,10 @@ static inline void count_one(void *uc, uint64_t pc, struct counter *s)
         return;
     }
     s->icount++;
-    s->last_pc = pc;
+    /* A counted block that range hooks count in part set last_pc to its own last
+       instruction when it began; the hooks of its earlier instructions keep it. */
+    if (!s->block || s->block->kind != KIND_COUNTED)
+        s->last_pc = pc;
 }
 
 /* UC_HOOK_CODE over every address (exact_all): the per-instruction counter. */
