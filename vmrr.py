@@ -450,8 +450,10 @@ def cmd_info(args) -> int:
     m, end = info["machine"], info["end"]
     print(f"trace       {args.trace} ({info['file_bytes']} bytes, format {info['format_version']}, "
           f"vmrr {info['tool_version']})")
+    flags = info["flags"]
     print(f"recorded    {_local_time(info['created_unix'])}"
-          + (f", chaos seed {info['flags']['chaos_seed']}" if "chaos_seed" in info["flags"] else ""))
+          + (f", chaos seed {flags['chaos_seed']}" if "chaos_seed" in flags else "")
+          + (f", {flags['counter']} counter" if flags.get("counter") in ("fast", "reference") else ""))
     print(f"machine     {m['image']} ({m['image_bytes']} bytes, sha256 {m['image_sha256'][:16]}), "
           f"{m['mem_size'] >> 20} MiB, cpu {m['cpu_model']}, args {m['boot_args']!r}")
     if not info["fits_max_mem"]:
