@@ -1,9 +1,11 @@
-"""Time-travel latency on a long CPU-bound trace: reverse-stepi and seek at random points.
+"""Time-travel latency on a long trace: reverse-stepi and seek at random points.
 
     python bench/bench_timetravel.py [--rounds 140] [--samples 40] [--budget-mib 1024]
+    python bench/bench_timetravel.py --trace redis.vmrr     # any trace, e.g. a Linux server's
 
-Records cpubench with ``rounds`` (140 rounds is about 10^9 instructions), opens it with
-the time-travel engine, then at random positions measures:
+Records cpubench with ``rounds`` (140 rounds is about 10^9 instructions), or takes the
+trace given, opens it with the time-travel engine (the first pass, then again from the
+sidecar index it left), then at random positions measures:
   * seek to a random icount        (target p95 <= 0.5 s)
   * reverse-stepi right after it   (target p95 <= 50 ms)
   * a few more reverse-stepi in a row
@@ -39,17 +41,30 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--budget-mib", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trace", help="measure this trace instead of recording cpubench "
+                                        "(its sidecar index is rebuilt)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        trace = os.path.join(tmp, "cpu.vmrr")
+        if opts.trace:
+            trace = opts.trace
+            if os.path.exists(trace + ".idx"):
+                os.unlink(trace + ".idx")
+        else:
+            trace = os.path.join(tmp, "cpu.vmrr")
+            t0 = time.perf_counter()
+            summary = RecordSession(load_image("cpubench"), trace, mem_size=64 << 20,
+                                    boot_args=f"rounds={opts.rounds}").run()
+            print(f"recorded {summary.instructions} instructions in {time.perf_counter() - t0:.1f} s, "
+                  f"trace {os.path.getsize(trace)} bytes")
         t0 = time.perf_counter()
-        summary = RecordSession(load_image("cpubench"), trace, mem_size=64 << 20,
-                                boot_args=f"rounds={opts.rounds}").run()
-        print(f"recorded {summary.instructions} instructions in {time.perf_counter() - t0:.1f} s, "
-              f"trace {os.path.getsize(trace)} bytes")
+        TimeTravel(trace, memory_budget=opts.budget_mib << 20).close()
+        first = time.perf_counter() - t0
         t0 = time.perf_counter()
         tt = TimeTravel(trace, memory_budget=opts.budget_mib << 20)
-        print(f"opened (first pass) in {time.perf_counter() - t0:.1f} s; "
+        second = time.perf_counter() - t0
+        print(f"{tt.last_icount} instructions: first open (a pass) {first:.1f} s "
+              f"({tt.last_icount / first / 1e6:.0f} MIPS), second open "
+              f"({'from the sidecar' if tt.loaded_from_sidecar else 'sidecar NOT used'}) {second:.2f} s; "
               f"{len(tt._snaps)} snapshots, {tt.memory_used() >> 20} MiB")
         rng = random.Random(opts.seed)
         seeks, backs, runs = [], [], []

@@ -25,6 +25,8 @@ PROGRAMS = {
     "race": (("race", "pie", "-pthread"), []),
     # clock reads, alarms delivered at exact icounts, pause
     "clocks": (("clocks", "static"), []),
+    # host sockets between threads, answered natively while recording, blocking waits
+    "sockio": (("sockio", "pie", "-pthread"), []),
 }
 
 
