@@ -90,7 +90,7 @@ def test_deliberate_auxv_differences(linux_prog):
     assert types == [51, 16, 6, 17, 3, 4, 5, 7, 8, 9, 11, 12, 13, 14, 23, 25, 26, 31, 15], types
     values = dict(auxv)
     # AT_MINSIGSTKSZ for a CPU without XSAVE on a kernel with IA32 emulation (as Debian's):
-    # sigframe_ia32 732 + 15 + FXSAVE 512 + fsave header 112 + 63, rounded up to 16.
+    # sigframe_ia32 736 + 15 + FXSAVE 512 + fsave header 112 + 63, rounded up to 16.
     assert values[51] == 1440, values
     assert values[26] == 0, "westmere has no FSGSBASE: AT_HWCAP2 is 0"
     assert values[6] == 4096 and values[17] == 100 and values[4] == 56, values

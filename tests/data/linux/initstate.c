@@ -194,23 +194,22 @@ static void print_stack(uint64_t rsp) {
 static int has_xsave(void) { return (cpu1_ecx >> 26) & 1; }
 
 /* AT_MINSIGSTKSZ as arch/x86/kernel/signal.c init_sigframe_size computes it: the largest
- * signal frame without the FPU state (sizeof(struct sigframe_ia32) = 732 on a kernel with
- * IA32 emulation, as Debian's; sizeof(struct rt_sigframe) = 440 without), 15 bytes of
- * alignment, the FPU state (fpu__get_fpstate_size: the FXSAVE image, 512, or the XSAVE
- * area plus its 4-byte end marker; plus the 112-byte fsave header with IA32 emulation)
- * and 63 bytes to align it to 64; rounded up to 16. The kernel's XSAVE size may count
- * features this program cannot see (supervisor-managed user state), so with XSAVE only
- * the lower bound is checked. */
+ * signal frame without the FPU state (sizeof(struct sigframe_ia32) = 736 on a kernel with
+ * IA32 emulation, as Debian's: 732 bytes of fields padded to 8; sizeof(struct
+ * rt_sigframe) = 440 without), 15 bytes of alignment, the FPU state
+ * (fpu__get_fpstate_size: the 512-byte FXSAVE image, or the XSAVE area of the features
+ * XCR0 enables plus its 4-byte end marker; plus the 112-byte fsave header with IA32
+ * emulation) and 63 bytes to align it to 64; rounded up to 16. */
 static const char *minsigstksz_relation(uint64_t value) {
-    if (!has_xsave()) {
-        uint64_t with_ia32 = (732 + 15 + 512 + 112 + 63 + 15) & ~15ull;
-        uint64_t without = (440 + 15 + 512 + 63 + 15) & ~15ull;
-        return value == with_ia32 || value == without ? "as Linux computes it for this CPU's FPU state" : "WRONG";
+    uint64_t state = 512;
+    if (has_xsave()) {
+        unsigned eax, ebx, ecx, edx;
+        __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
+        state = ebx + 4;
     }
-    unsigned eax, ebx, ecx, edx;
-    __cpuid_count(0xd, 0, eax, ebx, ecx, edx);
-    uint64_t least = (440 + 15 + ebx + 4 + 63 + 15) & ~15ull;
-    return value >= least && value % 16 == 0 ? "as Linux computes it for this CPU's FPU state" : "WRONG";
+    uint64_t with_ia32 = (736 + 15 + state + 112 + 63 + 15) & ~15ull;
+    uint64_t without = (440 + 15 + state + 63 + 15) & ~15ull;
+    return value == with_ia32 || value == without ? "as Linux computes it for this CPU's FPU state" : "WRONG";
 }
 
 static uintptr_t interp_base;
