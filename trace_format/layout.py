@@ -14,8 +14,11 @@ import msgpack
 
 # Bump on any change to the layout, the record encoding, or the order or meaning of
 # EventKind. Readers accept exactly this version.
-FORMAT_VERSION = 3          # 2: record icounts are deltas within a chunk
+FORMAT_VERSION = 4          # 2: record icounts are deltas within a chunk
                             # 3: checkpoints carry the machine's state digest; payloads checked
+                            # 4: Linux programs start with Linux's FPU state and selectors, and
+                            #    digests/checkpoints carry the x87 registers (older Linux traces
+                            #    ran with FCW = MXCSR = 0 and would diverge)
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12

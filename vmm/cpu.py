@@ -50,7 +50,19 @@ STATE_REG_NAMES = GPR_NAMES + ("rip", "rflags", "cs", "ss", "ds", "es", "fs", "g
 _REG_IDS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _STATE_IDS = [_REG_IDS[name] for name in STATE_REG_NAMES]
 _XMM_IDS = [getattr(x86, f"UC_X86_REG_XMM{i}") for i in range(16)]
-VECTOR_STATE_SIZE = 10 + 16 * 16
+_FP_IDS = [getattr(x86, f"UC_X86_REG_FP{i}") for i in range(8)]
+# The FPU and SSE state: FCW, FSW, the full tag word, FOP, MXCSR, FIP, FDP, the eight
+# physical x87 registers (64-bit significand, 16-bit sign and exponent), XMM0-15.
+_VECTOR_HEAD = struct.Struct("<HHHHIQQ")
+VECTOR_STATE_SIZE = _VECTOR_HEAD.size + 8 * 10 + 16 * 16
+# What FNINIT and Linux's initial FPU state (init_fpstate) give: double-extended
+# precision, round to nearest, every exception masked; MXCSR likewise; all x87 registers
+# empty (the full tag word's 3 per register) and zero; XMM zero.
+FCW_INIT, MXCSR_INIT, FPTAG_EMPTY = 0x037F, 0x1F80, 0xFFFF
+# Westmere's MXCSR_MASK (what its FXSAVE stores): DAZ and every defined bit.
+MXCSR_MASK = 0xFFFF
+FXSAVE_SIZE = 512
+_FXSAVE_HEAD = struct.Struct("<HHBxHQQII")       # FCW FSW FTW(abridged) FOP FIP FDP MXCSR MXCSR_MASK
 
 
 _CONTEXT_DATA = 40             # offsetof(struct uc_context, data) on 64-bit hosts (uc_priv.h)
@@ -217,21 +229,85 @@ class Cpu:
         _ucbind.uclib.uc_context_restore(self.uc._uch, ctx.context)
 
     def vector_state(self) -> bytes:
-        """x87 control/status, MXCSR and XMM0-15: what checkpoints add for Linux programs."""
+        """The whole x87, SSE and MXCSR state (VECTOR_STATE_SIZE bytes): what checkpoints,
+        digests and thread switches add for Linux programs, which keep live values there
+        (a long double computation in x87 registers, doubles in XMM)."""
         uc = self.uc
-        head = struct.pack("<HHHI", uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW),
-                           uc.reg_read(x86.UC_X86_REG_FPTAG), uc.reg_read(x86.UC_X86_REG_MXCSR))
-        return head + b"".join(uc.reg_read(reg).to_bytes(16, "little") for reg in _XMM_IDS)
+        head = _VECTOR_HEAD.pack(uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW),
+                                 uc.reg_read(x86.UC_X86_REG_FPTAG), uc.reg_read(x86.UC_X86_REG_FOP),
+                                 uc.reg_read(x86.UC_X86_REG_MXCSR), uc.reg_read(x86.UC_X86_REG_FIP),
+                                 uc.reg_read(x86.UC_X86_REG_FDP))
+        fp = b"".join(struct.pack("<QH", *uc.reg_read(reg)) for reg in _FP_IDS)
+        return head + fp + b"".join(uc.reg_read(reg).to_bytes(16, "little") for reg in _XMM_IDS)
 
     def set_vector_state(self, raw: bytes) -> None:
+        """Load a ``vector_state()``."""
         uc = self.uc
-        fpcw, fpsw, fptag, mxcsr = struct.unpack_from("<HHHI", raw, 0)
-        uc.reg_write(x86.UC_X86_REG_FPCW, fpcw)
+        fpcw, fpsw, fptag, fop, mxcsr, fip, fdp = _VECTOR_HEAD.unpack_from(raw, 0)
+        at = _VECTOR_HEAD.size
+        for reg in _FP_IDS:
+            uc.reg_write(reg, struct.unpack_from("<QH", raw, at))
+            at += 10
+        # FSW carries TOP; the tag word only says which registers are empty (Unicorn
+        # works out the other tags from the register contents, as a real FXRSTOR does).
         uc.reg_write(x86.UC_X86_REG_FPSW, fpsw)
         uc.reg_write(x86.UC_X86_REG_FPTAG, fptag)
+        uc.reg_write(x86.UC_X86_REG_FPCW, fpcw)
+        uc.reg_write(x86.UC_X86_REG_FOP, fop)
+        uc.reg_write(x86.UC_X86_REG_FIP, fip)
+        uc.reg_write(x86.UC_X86_REG_FDP, fdp)
         uc.reg_write(x86.UC_X86_REG_MXCSR, mxcsr)
+        for reg in _XMM_IDS:
+            uc.reg_write(reg, int.from_bytes(raw[at:at + 16], "little"))
+            at += 16
+
+    def reset_fpu(self) -> None:
+        """The FPU as Linux starts a process and enters a signal handler (its init_fpstate:
+        FNINIT's x87 state, MXCSR 0x1F80, every x87 and XMM register zero)."""
+        uc = self.uc
+        for reg in _FP_IDS:
+            uc.reg_write(reg, (0, 0))
+        for reg in _XMM_IDS:
+            uc.reg_write(reg, 0)
+        for reg, value in ((x86.UC_X86_REG_FPSW, 0), (x86.UC_X86_REG_FPTAG, FPTAG_EMPTY),
+                           (x86.UC_X86_REG_FPCW, FCW_INIT), (x86.UC_X86_REG_FOP, 0), (x86.UC_X86_REG_FIP, 0),
+                           (x86.UC_X86_REG_FDP, 0), (x86.UC_X86_REG_MXCSR, MXCSR_INIT)):
+            uc.reg_write(reg, value)
+
+    def fxsave(self) -> bytes:
+        """The 512-byte FXSAVE image (64-bit form) of the FPU state, as this CPU model's
+        FXSAVE stores it: ST0-7 in stack order (ST(i) is physical register (TOP+i) mod 8),
+        the abridged tag word (bit i set: physical register i not empty), and FIP, FDP
+        and FOP as the CPU tracks them (an Intel CPU stores them always). Bytes 464-511
+        are left zero: they belong to software (Linux's signal frames use them)."""
+        uc = self.uc
+        fsw, fptag = uc.reg_read(x86.UC_X86_REG_FPSW), uc.reg_read(x86.UC_X86_REG_FPTAG)
+        abridged = sum(1 << i for i in range(8) if (fptag >> 2 * i) & 3 != 3)
+        head = _FXSAVE_HEAD.pack(uc.reg_read(x86.UC_X86_REG_FPCW), fsw, abridged, uc.reg_read(x86.UC_X86_REG_FOP),
+                                 uc.reg_read(x86.UC_X86_REG_FIP), uc.reg_read(x86.UC_X86_REG_FDP),
+                                 uc.reg_read(x86.UC_X86_REG_MXCSR), MXCSR_MASK)
+        top = (fsw >> 11) & 7
+        st = b"".join(struct.pack("<QH6x", *uc.reg_read(_FP_IDS[(top + i) & 7])) for i in range(8))
+        xmm = b"".join(uc.reg_read(reg).to_bytes(16, "little") for reg in _XMM_IDS)
+        return (head + st + xmm).ljust(FXSAVE_SIZE, b"\0")
+
+    def fxrstor(self, image: bytes) -> None:
+        """Load a 512-byte FXSAVE image, as FXRSTOR does (MXCSR's reserved bits, which
+        would make FXRSTOR fault, are cleared first: Linux sanitises them so)."""
+        uc = self.uc
+        fcw, fsw, abridged, fop, fip, fdp, mxcsr, _mask = _FXSAVE_HEAD.unpack_from(image, 0)
+        top = (fsw >> 11) & 7
+        for i in range(8):
+            uc.reg_write(_FP_IDS[(top + i) & 7], struct.unpack_from("<QH", image, 32 + 16 * i))
+        uc.reg_write(x86.UC_X86_REG_FPSW, fsw)
+        # Only "empty or not" is in the image; Unicorn derives the rest from the values.
+        uc.reg_write(x86.UC_X86_REG_FPTAG, sum(3 << 2 * i for i in range(8) if not abridged >> i & 1))
+        for reg, value in ((x86.UC_X86_REG_FPCW, fcw), (x86.UC_X86_REG_FOP, fop & 0x7FF),
+                           (x86.UC_X86_REG_FIP, fip), (x86.UC_X86_REG_FDP, fdp),
+                           (x86.UC_X86_REG_MXCSR, mxcsr & MXCSR_MASK)):
+            uc.reg_write(reg, value)
         for i, reg in enumerate(_XMM_IDS):
-            uc.reg_write(reg, int.from_bytes(raw[10 + 16 * i:26 + 16 * i], "little"))
+            uc.reg_write(reg, int.from_bytes(image[160 + 16 * i:176 + 16 * i], "little"))
 
     @property
     def interrupts_enabled(self) -> bool:

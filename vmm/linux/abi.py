@@ -94,6 +94,17 @@ def default_rlimits(mem_size: int) -> dict[int, list[int]]:
     return limits
 
 
+# AT_MINSIGSTKSZ: the most stack a signal frame can take, as Linux's init_sigframe_size
+# (arch/x86/kernel/signal.c) computes it at boot for the pinned CPU model (no XSAVE) and a
+# kernel with IA32 emulation, as Debian's: the largest frame without the FPU state,
+# sizeof(struct sigframe_ia32) = 736 (732 bytes of fields, its legacy 624-byte
+# _fpstate_32 included, padded to 8), plus 15 bytes of alignment, plus
+# fpu__get_fpstate_size() = the 512-byte FXSAVE image and the 112-byte fsave header a
+# 32-bit frame puts before it, plus 63 bytes to align that to 64; rounded up to 16. (A
+# 64-bit frame, sizeof(struct rt_sigframe) = 440, is smaller.) With an AVX CPU's 832-byte
+# XSAVE area (+4) in place of the FXSAVE image, the same sum gives the 1776 Linux reports.
+MINSIGSTKSZ = (736 + 15 + 512 + 112 + 63 + 15) & ~15          # 1440
+
 _HWCAP_CACHE: list[int] = []
 
 

@@ -162,9 +162,8 @@ def _wait(wait: object) -> bool:
 
 
 def _ctx(ctx: object) -> bool:
-    return (type(ctx) is list and len(ctx) == 3 and type(ctx[0]) is list and len(ctx[0]) == len(CTX_NAMES)
-            and all(_u(v) for v in ctx[0]) and type(ctx[1]) is bytes and len(ctx[1]) == VECTOR_STATE_SIZE
-            and type(ctx[2]) is list and len(ctx[2]) == 8 and all(_u(v, 1 << 80) for v in ctx[2]))
+    return (type(ctx) is list and len(ctx) == 2 and type(ctx[0]) is list and len(ctx[0]) == len(CTX_NAMES)
+            and all(_u(v) for v in ctx[0]) and type(ctx[1]) is bytes and len(ctx[1]) == VECTOR_STATE_SIZE)
 
 
 def _tasks(tasks: object, current: int) -> str | None:

@@ -49,6 +49,10 @@ _ARG_REGS = [x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_
              x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9]
 MASK64 = (1 << 64) - 1
 CR0_PG, CR0_WP, CR4_PAE, EFER_NXE = 1 << 31, 1 << 16, 1 << 5, 1 << 11
+# Linux's user segment selectors (__USER_CS, __USER_DS): what a program reads from CS and
+# SS and finds in its signal frames. In 64-bit mode Unicorn takes them as plain values.
+USER_CS, USER_DS = 0x33, 0x2B
+RFLAGS_INIT = 0x202                      # IF and the always-set bit 1, as start_thread leaves them
 _EFER = 0xC0000080
 NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
 
@@ -109,13 +113,18 @@ class LinuxKernel:
     # -- boot --------------------------------------------------------------------------
 
     def boot(self) -> None:
-        """Paging on, the program and its interpreter mapped, the stack built, RIP at the entry."""
+        """Paging on, the program and its interpreter mapped, the stack built, RIP at the entry.
+
+        The registers are what Linux's execve leaves (start_thread, ELF_PLAT_INIT): every
+        general register zero but RSP, RFLAGS 0x202, the user segment selectors, and the
+        FPU in its initial state — Unicorn's own reset state has FCW and MXCSR 0 (single
+        precision, every exception unmasked) and no register empty."""
         uc = self.uc
         uc.reg_write(x86.UC_X86_REG_CR3, self.space.root)
         uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_PAE | 0x600)
         uc.msr_write(_EFER, uc.msr_read(_EFER) | EFER_NXE)
         uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_PG | CR0_WP)
-        loaded = load_program(self.space, self.program, abi.hwcap(uc))
+        loaded = load_program(self.space, self.program, abi.hwcap(uc), abi.MINSIGSTKSZ)
         self.exe_base, self.interp_base, self.auxv = loaded.exe_base, loaded.interp_base, loaded.auxv
         self.brk_start = self.brk = loaded.brk
         self.files.open_stdio()
@@ -128,7 +137,10 @@ class LinuxKernel:
                                  x86.UC_X86_REG_R10, x86.UC_X86_REG_R11, x86.UC_X86_REG_R12,
                                  x86.UC_X86_REG_R13, x86.UC_X86_REG_R14, x86.UC_X86_REG_R15)]
         uc.reg_write_batch(regs + [(x86.UC_X86_REG_RIP, loaded.entry), (x86.UC_X86_REG_RSP, loaded.rsp),
-                                   (x86.UC_X86_REG_RFLAGS, 0x202)])
+                                   (x86.UC_X86_REG_RFLAGS, RFLAGS_INIT)])
+        uc.reg_write(x86.UC_X86_REG_CS, USER_CS)
+        uc.reg_write(x86.UC_X86_REG_SS, USER_DS)
+        self.machine.cpu.reset_fpu()
 
     def install_hooks(self) -> None:
         self._args = RegisterBatch(self.uc, _ARG_REGS)

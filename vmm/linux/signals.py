@@ -3,8 +3,9 @@
 A fault in the program (a #PF outside any mapping, #UD, #DE, ...) becomes SIGSEGV,
 SIGILL or SIGFPE. With a handler installed the personality builds the x86-64
 ``rt_sigframe`` on the program's stack — siginfo, ucontext with the registers and the
-signal mask, an FXSAVE image of the SSE state — exactly as Linux lays it out, and
-enters the handler; the handler's ``rt_sigreturn`` restores from that frame. Without
+signal mask, the FXSAVE image of the whole x87 and SSE state — exactly as Linux lays it
+out for a CPU without XSAVE, and enters the handler with the FPU in its initial state;
+the handler's ``rt_sigreturn`` restores everything from that frame. Without
 a handler the run ends: a crash report (core-dumping signals, exit 3) or the
 program's termination by the signal. A signal the program sends itself is delivered
 when the system call returns. Each delivery is a SIGNAL event, checked in replay.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from unicorn import x86_const as x86
 
 from trace_format.events import EventKind
+from vmm.cpu import FXSAVE_SIZE
 from vmm.linux import abi
 from vmm.linux.files import s32
 from vmm.linux.tasks import WAIT, Blocked
@@ -45,7 +47,15 @@ _REG = {name: getattr(x86, f"UC_X86_REG_{'RFLAGS' if name == 'eflags' else name.
 _MC_IDS = [_REG[n] for n in _MCONTEXT]
 FRAME_SIZE = 440                 # pretcode 8 + ucontext 304 + siginfo 128
 UC_OFFSET, MC_OFFSET, MASK_OFFSET, INFO_OFFSET = 8, 48, 304, 312
-FPSTATE_SIZE = 512
+FPSTATE_SIZE = FXSAVE_SIZE       # without XSAVE the frame's FPU state is an FXSAVE image
+# uc_flags as Linux sets them for a 64-bit frame on a CPU without XSAVE (no UC_FP_XSTATE).
+UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS = 0x2, 0x4
+# The software-reserved bytes 464-511 of the image (struct _fpx_sw_bytes), as Linux's
+# save_sw_bytes fills them without XSAVE: the magic, the state's size with and without the
+# 4-byte end marker an XSAVE frame would add, and no extended features (those come from
+# CPUID leaf 0xD, which this CPU lacks). A signal frame's FPU state is recognisable so.
+FP_XSTATE_MAGIC1 = 0x46505853
+_SW_RESERVED = struct.pack("<IIQI", FP_XSTATE_MAGIC1, FXSAVE_SIZE + 4, 0, FXSAVE_SIZE).ljust(48, b"\0")
 # Calls a signal handler with SA_RESTART makes start again instead of failing with EINTR.
 RESTARTABLE = frozenset({0, 1, 19, 20, 42, 43, 44, 45, 46, 47, 61, 73, 202, 288, 295, 296})
 
@@ -214,7 +224,8 @@ class SignalState:
         mcontext += struct.pack("<HHHH", uc.reg_read(x86.UC_X86_REG_CS), 0, 0, uc.reg_read(x86.UC_X86_REG_SS))
         mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, self.mask,
                                 value if signo in (abi.SIGSEGV, abi.SIGBUS) else 0, fpstate) + bytes(64)
-        ucontext = struct.pack("<QQQiiQ", 6, 0, self.altstack[0], self.altstack[1], 0, self.altstack[2])
+        ucontext = struct.pack("<QQQiiQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, self.altstack[0],
+                               self.altstack[1], 0, self.altstack[2])
         ucontext += mcontext + struct.pack("<Q", self.mask)
         info = struct.pack("<iii4x", signo, 0, code)
         if signo in (abi.SIGSEGV, abi.SIGBUS, abi.SIGILL, abi.SIGFPE, abi.SIGTRAP):
@@ -230,20 +241,20 @@ class SignalState:
         if flags & SA_RESETHAND:
             self.actions.pop(signo, None)
         rip = handler - 2 if in_syscall else handler     # Unicorn adds 2 after the syscall hook
+        k.machine.cpu.reset_fpu()                      # fpu__clear_user_states: a fresh FPU
         uc.reg_write_batch([(x86.UC_X86_REG_RSP, frame), (x86.UC_X86_REG_RIP, rip),
                             (x86.UC_X86_REG_RDI, signo), (x86.UC_X86_REG_RSI, frame + INFO_OFFSET),
                             (x86.UC_X86_REG_RDX, frame + UC_OFFSET), (x86.UC_X86_REG_RAX, 0),
                             (x86.UC_X86_REG_RFLAGS, regs["eflags"] & ~0x500)])
 
     def _fxsave(self) -> bytes:
-        uc = self.k.uc
-        head = struct.pack("<HHBxHQQII", uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW),
-                           0, 0, 0, 0, uc.reg_read(x86.UC_X86_REG_MXCSR), 0xFFFF)
-        xmm = b"".join(uc.reg_read(getattr(x86, f"UC_X86_REG_XMM{i}")).to_bytes(16, "little") for i in range(16))
-        return head + bytes(128) + xmm + bytes(FPSTATE_SIZE - 160 - 256)
+        """The frame's FPU state: the CPU's FXSAVE image with Linux's software bytes."""
+        return self.k.machine.cpu.fxsave()[:464] + _SW_RESERVED
 
     def sigreturn(self) -> None:
-        """rt_sigreturn: the registers, mask and SSE state saved in the frame at RSP."""
+        """rt_sigreturn: the registers, the mask and the FPU state saved in the frame at RSP
+        (the handler may have changed them). A frame without FPU state (fpstate NULL)
+        leaves the FPU in its initial state, as Linux does."""
         k = self.k
         uc = k.uc
         base = uc.reg_read(x86.UC_X86_REG_RSP)              # the handler returned: RSP = frame + 8
@@ -252,13 +263,9 @@ class SignalState:
         fpstate = struct.unpack_from("<Q", raw, 40 + 18 * 8 + 8 + 32)[0]
         self.mask = struct.unpack_from("<Q", raw, 296)[0] & ~UNBLOCKABLE
         if fpstate:
-            fx = k.read(fpstate, FPSTATE_SIZE)
-            fcw, _fsw = struct.unpack_from("<HH", fx, 0)
-            mxcsr = struct.unpack_from("<I", fx, 24)[0]
-            uc.reg_write(x86.UC_X86_REG_FPCW, fcw)
-            uc.reg_write(x86.UC_X86_REG_MXCSR, mxcsr & 0xFFFF)
-            for i in range(16):
-                uc.reg_write(getattr(x86, f"UC_X86_REG_XMM{i}"), int.from_bytes(fx[160 + 16 * i:176 + 16 * i], "little"))
+            k.machine.cpu.fxrstor(k.read(fpstate, FPSTATE_SIZE))
+        else:
+            k.machine.cpu.reset_fpu()
         regs = dict(zip(_MCONTEXT, values))
         writes = [(_REG[n], regs[n]) for n in _MCONTEXT if n not in ("rip", "eflags")]
         writes.append((x86.UC_X86_REG_RFLAGS, (regs["eflags"] & 0x3F7FD5) | 0x2))

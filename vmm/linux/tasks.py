@@ -45,10 +45,10 @@ ALLOWED_FLAGS = THREAD_FLAGS | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTI
     | CLONE_DETACHED | CLONE_CHILD_SETTID
 MAX_TASKS = 4096
 
-# A task's registers off the CPU: the integer ones, then x87/SSE control, XMM and ST.
+# A task's registers off the CPU: the integer ones, then the whole FPU and SSE state
+# (Cpu.vector_state: x87 registers with their exponents, tags, MXCSR, XMM).
 CTX_NAMES = GPR_NAMES + ("rip", "rflags", "fs_base", "gs_base")
 _CTX_IDS = [getattr(x86, f"UC_X86_REG_{n.upper()}") for n in CTX_NAMES]
-_ST_IDS = [getattr(x86, f"UC_X86_REG_ST{i}") for i in range(8)]
 RAX = CTX_NAMES.index("rax")
 RSP = CTX_NAMES.index("rsp")
 RIP = CTX_NAMES.index("rip")
@@ -80,7 +80,7 @@ class Task:
     def __init__(self, tid: int, name: str) -> None:
         self.tid = tid
         self.state = RUN
-        self.ctx: list | None = None        # [ints (CTX_NAMES), vector bytes, [st0..st7]]
+        self.ctx: list | None = None        # [ints (CTX_NAMES), Cpu.vector_state() bytes]
         self.wait: list | None = None
         self.call: list | None = None       # [nr, args] of the call it waits in
         self.timeout = False                # the wait has a timeout (the deadline is the host's)
@@ -119,16 +119,14 @@ class Task:
 
 def save_context(kernel: LinuxKernel) -> list:
     uc, cpu = kernel.uc, kernel.machine.cpu
-    return [list(uc.reg_read_batch(_CTX_IDS)), cpu.vector_state(), [uc.reg_read(r) for r in _ST_IDS]]
+    return [list(uc.reg_read_batch(_CTX_IDS)), cpu.vector_state()]
 
 
 def load_context(kernel: LinuxKernel, ctx: list) -> None:
     uc, cpu = kernel.uc, kernel.machine.cpu
-    ints, vector, st = ctx
+    ints, vector = ctx
     uc.reg_write_batch(list(zip(_CTX_IDS, ints)))
     cpu.set_vector_state(vector)
-    for reg, value in zip(_ST_IDS, st):
-        uc.reg_write(reg, value)
 
 
 # -- the system calls -----------------------------------------------------------------
@@ -143,14 +141,15 @@ def sys_clone(k, flags, newsp, parent_tid, child_tid, tls):
         return -abi.EAGAIN
     parent = k.current
     child = k.new_task(parent)
-    ints, vector, st = save_context(k)
+    # Linux's fpu_clone: the new thread starts with a copy of the parent's FPU state.
+    ints, vector = save_context(k)
     ints[RAX] = 0
     ints[RIP] = (ints[RIP] + 2) & ((1 << 64) - 1)      # RIP is at the syscall; the child returns after it
     if newsp:
         ints[RSP] = newsp
     if flags & CLONE_SETTLS:
         ints[FS_BASE] = tls
-    child.ctx = [ints, vector, st]
+    child.ctx = [ints, vector]
     child.sigmask = k.signals.mask
     if flags & CLONE_PARENT_SETTID:
         k.write(parent_tid, struct.pack("<i", child.tid))
