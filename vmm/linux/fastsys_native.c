@@ -60,6 +60,7 @@ struct fastsys {
     uint64_t data_used;            /* 232 */
     uint64_t data_cap;             /* 240 */
     uint8_t *scratch;              /* 248: SCRATCH bytes */
+    int64_t reg_rip, reg_rflags, reg_rcx, reg_r11;  /* 256..280: Unicorn register ids */
 };
 
 #define PTE_PWU 7ull               /* present, writable, user */
@@ -182,10 +183,18 @@ static int socket_io(struct fastsys *s, void *uc, uint64_t nr, uint64_t fd, uint
 
 void vmrr_fast_syscall(void *uc, struct fastsys *s)
 {
-    uint64_t nr = 0, a0 = 0, a1 = 0, a2 = 0, zero = 0;
+    uint64_t nr = 0, a0 = 0, a1 = 0, a2 = 0, zero = 0, rip = 0, rflags = 0;
     struct timespec64 ts;
     int64_t *out;
     int clock;
+    /* What the SYSCALL instruction itself does, which Unicorn skips when it is hooked:
+       RCX = the address after it, R11 = RFLAGS (Linux returns them so). RIP is still at
+       the instruction here. Every call, recording or not, fast or not. */
+    s->reg_read(uc, (int)s->reg_rip, &rip);
+    s->reg_read(uc, (int)s->reg_rflags, &rflags);
+    rip += 2;
+    s->reg_write(uc, (int)s->reg_rcx, &rip);
+    s->reg_write(uc, (int)s->reg_r11, &rflags);
     if (!s->enabled || s->n >= s->cap)
         goto slow;
     s->reg_read(uc, (int)s->reg_rax, &nr);

@@ -431,6 +431,10 @@ class LinuxKernel:
 
     def _on_syscall(self, _uc, _user_data) -> None:
         try:
+            if self.fast is None:          # else the native hook did it (vmrr_fast_syscall)
+                uc = self.uc
+                uc.reg_write(x86.UC_X86_REG_RCX, uc.reg_read(x86.UC_X86_REG_RIP) + 2)
+                uc.reg_write(x86.UC_X86_REG_R11, uc.reg_read(x86.UC_X86_REG_RFLAGS))
             self.drain_fast()
             values = self._args.read()
             self._syscall(values[0], values[1:], in_hook=True)

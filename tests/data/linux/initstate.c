@@ -407,6 +407,24 @@ static void check_thread(void) {
     }
 }
 
+/* -- after SYSCALL: RCX holds the address after it and R11 the flags (the instruction's own
+ * doing; Linux returns with both as they were) -- */
+
+static void check_syscall_registers(void) {
+    uint64_t rcx, r11, after, flags;
+    long pid;
+    __asm__ volatile("pushfq\n\tpopq %[flags]\n\t"
+                     "leaq 1f(%%rip), %[after]\n\t"
+                     "movl $39, %%eax\n\t"        /* getpid */
+                     "syscall\n"
+                     "1:\tmovq %%rcx, %[rcx]\n\t"
+                     "movq %%r11, %[r11]"
+                     : [rcx] "=r"(rcx), [r11] "=r"(r11), [after] "=&r"(after), [flags] "=&r"(flags), "=a"(pid)
+                     : : "rcx", "r11", "memory");
+    printf("syscall: rcx is the address after it: %s, r11 is rflags: %s\n", rcx == after ? "yes" : "no",
+           r11 == flags ? "yes" : "no");
+}
+
 int main(int argc, char **argv) {
     unsigned eax, ebx;
     raw = argc > 1 && !strcmp(argv[1], "raw");
@@ -430,6 +448,7 @@ int main(int argc, char **argv) {
      * below starts from clear flags. */
     __asm__ volatile("fnclex");
     check_thread();
+    check_syscall_registers();
     printf("PASS initstate\n");
     return 0;
 }
