@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import time
@@ -282,10 +283,13 @@ def console_stream(args):
     """Where the guest console goes: stdout, or the --console-log file."""
     if not args.console_log:
         return sys.stdout.buffer
+    from trace_format.safefile import SymlinkRefused, open_append
+    from vmm.errors import HostError
     try:
-        return open(args.console_log, "ab")
+        return os.fdopen(open_append(args.console_log), "ab")
+    except SymlinkRefused as exc:
+        raise HostError(f"--console-log {exc}") from None
     except OSError as exc:
-        from vmm.errors import HostError
         raise HostError(f"--console-log {args.console_log}: {exc.strerror}") from None
 
 
@@ -598,6 +602,8 @@ def cmd_gdbserver(args) -> int:
     except BaseException:
         listener.close()
         raise
+    if tt.sidecar_problem:
+        say(f"warning: {tt.sidecar_problem}")
     try:
         if at == "end":
             tt.goto_end()

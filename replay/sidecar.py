@@ -32,6 +32,8 @@ import lz4.frame
 import msgpack
 import unicorn
 
+from trace_format import safefile
+
 MAGIC = b"VMRRIDX2"
 VERSION = 2
 MAC_LEN = 32
@@ -123,6 +125,7 @@ def write(trace: str, content: dict) -> None:
     """Write ``content`` (msgpack-able) as TRACE.idx, atomically, mode 0600.
 
     Raises:
+        SymlinkRefused: a symbolic link stands at TRACE.idx.
         OSError: it cannot be written (or there is no key to sign it with).
     """
     key = sidecar_key()
@@ -130,19 +133,9 @@ def write(trace: str, content: dict) -> None:
         raise OSError("no sidecar key in the cache directory")
     content = dict(content, version=VERSION, trace=trace_identity(trace), unicorn=unicorn.__version__)
     body = lz4.frame.compress(msgpack.packb(content, use_bin_type=True))
-    path = sidecar_path(trace)
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + _mac(key, body) + body)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # A fresh file beside the trace, renamed into place: never written through a link
+    # someone planted at TRACE.idx (or at any temporary name).
+    safefile.replace_atomically(sidecar_path(trace), MAGIC + _mac(key, body) + body)
 
 
 def read(trace: str, *, max_bytes: int) -> dict:

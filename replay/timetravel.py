@@ -37,6 +37,7 @@ from vmm.devices import BadDeviceState
 from vmm.devices.sockets import CHANNELS
 from vmm.machine import PAGE, RAM_START, Outcome, RunResult
 from replay import sidecar
+from trace_format.safefile import SymlinkRefused
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
@@ -172,6 +173,7 @@ class TimeTravel:
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
         self.disk_checkpoints_loaded = 0
+        self.sidecar_problem: str | None = None     # why the sidecar could not be written
         # Weak: the engine must not be part of a reference cycle, so that dropping it
         # frees its snapshots at once (``__del__`` closes it), not at the next collection.
         me = weakref.ref(self)
@@ -234,6 +236,8 @@ class TimeTravel:
         try:
             sidecar.write(self.path, {"last_icount": self.last_icount, "console": self._console,
                                       "sockets": self._sockets, "snapshots": snaps})
+        except SymlinkRefused as exc:
+            self.sidecar_problem = f"sidecar index not written: {exc}"
         except OSError:
             pass                               # a read-only directory: reopening just costs a pass
 

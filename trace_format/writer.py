@@ -18,6 +18,7 @@ from trace_format import layout
 from trace_format.errors import TraceError, TraceExists, TraceWriteError
 from trace_format.events import PAYLOAD_CHECKS, EventKind, check_end, is_state_digest
 from trace_format.header import TraceHeader, encode_header
+from trace_format.safefile import SymlinkRefused, create_new, refuse_symlink
 
 # Kinds a caller may append: all but checkpoint records (write_checkpoint) and END (close).
 _APPENDABLE = frozenset(int(kind) for kind in EventKind) - {EventKind.CHECKPOINT, EventKind.END}
@@ -407,11 +408,17 @@ class TraceWriter:
                 raise TraceExists(f"{self.path}: a trace already exists; refusing to "
                                   f"overwrite it")
         else:
+            try:
+                refuse_symlink(self.path)
+            except SymlinkRefused as exc:
+                raise TraceWriteError(f"{exc}: refusing to replace it (remove it first)") from None
             _unlink_quietly(self.incomplete_path)
-        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
         try:
-            return os.open(self.incomplete_path, flags, 0o600)
+            return create_new(self.incomplete_path)
         except FileExistsError:
+            if os.path.islink(self.incomplete_path):
+                raise TraceWriteError(f"{self.incomplete_path}: is a symbolic link; vmrr does not "
+                                      f"write through links (remove it)") from None
             raise TraceExists(
                 f"{self.incomplete_path}: exists: another recording is writing it, or one "
                 f"was killed (open it to recover its events, or remove it)") from None

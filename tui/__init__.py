@@ -26,6 +26,8 @@ def run_tui(path: str, *, max_mem: int | None = None) -> int:
 
     print(f"vmrr: opening {path} (the whole run is replayed once to index it) …", file=sys.stderr, flush=True)
     session = DebugSession.open(path, max_mem=max_mem)
+    if session.tt.sidecar_problem:
+        print(f"vmrr: warning: {session.tt.sidecar_problem}", file=sys.stderr, flush=True)
     from tui.app import VmrrApp
 
     VmrrApp(session).run()
