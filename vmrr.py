@@ -423,11 +423,21 @@ def _linux_info(reader) -> dict:
     from trace_format.events import EventKind
     from vmm.linux.syscalls import describe
 
-    linux = reader.header.config.devices["linux"]
-    info = {"argv": linux.get("argv"), "cwd": linux.get("cwd"), "environment": len(linux.get("env") or []),
-            "interpreter": linux.get("interp")}
+    from vmm.errors import BadTraceData
+    from vmm.linux.checks import summary_problem
+    from vmm.linux.program import LinuxProgram
+
+    # The same checks replay makes, before anything is printed.
+    config = reader.header.config
+    program = LinuxProgram.from_header(config.devices["linux"], config.image, config.image_name,
+                                       where=str(reader.path))
+    info = {"argv": program.argv, "cwd": program.cwd, "environment": len(program.env),
+            "interpreter": program.interp.path if program.interp is not None else None}
     summary = (reader.end or {}).get("linux")
-    if isinstance(summary, dict):
+    if summary is not None:
+        problem = summary_problem(summary)
+        if problem is not None:
+            raise BadTraceData(f"{reader.path}: the END record's linux summary {problem}")
         info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries")})
         return info
     # A killed recording has no summary: count from the events.

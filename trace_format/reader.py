@@ -344,7 +344,7 @@ class TraceReader:
 
     def _read_footer(self) -> None:
         trailer_offset = self.file_size - layout.TRAILER_LEN
-        hint = "; open it with recover=True to salvage the chunks"
+        hint = "; --recover (TraceReader(recover=True)) salvages its complete chunks"
 
         def corrupt(offset: int, what: str) -> TraceCorrupt:
             return TraceCorrupt(self.path, offset, what + hint)
@@ -631,10 +631,10 @@ class TraceReader:
             if event_kind is None:
                 raise corrupt(f"record {len(events)} has unknown event kind {kind!r}")
             check = checks(event_kind)
-            problem = "of no known shape" if check is None else check(payload)
+            problem = "it has no known shape" if check is None else check(payload)
             if problem is not None:
                 raise corrupt(f"record {len(events)} ({event_kind.name} at icount {icount}): "
-                              f"payload is {problem}")
+                              f"bad payload: {problem}")
             if icount > layout.MAX_ICOUNT:
                 raise corrupt(f"record {len(events)} has icount {icount}, beyond 64 bits")
             previous = icount

@@ -117,10 +117,10 @@ class TraceWriter:
         if type(icount) is not int or icount < self._last_icount or kind not in _APPENDABLE:
             self._reject_event(icount, kind)
         check = _CHECKS.get(kind)
-        problem = "of no known shape (the kind has no entry in PAYLOAD_CHECKS)" if check is None else check(payload)
+        problem = "it has no known shape (the kind has no entry in PAYLOAD_CHECKS)" if check is None else check(payload)
         if problem is not None:
             raise ValueError(f"cannot record {_kind_name(kind)} payload at icount {icount}: "
-                             f"payload is {problem}")
+                             f"bad payload: {problem}")
         parts = self._parts
         try:
             # icounts are stored as the delta from the previous record of the chunk (the
@@ -163,7 +163,7 @@ class TraceWriter:
             problem = check(payload)
             if problem is not None:
                 raise ValueError(f"cannot record {_kind_name(kind)} payload at icount {icount}: "
-                                 f"payload is {problem}")
+                                 f"bad payload: {problem}")
             try:
                 packed = pack((icount - self._last_icount if parts else 0, kind, payload))
             except (TypeError, ValueError, OverflowError) as error:

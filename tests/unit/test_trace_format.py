@@ -599,7 +599,7 @@ def test_oversized_footer_and_damaged_footer_are_refused(tmp_path):
     (footer_offset,) = struct.unpack_from("<Q", data, size - 32)
     data[footer_offset + 3] ^= 0x40
     path.write_bytes(bytes(data))
-    with pytest.raises(TraceCorrupt, match=f"offset {footer_offset}: footer checksum mismatch.*recover=True"):
+    with pytest.raises(TraceCorrupt, match=f"offset {footer_offset}: footer checksum mismatch.*--recover"):
         TraceReader(path)
     with TraceReader(path, recover=True) as trace:
         assert len(trace.checkpoints) == 2
@@ -645,9 +645,9 @@ def trace_with_raw_chunk(tmp_path: Path, raw: bytes, n_records: int = 1, first: 
     ([[1.5, 2, None]], "record 0 has icount delta 1.5"),
     ([[5, 2, None]], "record 0 has icount delta 5"),                  # the first delta must be 0
     ([[0, 2, 0], [-1, 2, 0]], "record 1 has icount delta -1 (previous icount: 0)"),
-    ([[0, 2, None]], "record 0 (RDTSC at icount 0): payload is not an integer"),
-    ([[0, 6, [1, "text"]]], "record 0 (SOCK_DATA at icount 0): payload is not [channel, bytes]"),
-    ([[0, 10, [1, b"short", b"x"]]], "payload is not [rip, 16-byte hash, 16-byte hash]"),
+    ([[0, 2, None]], "record 0 (RDTSC at icount 0): bad payload: not an integer"),
+    ([[0, 6, [1, "text"]]], "record 0 (SOCK_DATA at icount 0): bad payload: not [channel, bytes]"),
+    ([[0, 10, [1, b"short", b"x"]]], "bad payload: not [rip, 16-byte hash, 16-byte hash]"),
     ([[0, 14, {"reason": "crash"}]], "a crash end has no icount"),
     ([[0, 99, None]], "record 0 has unknown event kind 99"),
     ([[0, "RDTSC", None]], "record 0 has unknown event kind 'RDTSC'"),

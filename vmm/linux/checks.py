@@ -80,7 +80,7 @@ def _files(files: object) -> str | None:
         if not (type(f) is list and len(f) == 9):
             return "an open file is malformed"
         kind, path, flags, pos, ref, stat, data, handle, pipe = f
-        if kind not in FILE_KINDS or not (_str(path) and _u(flags, 1 << 32) and _u(pos) and _u(ref, 1 << 20)
+        if type(kind) is not str or kind not in FILE_KINDS or not (_str(path) and _u(flags, 1 << 32) and _u(pos) and _u(ref, 1 << 20)
                                           and _stat(stat)):
             return f"an open file of kind {kind!r:.20} is malformed"
         if handle is not None and not _u(handle, 1 << 32) or pipe is not None and not _u(pipe, 1 << 32):
@@ -195,7 +195,15 @@ def _tasks(tasks: object, current: int) -> str | None:
 
 
 def state_problem(state: object, mem_size: int) -> str | None:
-    """None when ``state`` is a LinuxKernel.state() this machine can load."""
+    """None when ``state`` is a LinuxKernel.state() this machine can load, else what is wrong
+    (never an exception: the state comes from a file)."""
+    try:
+        return _state_problem(state, mem_size)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        return f"linux state is malformed where no check expected it ({type(exc).__name__})"
+
+
+def _state_problem(state: object, mem_size: int) -> str | None:
     if type(state) is not dict or set(state) != {"space", "files", "signals", "proc", "unimplemented", "tasks"}:
         return "linux state is not a map of space, files, signals, proc, tasks and unimplemented"
     unimplemented = state["unimplemented"]
@@ -204,3 +212,22 @@ def state_problem(state: object, mem_size: int) -> str | None:
         return "linux state's unimplemented counts are malformed"
     return (_space(state["space"], mem_size) or _files(state["files"]) or _signals(state["signals"])
             or _proc(state["proc"]) or _tasks(state["tasks"], state["proc"][1]))
+
+
+def summary_problem(summary: object) -> str | None:
+    """None when ``summary`` is the END record's ``linux`` map as the recorder writes it
+    (RecordSession._linux_summary), else what is wrong: ``vmrr info`` prints it."""
+    if type(summary) is not dict:
+        return "is not a map"
+    counts = lambda v: type(v) is dict and all(_str(k, 64) and _u(n) for k, n in v.items())  # noqa: E731
+    for key in ("syscalls", "unimplemented"):
+        if key in summary and not counts(summary[key]):
+            return f"{key} is not a map of names to counts"
+    files = summary.get("files", [])
+    if not (type(files) is list and all(type(f) is list and len(f) == 3 and _str(f[0]) and type(f[1]) is str
+                                        and _HEX_ID.match(f[1]) and _u(f[2]) for f in files)):
+        return "files is not a list of [path, sha256, size]"
+    libraries = summary.get("libraries", [])
+    if not (type(libraries) is list and all(_str(p) for p in libraries)):
+        return "libraries is not a list of paths"
+    return None

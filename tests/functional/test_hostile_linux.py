@@ -1,0 +1,95 @@
+"""Hostile Linux-program traces: every value `info` prints and replay loads goes through
+the same checks, and a bad one is a one-line error (exit 2), never an internal error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+import tracefuzz as tf  # noqa: E402
+from test_hostile import one_error_line, rewritten  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+CHECKPOINT = 12
+
+
+@pytest.fixture(scope="module")
+def linux_trace(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("hostile-linux")
+    path = tf.record_linux(str(directory / "linux.vmrr"), directory)
+    if path is None:
+        pytest.skip("gcc is not installed")
+    return Path(path)
+
+
+def _header_change(what: str):
+    def change(h):
+        devices = h["config"]["devices"]
+        if what == "not a map":
+            devices["linux"] = "not a map"
+        elif what == "env=True":
+            devices["linux"]["env"] = True
+        elif what == "argv of numbers":
+            devices["linux"]["argv"] = [1, 2]
+        elif what == "short at_random":
+            devices["linux"]["at_random"] = b"short"
+        else:
+            devices["linux"]["cwd"] = 7
+    return change
+
+
+@pytest.mark.parametrize("what, fragment", [
+    ("not a map", "linux.argv"), ("env=True", "linux.env"), ("argv of numbers", "linux.argv/env"),
+    ("short at_random", "linux.at_random"), ("cwd a number", "linux.cwd"),
+])
+def test_a_malformed_linux_header_is_one_line_for_info_and_replay(linux_trace, tmp_path, what, fragment):
+    trace = rewritten(linux_trace, tmp_path / "bad.vmrr", header=_header_change(what))
+    for command in (["info", str(trace)], ["info", str(trace), "--json"], ["replay", str(trace), "--verify"]):
+        one_error_line(tf.run_cli(command), 2, fragment)
+
+
+def _end_change(what: str):
+    def change(record):
+        summary = record["linux"]
+        if what == "not a map":
+            record["linux"] = 17
+        elif what == "unimplemented a number":
+            summary["unimplemented"] = 5
+        elif what == "counts of text":
+            summary["syscalls"] = {"read": "many"}
+        elif what == "files malformed":
+            summary["files"] = [["/etc/passwd", 3, 4]]
+        else:
+            summary["libraries"] = [b"bytes"]
+    return change
+
+
+@pytest.mark.parametrize("what", ["not a map", "unimplemented a number", "counts of text", "files malformed",
+                                  "libraries of bytes"])
+def test_a_malformed_linux_end_summary_is_one_line_for_info(linux_trace, tmp_path, what):
+    trace = rewritten(linux_trace, tmp_path / "bad.vmrr", end=_end_change(what))
+    for command in (["info", str(trace)], ["info", str(trace), "--json"]):
+        one_error_line(tf.run_cli(command), 2, "linux")
+
+
+@pytest.mark.parametrize("kind", [["blob"], {"k": 1}, 3, None])
+def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_trace, tmp_path, kind):
+    d = tf.decode(linux_trace.read_bytes())
+    changed = 0
+    for chunk in d.chunks:
+        for record in chunk:
+            if record[1] == CHECKPOINT:
+                files = record[2]["devices"]["linux"]["files"]
+                files[0][0][0] = kind                   # the first open file description's kind
+                changed += 1
+    assert changed, "the recording has no checkpoint"
+    trace = tmp_path / "bad.vmrr"
+    trace.write_bytes(tf.encode(d))
+    outcome = tf.run_cli(["replay", str(trace), "--verify"])
+    assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
+    assert [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")], outcome.stderr
