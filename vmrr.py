@@ -379,6 +379,12 @@ def cmd_replay(args) -> int:
             f"{report.checkpoints_checked} checkpoints")
         for line in report.checks:
             say(f"verified: {line}")
+    # The replayed run ends as the recorded one did, exit code included (as `run` and
+    # `record` report it): a program that exited non-zero or was killed is 1, a crash 3.
+    if result.outcome is Outcome.CRASH:
+        return EXIT_CRASH
+    if result.outcome is Outcome.POWER_OFF and result.exit_status != 0:
+        return EXIT_CHECK
     return EXIT_OK
 
 

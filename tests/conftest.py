@@ -70,13 +70,29 @@ def describe(proc: subprocess.CompletedProcess) -> str:
             f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}")
 
 
-def replay_verify(trace: Path | str, *, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``vmrr replay TRACE --verify``, asserting it exits 0 and checked the final state."""
+def replay_verify(trace: Path | str, *, timeout: float = 60, expect: int | None = None) -> subprocess.CompletedProcess:
+    """``vmrr replay TRACE --verify``, asserting it checked the final state and exits as the
+    recording did (``expect``; by default from how the trace says it ended: 0, or 1 for a
+    non-zero exit status, 3 for a crash)."""
     replay = vmrr("replay", trace, "--verify", timeout=timeout)
-    assert replay.returncode == 0, "replay --verify failed" + describe(replay)
+    if expect is None:
+        expect = recorded_exit_code(trace)
+    assert replay.returncode == expect, f"replay --verify exited {replay.returncode}, not {expect}" + describe(replay)
     assert "Traceback" not in replay.stderr, describe(replay)
     assert "vmrr: verified: final registers, devices and RAM match" in replay.stderr, describe(replay)
     return replay
+
+
+def recorded_exit_code(trace: Path | str) -> int:
+    """The exit code ``vmrr record`` gave for the run a trace holds."""
+    from trace_format import TraceReader
+    with TraceReader(str(trace), recover=True) as reader:
+        end = reader.end or {}
+    if end.get("reason") == "crash":
+        return 3
+    if end.get("reason") == "poweroff" and end.get("exit_status"):
+        return 1
+    return 0
 
 
 def record_and_replay(tmp_path: Path, image: Path | str, *extra, input: bytes | None = None,

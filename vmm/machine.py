@@ -207,12 +207,31 @@ class Machine:
                             self.sockets, self.power)
         self._ports = {port: dev for dev in self.devices for port in dev.ports}
         if linux:
-            self.kernel.boot()
+            from vmm.linux.memory import OutOfMemory
+            try:
+                self.kernel.boot()
+            except OutOfMemory:
+                self.close()
+                raise UsageError(self._too_small_to_load(image, mem_size)) from None
         else:
             self._boot()
         self._install_hooks()
 
     # -- set-up ----------------------------------------------------------------------
+
+    @staticmethod
+    def _too_small_to_load(image, mem_size: int) -> str:
+        """Why a Linux program did not even load in ``mem_size`` bytes, with the size it
+        needs: what loading it takes in a machine large enough (RAM there costs nothing
+        until it is written)."""
+        probe = Machine(image, mem_size=1 << 30)
+        try:
+            needed = probe.ram_in_use
+        finally:
+            probe.close()
+        size = f"{mem_size >> 20} MiB" if mem_size % (1 << 20) == 0 else f"{mem_size >> 10} KiB"
+        return (f"guest RAM of {size} is too small for {image.name}: loading it alone takes "
+                f"{needed >> 20} MiB, and running it more (--mem sets it; 1G by default)")
 
     def _boot(self) -> None:
         uc = self.uc

@@ -93,3 +93,15 @@ def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_tra
     outcome = tf.run_cli(["replay", str(trace), "--verify"])
     assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
     assert [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")], outcome.stderr
+
+
+def test_a_guest_too_small_to_load_the_program_is_one_line_naming_the_size(linux_trace, tmp_path):
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("needs Debian's python3")
+    outcome = tf.run_cli(["run", "--mem", "2M", "--", "/usr/bin/python3", "-c", "1"])
+    line = one_error_line(outcome, 2, "guest RAM of 2 MiB is too small for /usr/bin/python3",
+                          "loading it alone takes")
+    assert "MiB" in line
+    trace = rewritten(linux_trace, tmp_path / "small.vmrr", header=lambda h: h["config"].update(mem_size=128 << 10))
+    for command in (["replay", str(trace)], ["replay", str(trace), "--verify"]):
+        one_error_line(tf.run_cli(command), 2, "guest RAM of 128 KiB is too small")
