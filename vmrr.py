@@ -342,6 +342,9 @@ def cmd_record(args) -> int:
     if seed is not None:
         say(f"chaos mode, seed {seed}")
     say(f"recording to {args.output}")
+    if getattr(args, "program", None) and not args.clear_env:
+        say(f"the trace keeps this environment whole ({len(image.env)} variables, tokens and keys "
+            f"included) and every file the program reads: share it with care (--clear-env, --env NAME=VALUE)")
     summary = session.run(duration=args.duration, max_instructions=args.max_instructions)
     code = report_result(summary.result, summary.wall_seconds)
     for line in summary.lines():
@@ -438,13 +441,14 @@ def _linux_info(reader) -> dict:
     program = LinuxProgram.from_header(config.devices["linux"], config.image, config.image_name,
                                        where=str(reader.path))
     info = {"argv": program.argv, "cwd": program.cwd, "environment": len(program.env),
+            "environment_names": [entry.partition("=")[0] for entry in program.env],
             "interpreter": program.interp.path if program.interp is not None else None}
     summary = (reader.end or {}).get("linux")
     if summary is not None:
         problem = summary_problem(summary)
         if problem is not None:
             raise BadTraceData(f"{reader.path}: the END record's linux summary {problem}")
-        info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries")})
+        info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries", "peers")})
         return info
     # A killed recording has no summary: count from the events.
     calls, blobs = Counter(), 0
@@ -522,8 +526,9 @@ def _print_linux_info(linux: dict) -> None:
 
     argv = linux.get("argv") or []
     print(f"program     {shlex.join(str(a) for a in argv)}")
-    print(f"            cwd {linux.get('cwd')}, {linux.get('environment')} environment variables, "
-          f"interpreter {linux.get('interpreter') or 'none (static)'}")
+    print(f"            cwd {linux.get('cwd')}, interpreter {linux.get('interpreter') or 'none (static)'}")
+    names = linux.get("environment_names") or []
+    print(f"environment {len(names)} variables, values in the trace: {' '.join(names) or 'none'}")
     libraries = linux.get("libraries")
     if libraries:
         print(f"libraries   {', '.join(str(p) for p in libraries[1:]) or 'none'}")
@@ -541,6 +546,10 @@ def _print_linux_info(linux: dict) -> None:
     unimplemented = linux.get("unimplemented")
     if unimplemented:
         print("unimplemented  " + ", ".join(f"{k} x{n}" for k, n in unimplemented.items()) + " (returned ENOSYS)")
+    peers = linux.get("peers")
+    if peers:
+        print("network     heard from " + ", ".join(f"{host} ({n})" for host, n in list(peers.items())[:20])
+              + (f" and {len(peers) - 20} more" if len(peers) > 20 else ""))
 
 
 def _event_json(event, string_limit: int) -> dict:

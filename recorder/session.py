@@ -18,6 +18,7 @@ DIGEST_INTERVAL = 1.0              # ... and at least one digest per second of r
 # ~0.2 s apart on a loaded host), so 0.8 s keeps a killed recording's loss under 1 s.
 FLUSH_INTERVAL = 0.8
 DEFAULT_CHECKPOINT_EVERY = 500_000_000
+MAX_PEERS = 1000                   # distinct network peers a Linux program's summary lists
 _ZERO_PAGE = bytes(PAGE)
 
 
@@ -134,6 +135,7 @@ class RecordSession:
         self._counts: Counter[int] = Counter()
         self._input_bytes = 0
         self._syscalls: Counter[int] = Counter()
+        self._peers: Counter[str] = Counter()
         self._blob_bytes = 0
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
@@ -147,6 +149,9 @@ class RecordSession:
         self._counts[kind] += 1
         if kind == EventKind.SYSCALL:
             self._syscalls[payload[1]] += 1
+            for op, answer in payload[4]:
+                if op in ("accept", "recvfrom") and type(answer) is list and len(answer) == 2:
+                    self._note_peer(answer[1])
         elif kind == EventKind.BLOB:
             self._blob_bytes += len(payload[3])
         elif kind == EventKind.SOCK_DATA:
@@ -154,6 +159,12 @@ class RecordSession:
         elif kind == EventKind.CONSOLE_IN:
             self._input_bytes += len(payload)
         self.writer.append(icount, kind, payload)
+
+    def _note_peer(self, address: object) -> None:
+        """A host the program heard from over the network (an accept, a datagram)."""
+        if type(address) is list and len(address) >= 2 and address[0] in ("in", "in6") \
+                and type(address[1]) is str and len(self._peers) < MAX_PEERS:
+            self._peers[address[1]] += 1
 
     def _log_many(self, kind: EventKind, records: list[tuple[int, object]]) -> None:
         """Many events of one kind (the native hook's system calls), as ``_log`` each."""
@@ -194,7 +205,8 @@ class RecordSession:
         return {"syscalls": {describe(nr): n for nr, n in self._syscalls.most_common()},
                 "unimplemented": dict(kernel.unimplemented),
                 "files": sorted([path, fid, size] for path, (fid, size) in kernel.files_read.items()),
-                "libraries": [path for path, _bias in kernel.libraries()]}
+                "libraries": [path for path, _bias in kernel.libraries()],
+                "peers": dict(self._peers.most_common())}
 
     def _between(self) -> None:
         machine = self.machine

@@ -105,3 +105,20 @@ def test_a_guest_too_small_to_load_the_program_is_one_line_naming_the_size(linux
     trace = rewritten(linux_trace, tmp_path / "small.vmrr", header=lambda h: h["config"].update(mem_size=128 << 10))
     for command in (["replay", str(trace)], ["replay", str(trace), "--verify"]):
         one_error_line(tf.run_cli(command), 2, "guest RAM of 128 KiB is too small")
+
+
+def test_what_a_trace_holds_is_shown_before_it_is_shared(tmp_path):
+    from conftest import vmrr
+    trace = tmp_path / "env.vmrr"
+    record = vmrr("record", "-o", trace, "--env", "API_TOKEN=s3cr3t-value", "--", "/bin/true")
+    assert record.returncode == 0, record.stderr
+    assert "the trace keeps this environment whole" in record.stderr and "--clear-env" in record.stderr
+    info = vmrr("info", trace)
+    assert info.returncode == 0, info.stderr
+    line = next(line for line in info.stdout.splitlines() if line.startswith("environment"))
+    assert "API_TOKEN" in line.split() and "s3cr3t-value" not in info.stdout
+    assert "/lib/x86_64-linux-gnu/libc.so.6" in info.stdout                  # the files it read
+    quiet = vmrr("record", "-o", tmp_path / "clear.vmrr", "--clear-env", "--env", "A=1", "--", "/bin/true")
+    assert quiet.returncode == 0 and "keeps this environment" not in quiet.stderr, quiet.stderr
+    info = vmrr("info", tmp_path / "clear.vmrr", "--json")
+    assert '"environment_names": ["A"]' in info.stdout, info.stdout

@@ -8,6 +8,7 @@ it with SIGTERM (redis shuts down its own way), and replays the trace ``--verify
 
 from __future__ import annotations
 
+import re
 import resource
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, describe, free_port, replay_verify
+from conftest import REPO, describe, free_port, replay_verify, vmrr
 
 REDIS = Path("/usr/bin/redis-check-rdb")
 pytestmark = pytest.mark.skipif(not REDIS.exists() or shutil.which("redis-cli") is None,
@@ -93,6 +94,8 @@ def test_commands_of_every_type_expiry_and_sigterm(tmp_path):
         out, _err = r.stop()
     assert "Redis is now ready to exit" in out
     _replay_twice(r.trace)
+    info = vmrr("info", r.trace)
+    assert re.search(r"^network     heard from 127\.0\.0\.1 \(\d+\)$", info.stdout, re.M), info.stdout
 
 
 def test_benchmark_load_and_clients_that_vanish(tmp_path):

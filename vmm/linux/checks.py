@@ -230,4 +230,7 @@ def summary_problem(summary: object) -> str | None:
     libraries = summary.get("libraries", [])
     if not (type(libraries) is list and all(_str(p) for p in libraries)):
         return "libraries is not a list of paths"
+    peers = summary.get("peers", {})
+    if not (type(peers) is dict and len(peers) <= 1000 and all(_str(h, 64) and _u(n) for h, n in peers.items())):
+        return "peers is not a map of host addresses to counts"
     return None
