@@ -35,7 +35,7 @@ import unicorn
 from trace_format import safefile
 
 MAGIC = b"VMRRIDX2"
-VERSION = 2
+VERSION = 3                    # 3: console rows carry their stream (stdout, stderr, console)
 MAC_LEN = 32
 KEY_LEN = 32
 HEAD_LEN = len(MAGIC) + MAC_LEN

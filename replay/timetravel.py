@@ -19,7 +19,9 @@ icount N was applied (see docs/timetravel-api.md).
 from __future__ import annotations
 
 import bisect
+import os
 import enum
+import hashlib
 import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -31,7 +33,7 @@ from unicorn import (UC_ARCH_X86, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WR
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from trace_format.events import Event, EventKind
-from vmm.errors import DATA_ERRORS, VmrrError
+from vmm.errors import DATA_ERRORS, CheckpointMismatch, ReplayDivergence, VmrrError
 from vmm.crash import CrashReport
 from vmm.devices import BadDeviceState
 from vmm.devices.sockets import CHANNELS
@@ -60,6 +62,9 @@ def _freeze(state: dict) -> bytes:
 
 def _thaw(frozen: bytes) -> dict:
     return msgpack.unpackb(frozen, raw=False, strict_map_key=False)
+
+
+_CONSOLE_STREAMS = frozenset({"console", "stdout", "stderr"})
 
 
 class UnreadableMemory(VmrrError):
@@ -115,6 +120,8 @@ class _Snapshot:
     keyframe: bytes | None = None      # full RAM, or None for a delta
     base: "_Snapshot | None" = None    # the keyframe a delta is relative to
     delta: dict[int, bytes] = field(default_factory=dict)
+    # False: read from a sidecar and not yet met by a digest the trace itself recorded
+    trusted: bool = True
 
     @property
     def cost(self) -> int:
@@ -169,16 +176,19 @@ class TimeTravel:
         self.breakpoints: set[int] = set()
         self.watchpoints: list[Watchpoint] = []
         self._snaps: list[_Snapshot] = []
-        self._console: list[tuple[int, bytes]] = []
+        self._console: list[tuple[int, bytes, str]] = []      # (icount, bytes, stream)
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
         self.disk_checkpoints_loaded = 0
         self.sidecar_problem: str | None = None     # why the sidecar could not be written
+        self.sidecar_rejected = False                # a sidecar snapshot met a digest it differs from
         # Weak: the engine must not be part of a reference cycle, so that dropping it
         # frees its snapshots at once (``__del__`` closes it), not at the next collection.
         me = weakref.ref(self)
-        self.boundary.console_write = lambda data: _call(me, "_capture_console", data)
+        self.boundary.console_write = lambda data: _call(me, "_capture_console", "console", data)
+        self.boundary.stdio_write = lambda stream, data: _call(me, "_capture_console", stream, data)
         self.boundary.sock_send = lambda chan, data: _call(me, "_capture_socket", chan, data)
+        self._trusted_state = True          # the machine descends from trusted snapshots only
         self._ended = False                 # the machine sits at the end of history
         self.last_icount = 1 << 64          # until the first pass has found it
         end_icount = self.end.get("icount") if self.end else None
@@ -303,6 +313,7 @@ class TimeTravel:
         self._restore(snap)
         if self.machine.state_digest() != recorded:
             raise sidecar.SidecarInvalid("its end state is not the state the recording ended in")
+        snap.trusted = True
 
     def _sidecar_cap(self) -> int:
         """The largest sidecar worth reading: the snapshot budget, two RAM images, outputs."""
@@ -320,8 +331,9 @@ class TimeTravel:
             raise bad(f"last_icount {last_icount!r} is outside the trace (0..{self.reader.last_icount})")
         if self.end is not None and last_icount != self._expected_end:
             raise bad(f"last_icount {last_icount} is not where the recording ends ({self._expected_end})")
-        console = self._parse_outputs(content.get("console"), 2, last_icount, "console")
-        sockets = self._parse_outputs(content.get("sockets"), 3, last_icount, "sockets")
+        console = self._parse_outputs(content.get("console"), "console", last_icount)
+        sockets = self._parse_outputs(content.get("sockets"), "sockets", last_icount)
+        self._check_outputs(console, sockets)
         entries = content.get("snapshots")
         if type(entries) is not list or not entries:
             raise bad("no snapshots")
@@ -381,7 +393,8 @@ class TimeTravel:
             ctx.__setstate__((cpu, ctx_size, UC_ARCH_X86, UC_MODE_64))
             state = {"devices": _freeze(devices), "halted": entry["halted"], "result": result,
                      "ended": entry["ended"], "digests": {}, "out_bytes": {}}
-            snap = _Snapshot(icount, ctx, state, keyframe, base_snap, pages)
+            # Snapshot 0 was checked equal to boot above; the others wait for a digest.
+            snap = _Snapshot(icount, ctx, state, keyframe, base_snap, pages, trusted=i == 0)
             cost += snap.cost
             snaps.append(snap)
         if cost > self.memory_budget + 2 * mem_size:
@@ -389,19 +402,42 @@ class TimeTravel:
         return snaps, last_icount, console, sockets
 
     @staticmethod
-    def _parse_outputs(rows: object, width: int, last_icount: int, name: str) -> list[tuple]:
-        """(icount, [channel,] bytes) rows, icounts non-decreasing within history."""
+    def _parse_outputs(rows: object, name: str, last_icount: int) -> list[tuple]:
+        """Console rows (icount, bytes, stream) or socket rows (icount, channel, bytes),
+        icounts non-decreasing within history."""
         if type(rows) is not list:
             raise sidecar.SidecarInvalid(f"{name} output is not a list")
         parsed, previous = [], 0
         for row in rows:
-            if (type(row) is not list or len(row) != width or type(row[0]) is not int
-                    or not previous <= row[0] <= last_icount or type(row[-1]) is not bytes
-                    or (width == 3 and (type(row[1]) is not int or not 0 <= row[1] < CHANNELS))):
+            ok = type(row) is list and len(row) == 3 and type(row[0]) is int and previous <= row[0] <= last_icount
+            if ok and name == "console":
+                ok = type(row[1]) is bytes and row[2] in _CONSOLE_STREAMS
+            elif ok:
+                ok = type(row[1]) is int and 0 <= row[1] < CHANNELS and type(row[2]) is bytes
+            if not ok:
                 raise sidecar.SidecarInvalid(f"{name} output row {row!r:.60} is malformed")
             previous = row[0]
             parsed.append(tuple(row))
         return parsed
+
+    def _check_outputs(self, console: list[tuple], sockets: list[tuple]) -> None:
+        """The sidecar's guest output is, stream by stream, what the recording digested (END)."""
+        recorded = self.end.get("outputs") if self.end else None
+        if not isinstance(recorded, dict):
+            return
+        digests: dict[str, hashlib._Hash] = {}
+        sizes: dict[str, int] = {}
+
+        def add(stream: str, data: bytes) -> None:
+            digests.setdefault(stream, hashlib.sha256()).update(data)
+            sizes[stream] = sizes.get(stream, 0) + len(data)
+        for _icount, data, stream in console:
+            add(stream, data)
+        for _icount, chan, data in sockets:
+            add(f"sock{chan}", data)
+        mine = {stream: [d.hexdigest(), sizes[stream]] for stream, d in digests.items()}
+        if mine != {k: v for k, v in recorded.items() if not (isinstance(v, list) and v[1:] == [0])}:
+            raise sidecar.SidecarInvalid("its guest output is not the output the recording digested")
 
     @staticmethod
     def _parse_result(value: object, i: int) -> RunResult | None:
@@ -443,7 +479,7 @@ class TimeTravel:
             "digests": {k: d.copy() for k, d in machine.output_digests.items()},
             "out_bytes": dict(machine.output_bytes),
         }
-        snap = _Snapshot(icount, machine.uc.context_save(), state)
+        snap = _Snapshot(icount, machine.uc.context_save(), state, trusted=self._trusted_state)
         ram = machine.ram
         in_use = machine.ram_in_use           # RAM beyond this is still zero (a Linux program's)
         keyframe = next((s for s in reversed(self._snaps[:i]) if s.keyframe is not None), None)
@@ -476,6 +512,7 @@ class TimeTravel:
             for off, page in snap.delta.items():
                 ram[off:off + PAGE] = page
         machine.uc.ctl_flush_tb()                 # RAM changed behind Unicorn's back
+        self._trusted_state = snap.trusted
         machine.uc.context_restore(snap.cpu)
         machine.counter.icount = snap.icount
         state = snap.state
@@ -533,7 +570,7 @@ class TimeTravel:
                 stop_at = self.icount + spacing
             if target is not None:
                 stop_at = min(stop_at, target)
-            result = machine.run(max_instructions=stop_at)
+            result = self._run(stop_at)
             if result.outcome is Outcome.PAUSED:
                 return True
             if result.outcome is not Outcome.LIMIT:
@@ -546,9 +583,51 @@ class TimeTravel:
                 self.progress(min(1.0, (self.icount - start) / (goal - start)))
         return True
 
-    def _capture_console(self, data: bytes) -> None:
+    def _run(self, until: int) -> RunResult:
+        """``machine.run(max_instructions=until)``, checking what a sidecar snapshot holds.
+
+        A machine restored from a snapshot the sidecar gave (and no digest has confirmed)
+        runs with the trace's digests checked; the first one met confirms the snapshots it
+        descends from. One that differs means the sidecar lied: its unconfirmed snapshots
+        are dropped, the sidecar file removed, and the run made again from a trusted
+        snapshot — the caller gets the true state either way.
+        """
+        boundary = self.boundary
+        untrusted = not self._trusted_state
+        checked = boundary.digests_checked
+        boundary.verify = untrusted
+        try:
+            result = self.machine.run(max_instructions=until)
+            if untrusted and result.outcome not in (Outcome.LIMIT, Outcome.PAUSED) \
+                    and result.icount != self._expected_end:
+                raise ReplayDivergence(f"the run ended ({result.outcome.value}) at icount {result.icount}, "
+                                       f"not where the recording does")
+            return result
+        except (ReplayDivergence, CheckpointMismatch):
+            if not untrusted:
+                raise
+            self._drop_untrusted()
+            self._restore(self._snapshot_before(self.icount))
+            return self._run(until)
+        finally:
+            boundary.verify = False
+            if untrusted and self._trusted_state is False and boundary.digests_checked > checked:
+                for snap in self._snaps:               # the trace's own digest agreed
+                    snap.trusted = True
+                self._trusted_state = True
+
+    def _drop_untrusted(self) -> None:
+        """The sidecar's snapshots do not fit the trace: forget them, and the file."""
+        self._snaps = [snap for snap in self._snaps if snap.trusted]
+        self.sidecar_rejected = True
+        try:
+            os.unlink(sidecar.sidecar_path(self.path))
+        except OSError:
+            pass
+
+    def _capture_console(self, stream: str, data: bytes) -> None:
         if self._capturing:
-            self._console.append((self.icount, data))
+            self._console.append((self.icount, data, stream))
 
     def _capture_socket(self, chan: int, data: bytes) -> None:
         if self._capturing:
@@ -582,6 +661,7 @@ class TimeTravel:
     def _load_disk_checkpoint(self, index: int) -> None:
         """Load the trace's checkpoint ``index`` into the machine and keep it as a snapshot."""
         self.replay.start_from_checkpoint(index)
+        self._trusted_state = True                 # the trace's own checkpoint, digest checked
         self._ended = False
         self.disk_checkpoints_loaded += 1
         self._take_snapshot()
@@ -605,10 +685,10 @@ class TimeTravel:
 
     def _index_outputs(self) -> None:
         """After the first pass: index the captured output by icount for O(log n) lookups."""
-        self._console_marks = [icount for icount, _ in self._console]
-        self._console_blob = b"".join(data for _, data in self._console)
+        self._console_marks = [icount for icount, _data, _stream in self._console]
+        self._console_blob = b"".join(data for _icount, data, _stream in self._console)
         ends, total = [], 0
-        for _, data in self._console:
+        for _icount, data, _stream in self._console:
             total += len(data)
             ends.append(total)
         self._console_ends = ends
@@ -830,7 +910,7 @@ class TimeTravel:
                 handles = self._install(hits, first_only=False, code=code, watches=watches,
                                         condition=condition)
                 try:
-                    self.machine.run(max_instructions=end)
+                    self._run(end)
                 finally:
                     self._uninstall(handles)
                 found = [h for h in hits if h.icount - 1 < before and h.icount <= end
@@ -986,6 +1066,7 @@ class TimeTravel:
         self._sockets = []
         self._console_blob = b""
         self.boundary.__dict__.pop("console_write", None)
+        self.boundary.__dict__.pop("stdio_write", None)
         self.boundary.__dict__.pop("sock_send", None)
         self.replay.close()
 

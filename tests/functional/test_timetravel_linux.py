@@ -122,3 +122,42 @@ def test_a_sidecar_that_does_not_fit_the_trace_is_rebuilt(traces, tmp_path, chan
     finally:
         engine.close()
     assert TimeTravel(trace).loaded_from_sidecar        # rebuilt, and good again
+
+
+def _changed(part: str):
+    def change(content: dict) -> None:
+        if part == "console":
+            rows = content["console"]
+            rows[-1][1] = rows[-1][1].replace(b"PASS", b"FAIL")
+        else:                                         # a snapshot in the middle: its RIP
+            snap = content["snapshots"][len(content["snapshots"]) // 2]
+            cpu = bytearray(snap["cpu"])
+            cpu[_RIP_IN_CONTEXT + 5] ^= 0x40
+            snap["cpu"] = bytes(cpu)
+    return change
+
+
+_RIP_IN_CONTEXT = 40 + 16 * 8       # uc_context's header, then CPUX86State: regs[16], eip
+
+
+@pytest.mark.parametrize("part", ["console", "middle-snapshot"])
+def test_a_resigned_sidecar_that_lies_is_caught_and_the_truth_shown(traces, tmp_path, part):
+    import shutil
+    trace = str(tmp_path / "t.vmrr")
+    shutil.copy(traces("epollmod"), trace)
+    TimeTravel(trace).close()
+    _resign(trace, _changed(part))
+    engine = TimeTravel(trace)
+    try:
+        if part == "console":
+            assert not engine.loaded_from_sidecar             # outputs checked against END
+            assert b"PASS epollmod" in engine.console_output(engine.last_icount)
+        else:
+            assert engine.loaded_from_sidecar
+            middle = [s.icount for s in engine._snaps][len(engine._snaps) // 2]
+            target = middle + 100_000                         # before the next snapshot
+            engine.seek(target)                               # runs from the forged snapshot
+            assert engine.sidecar_rejected
+            assert engine.machine.state_digest() == straight_digests(trace, [target])[target]
+    finally:
+        engine.close()
