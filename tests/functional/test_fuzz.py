@@ -2,8 +2,8 @@
 sidecar, through ``info``, ``events --json``, ``replay --verify``, checkpoint entry and
 the time-travel engine, in this process with fixed seeds (tools/tracefuzz.py).
 
-Each run must end with exit 0, 1 or 2 and nothing escaping (no traceback, no "internal
-error"), within a time limit, without a wrong answer (a mutant accepted that replays
+Each run must end with exit 0, 1, 2 or 3 (a crash the replayed run reaches) and nothing
+escaping (no traceback, no "internal error"), within a time limit, without a wrong answer (a mutant accepted that replays
 differently from the original), and the process's memory must stay bounded.
 """
 
@@ -50,7 +50,7 @@ def corpus(tmp_path_factory):
 def judge(outcomes: list[tuple[str, str, tf.Outcome]]) -> None:
     problems = [f"{target} on a {what} mutant: exit {o.code}, escaped {o.escaped}, hang {o.hang}, "
                 f"wrong {o.wrong}" for target, what, o in outcomes
-                if o.escaped or o.hang or o.wrong or o.code not in (0, 1, 2)]
+                if o.escaped or o.hang or o.wrong or o.code not in (0, 1, 2, 3)]
     codes = Counter(o.code for _, _, o in outcomes)
     assert not problems, f"{len(problems)} of {len(outcomes)} runs failed (exit codes {dict(codes)}):\n" \
                          + "\n".join(problems[:20])
