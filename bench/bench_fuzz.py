@@ -5,8 +5,11 @@
 Records the corpus of tools/tracefuzz.py (every kind of trace vmrr writes, small), then
 each worker process runs its share of the mutants in-process: 60 % structure-aware
 (one decoded value changed, framed again with valid checksums), 25 % byte-level with
-checksums recomputed, 15 % raw byte-level; 1 in 12 is a sidecar mutant instead (raw
-bytes, or a decoded value changed with the old MAC kept). Targets, weighted: `info`,
+checksums recomputed, 15 % raw byte-level; 1 in 12 is a sidecar mutant instead, of an
+appliance's, a Linux program's or a multi-threaded one's sidecar (raw bytes, a decoded
+value changed with the old MAC kept, or one changed and re-signed with this user's key:
+then time travel must still show the trace's history and a straight replay's states, or
+reject it). Targets, weighted: `info`,
 `info --json`, `events --json`, `replay --verify` (CLI), a verified replay with the
 wrong-answer oracle, entering every checkpoint with its oracle, and time travel.
 
@@ -40,6 +43,11 @@ TARGETS = [("info", 2), ("info --json", 2), ("events --json", 3), ("replay --ver
            ("verified replay", 2), ("checkpoint entry", 2), ("time travel", 1)]
 
 
+def tf_replay(path: str):
+    from replay import Replay
+    return Replay(path, verify=False, max_mem=MAX_MEM)
+
+
 def run_target(target: str, path: str, ref: tf.Reference) -> tf.Outcome:
     if target == "info":
         return tf.run_cli(["info", path, "--recover"])
@@ -67,12 +75,22 @@ def worker(args) -> dict:
     refs = {kind: tf.reference(path, max_mem=MAX_MEM) for kind, path in traces.items()}
     originals = {kind: Path(path).read_bytes() for kind, path in traces.items()}
     decoded = {kind: tf.decode(data) for kind, data in originals.items()}
-    # The sidecar: made here, judged against a fresh build's history.
-    side_trace = os.path.join(work_dir, "side.vmrr")
-    Path(side_trace).write_bytes(originals["checkpoints"])
-    with TimeTravel(side_trace, memory_budget=64 << 20, max_mem=MAX_MEM) as tt:
-        side_ref = (tt.last_icount, tt.console_output(tt.last_icount))
-    side_good = Path(sidecar.sidecar_path(side_trace)).read_bytes()
+    # Sidecars: made here, judged against a fresh build's history and a straight replay's
+    # states at the positions the action visits.
+    key = sidecar.sidecar_key()
+    sides = {}
+    for kind in [k for k in ("checkpoints", "linux", "linux-threads") if k in traces]:
+        side_trace = os.path.join(work_dir, f"side-{kind}.vmrr")
+        Path(side_trace).write_bytes(originals[kind])
+        with TimeTravel(side_trace, memory_budget=64 << 20, max_mem=MAX_MEM) as tt:
+            history = (tt.last_icount, tt.console_output(tt.last_icount))
+        middle = history[0] // 2
+        states = {}
+        for where in (middle - 1, middle):
+            with tf_replay(side_trace) as rep:
+                rep.run(until=where)
+                states[where] = rep.machine.state_digest()
+        sides[kind] = (side_trace, history, states, Path(sidecar.sidecar_path(side_trace)).read_bytes())
     rng = random.Random(f"{seed}-{index}")
     names, weights = [t[0] for t in TARGETS], [t[1] for t in TARGETS]
     stats = {"runs": 0, "tracebacks": [], "hangs": [], "wrong": [], "codes": Counter(),
@@ -82,21 +100,32 @@ def worker(args) -> dict:
         if deadline is not None and time.time() >= deadline:
             break
         if rng.random() < 1 / 12:
-            what = "sidecar"
-            if rng.random() < 0.5:
-                data, changed = tf.byte_mutant(side_good, rng, fix=False), True
+            side_kind = rng.choice(list(sides))
+            side_trace, history, states, side_good = sides[side_kind]
+            roll = rng.random()
+            if roll < 1 / 3:
+                data, changed, signed, what = tf.byte_mutant(side_good, rng, fix=False), True, False, "bytes"
             else:
-                data, changed = tf.sidecar_structure_mutant(side_good, rng, None)
+                # Re-signed with this user's key: only its owner (or a stolen key) can.
+                signed = roll >= 2 / 3
+                data, changed = tf.sidecar_structure_mutant(side_good, rng, key if signed else None)
+                what = "re-signed" if signed else "old MAC"
+            what = f"{side_kind}/{what}"
             Path(sidecar.sidecar_path(side_trace)).write_bytes(data)
 
-            def action(changed=changed):
+            def action(changed=changed, signed=signed, side_trace=side_trace, history=history, states=states):
                 with TimeTravel(side_trace, memory_budget=64 << 20, max_mem=MAX_MEM) as tt:
-                    if changed and tt.loaded_from_sidecar:
+                    if changed and not signed and tt.loaded_from_sidecar:
                         return "an altered sidecar was believed"
-                    if (tt.last_icount, tt.console_output(tt.last_icount)) != side_ref:
-                        return "a rejected sidecar left state behind"
-                    tt.seek(tt.last_icount // 2)
+                    if (tt.last_icount, tt.console_output(tt.last_icount)) != history:
+                        return "time travel shows another history (end or console) than the trace's"
+                    middle = history[0] // 2
+                    tt.seek(middle)
+                    if tt.machine.state_digest() != states[middle]:
+                        return f"time travel shows another state at {middle} than a straight replay"
                     tt.step_back()
+                    if tt.machine.state_digest() != states[middle - 1]:
+                        return f"time travel shows another state at {middle - 1} than a straight replay"
                 return None
             target, outcome = "sidecar time travel", tf.run_api(action)
         else:

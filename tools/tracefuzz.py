@@ -360,8 +360,40 @@ int main(void) {
 """
 
 
-def record_linux(path: str, directory: Path) -> str | None:
-    """A Linux program's trace (a small static C program: SYSCALL, BLOB events), or None without gcc."""
+LINUX_THREADS_PROGRAM = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static long total;
+static int pipefd[2];
+static void *worker(void *arg) {
+    long id = (long)arg;
+    for (int i = 0; i < 20000; i++) {
+        pthread_mutex_lock(&lock);
+        total += id * i % 7;
+        pthread_mutex_unlock(&lock);
+        if (i % 5000 == 0) write(pipefd[1], "x", 1);
+    }
+    return 0;
+}
+int main(void) {
+    pthread_t t[3];
+    char buf[64];
+    pipe(pipefd);
+    for (long i = 0; i < 3; i++) pthread_create(&t[i], 0, worker, (void *)(i + 1));
+    int got = 0;
+    while (got < 12) got += read(pipefd[0], buf, sizeof buf);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    printf("%ld\n", total);
+    return 0;
+}
+"""
+
+
+def record_linux(path: str, directory: Path, *, threads: bool = False) -> str | None:
+    """A Linux program's trace (a small static C program: SYSCALL, BLOB events; with
+    ``threads``, three pthreads on a mutex and a pipe: SWITCH events too), or None without gcc."""
     import shutil
     import subprocess
 
@@ -371,9 +403,10 @@ def record_linux(path: str, directory: Path) -> str | None:
     gcc = shutil.which("gcc")
     if gcc is None:
         return None
-    source, exe = directory / "linux.c", directory / "linux-prog"
-    source.write_text(LINUX_PROGRAM)
-    subprocess.run([gcc, "-O1", "-static", "-o", str(exe), str(source)], check=True)
+    name = "linux-threads" if threads else "linux"
+    source, exe = directory / f"{name}.c", directory / f"{name}-prog"
+    source.write_text(LINUX_THREADS_PROGRAM if threads else LINUX_PROGRAM)
+    subprocess.run([gcc, "-O1", "-static", "-pthread", "-o", str(exe), str(source)], check=True)
     program = LinuxProgram.from_host([str(exe)], ["LANG=C"], cwd=str(directory))
     session = RecordSession(program, path, mem_size=64 << 20, checkpoint_every=100_000, console_output=None)
     session.run(duration=20)
@@ -409,6 +442,7 @@ def build_corpus(directory: str) -> dict[str, str]:
     linux = record_linux(str(d / "linux.vmrr"), d)
     if linux is not None:
         traces["linux"] = linux
+        traces["linux-threads"] = record_linux(str(d / "linux-threads.vmrr"), d, threads=True)
     # A killed recording: the trace as it was on disk before the footer was written,
     # with a chunk cut short after it.
     decoded = decode(Path(traces["checkpoints"]).read_bytes())
