@@ -316,3 +316,38 @@ def test_a_killed_recording_verifies_its_prefix_with_digests_along_the_way(tmp_p
     assert replay.returncode == 0, describe(replay)
     digests = int(re.search(r"verified: (\d+) state digests", replay.stderr)[1])
     assert digests >= 1, describe(replay)
+
+
+# -- files vmrr writes are created safely (no following of planted links) -----------------
+
+def test_a_link_planted_at_the_sidecar_is_not_written_through(hello, tmp_path):
+    import shutil as sh
+    from replay.timetravel import TimeTravel
+    trace = tmp_path / "t.vmrr"
+    sh.copy(hello, trace)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.symlink(victim, str(trace) + ".idx")
+    engine = TimeTravel(str(trace))
+    try:
+        assert engine.sidecar_problem and "symbolic link" in engine.sidecar_problem
+    finally:
+        engine.close()
+    assert victim.read_text() == "precious" and os.path.islink(str(trace) + ".idx")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]      # no temporary left
+
+
+def test_links_planted_where_record_writes_are_refused_with_one_line(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    linked = tmp_path / "linked.vmrr"
+    os.symlink(victim, linked)
+    outcome = tf.run_cli(["record", "t_hello", "-o", str(linked), "--force", "--no-stdin"])
+    one_error_line(outcome, 2, "symbolic link")
+    os.symlink(victim, tmp_path / "fresh.vmrr.incomplete")
+    outcome = tf.run_cli(["record", "t_hello", "-o", str(tmp_path / "fresh.vmrr"), "--no-stdin"])
+    one_error_line(outcome, 2, "symbolic link")
+    os.symlink(victim, tmp_path / "console.log")
+    outcome = tf.run_cli(["run", "t_hello", "--no-stdin", "--console-log", str(tmp_path / "console.log")])
+    one_error_line(outcome, 2, "--console-log", "symbolic link")
+    assert victim.read_text() == "precious"
