@@ -150,7 +150,8 @@ PROGRAMS: list[Program] = [
        'END {printf "%.6f %d %.17g %d %.10e\\n", s, n, s / n, m, s * s}', "{in}/text-1M", quick=True),
     _p("bc", "/usr/bin/bc", "-l", "{in}/numbers.bc"),
     # compression round trips (compressed bytes compared with native too)
-    _p("xz-compress", "/usr/bin/xz", "-c", "-6", "-T1", "{in}/text-1M", quick=True, cross=True),
+    _p("xz-compress", "/usr/bin/xz", "-c", "-6", "-T1", "{in}/text-1M", cross=True),
+    _p("xz-compress-fast", "/usr/bin/xz", "-c", "-1", "-T1", "{in}/text-256K", quick=True),
     _p("xz-compress-threads", "/usr/bin/xz", "-c", "-3", "-T2", "--block-size=256KiB", "{in}/text-4M"),
     _p("xz-decompress", "/usr/bin/xz", "-dc", "{in}/text-1M.xz", quick=True),
     _p("gzip-compress", "/usr/bin/gzip", "-c", "-9", "-n", "{in}/text-1M", quick=True),
@@ -162,6 +163,7 @@ PROGRAMS: list[Program] = [
     _p("py-hash-json-re", PY, "{in}/hash_json_re.py", "{in}/text-256K", quick=True),
     _p("py-threads", PY, "{in}/threads.py", quick=True, cross=True),
     _p("py-text", PY, "{in}/text.py", "{in}/text-1M"),
+    _p("py-epoll-threads", PY, "{in}/epoll_threads.py", quick=True, tt=True),
     # sqlite3, perl, node
     _p("sqlite3-floats", "/usr/bin/sqlite3", ":memory:", stdin="{in}/queries.sql", quick=True,
        note="long double in printf and sums: x87 (FCW) state at start"),
@@ -462,6 +464,32 @@ for t in threads:
 for t in threads:
     t.join()
 print(total[0])
+'''
+SCRIPTS["epoll_threads.py"] = r'''
+# epoll over a pipe a thread writes to; the interest list changes all the time (every ~1M
+# instructions), so a position anywhere has an epoll_ctl shortly before and after it
+import os, select, threading
+r, w = os.pipe()
+ep = select.epoll()
+def writer():
+    for i in range(5):
+        os.write(w, b"%d;" % i)
+t = threading.Thread(target=writer)
+t.start()
+t.join()
+got, s = [], 0
+for round in range(14):
+    ep.register(r, select.EPOLLIN)
+    got.append(ep.poll(1))
+    if round == 0:
+        got.append(os.read(r, 100))
+    for i in range(800):
+        s += i * i % 7
+    ep.unregister(r)
+ep.register(w, select.EPOLLOUT)
+print(got, s, ep.poll(0))
+ep.modify(w, select.EPOLLIN)
+print(ep.poll(0))
 '''
 SCRIPTS["queries.sql"] = r'''
 CREATE TABLE t(i INTEGER, x REAL, s TEXT);
