@@ -18,7 +18,8 @@ whether a module behaves as natively, or e.g. fails only in tests that need fork
 trace is replayed and checked like any other.
 
 ``--quick`` runs the programs marked quick (a few minutes) and no CPython modules. The
-table goes to stdout (progress to stderr); ``--json FILE`` keeps every detail.
+table goes to stdout (progress to stderr); ``--json FILE`` keeps every detail (and
+FILE.partial.jsonl gets each result as it comes).
 """
 
 from __future__ import annotations
@@ -205,21 +206,39 @@ def main(argv: list[str] | None = None) -> int:
                                             and not args.no_cpython_tt, "tt_positions": 4, "tt_step_backs": 2})
     _log(f"conformance: {len(programs)} programs, {len(modules)} CPython modules, work dir {work}")
 
+    progress = args.json.with_suffix(".partial.jsonl") if args.json else None
+    if progress:
+        progress.write_text("")
+
+    def done(kind: str, res, started_at: float) -> None:
+        bad = ", ".join(f"{m} {s.status}" for m, s in res.failures())
+        verdict = f" {res.verdict}" if kind == "module" and res.verdict else ""
+        _log(f"  {res.name}: {'ok' if not bad else bad}{verdict} ({time.perf_counter() - started_at:.0f} s)")
+        if progress:
+            with _print_lock, progress.open("a") as out:
+                out.write(json.dumps({"kind": kind, **_jsonable(res)}) + "\n")
+
     def check(prog: corpus.Program) -> corpus.ProgramResult:
         t0 = time.perf_counter()
-        res = corpus.check_program(prog, runner, inputs, options)
-        bad = ", ".join(f"{m} {s.status}" for m, s in res.failures())
-        _log(f"  {prog.name}: {'ok' if not bad else bad} ({time.perf_counter() - t0:.0f} s)")
+        try:
+            res = corpus.check_program(prog, runner, inputs, options)
+        except Exception as exc:  # noqa: BLE001 - a harness error is one row, not the end of the run
+            res = corpus.ProgramResult(prog.name, prog.deterministic)
+            res.steps["native"] = corpus.Step("FAIL", detail=f"harness error: {type(exc).__name__}: {exc}")
+        done("program", res, t0)
         return res
 
     def check_module(item) -> corpus.ModuleResult:
         module, extra = item
         t0 = time.perf_counter()
-        res = corpus.check_cpython_module(module, extra, runner, module_options, timeout=args.cpython_timeout,
-                                          resources=args.cpython_resources,
-                                          tt_limit=None if args.cpython_tt_limit < 0 else int(args.cpython_tt_limit))
-        bad = ", ".join(f"{m} {s.status}" for m, s in res.failures())
-        _log(f"  {module}: {'ok' if not bad else bad} {res.verdict} ({time.perf_counter() - t0:.0f} s)")
+        try:
+            res = corpus.check_cpython_module(module, extra, runner, module_options,
+                                              timeout=args.cpython_timeout, resources=args.cpython_resources,
+                                              tt_limit=None if args.cpython_tt_limit < 0 else int(args.cpython_tt_limit))
+        except Exception as exc:  # noqa: BLE001
+            res = corpus.ModuleResult(module)
+            res.steps["native"] = corpus.Step("FAIL", detail=f"harness error: {type(exc).__name__}: {exc}")
+        done("module", res, t0)
         return res
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

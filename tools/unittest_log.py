@@ -164,7 +164,7 @@ def summarize(native: Log, vmrr: Log, cmp: Comparison) -> str:
         processes = cmp.need_processes()
         n = len(cmp.only_vmrr_failed)
         if processes and len(processes) == n:
-            parts.append(f"fails only in {n} test{'s' * (n != 1)} that need fork/subprocess (ENOSYS)")
+            parts.append(f"fails only in {n} test{'s' * (n != 1)} that need{'s' * (n == 1)} fork/subprocess (ENOSYS)")
         elif processes:
             parts.append(f"{n} tests fail only under vmrr ({len(processes)} need fork/subprocess, "
                          f"{n - len(processes)} do not)")
