@@ -617,6 +617,11 @@ def guest_stderr(stderr: str) -> str:
     return "\n".join(line for line in stderr.splitlines() if not line.startswith("vmrr:"))
 
 
+def vmrr_traceback(stderr: str) -> bool:
+    """Whether vmrr itself printed a traceback (the program's own, e.g. Python's, do not count)."""
+    return "Traceback" in stderr and f'File "{ROOT}/' in stderr
+
+
 def vmrr_problem(stderr: str) -> str:
     """The most telling vmrr line of a failed run: a divergence, crash or error message."""
     lines = vmrr_lines(stderr)
@@ -624,8 +629,8 @@ def vmrr_problem(stderr: str) -> str:
         for line in lines:
             if word in line:
                 return line
-    if "Traceback" in stderr:
-        return "Traceback: " + stderr.strip().splitlines()[-1]
+    if vmrr_traceback(stderr):
+        return "vmrr traceback: " + stderr.strip().splitlines()[-1]
     tail = [line for line in stderr.strip().splitlines() if line.strip()]
     return tail[-1] if tail else "(no message)"
 
@@ -689,7 +694,7 @@ class Runner:
         step.instructions = int(count.group(1)) if count else None
         if proc.returncode is None:
             step.status, step.detail = "TIMEOUT", f"exceeded {timeout} s"
-        elif "Traceback" in err or "internal error" in err:
+        elif vmrr_traceback(err) or "internal error" in err:
             step.status, step.detail = "FAIL", vmrr_problem(err)
         else:
             step.status = "ok"
