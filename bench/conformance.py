@@ -17,7 +17,7 @@ the outcomes are compared test case by test case (tools/unittest_log.py): the ta
 whether a module behaves as natively, or e.g. fails only in tests that need fork. Its
 trace is replayed and checked like any other.
 
-``--quick`` runs the programs marked quick (a few minutes) and no CPython modules. The
+``--quick`` runs the programs marked quick (about 15 minutes on 2 cores) and no CPython modules. The
 table goes to stdout (progress to stderr); ``--json FILE`` keeps every detail (and
 FILE.partial.jsonl gets each result as it comes).
 """
