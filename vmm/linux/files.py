@@ -80,13 +80,14 @@ class OpenFile:
 
 
 class FileTable:
-    """The process's descriptors, its open file descriptions and its pipes."""
+    """A process's descriptors. The open file descriptions they name are shared with
+    every other descriptor (of this process or another, after a fork) that names them;
+    pipes are the kernel's."""
 
-    def __init__(self, kernel: LinuxKernel) -> None:
+    def __init__(self, kernel: LinuxKernel, process=None) -> None:
         self.k = kernel
+        self.process = process
         self.fds: dict[int, list] = {}          # fd -> [OpenFile, cloexec]
-        self.pipes: dict[int, bytearray] = {}
-        self._next_pipe = 1
         self.version = 0                        # bumped whenever a descriptor comes or goes
 
     def open_stdio(self) -> None:
@@ -111,7 +112,7 @@ class FileTable:
     @property
     def limit(self) -> int:
         """One past the highest descriptor a new file may get: RLIMIT_NOFILE's soft limit."""
-        return min(self.k.rlimits[abi.RLIMIT_NOFILE][0], abi.MAX_FDS)
+        return min(self.process.rlimits[abi.RLIMIT_NOFILE][0], abi.MAX_FDS)
 
     def get(self, fd: int) -> OpenFile | None:
         entry = self.fds.get(s32(fd))
@@ -128,33 +129,24 @@ class FileTable:
             if f.kind in ("host", "socket", "epoll") and f.handle:
                 self.k.host("close", f.handle)
             elif f.kind == "pipe":
-                if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe for o in self.fds.values()):
-                    self.pipes.pop(f.pipe, None)
+                if not any(o.kind == "pipe" and o.pipe == f.pipe for o in self.k.open_files()):
+                    self.k.pipes.pop(f.pipe, None)
                 from vmm.linux.poll import wake
                 wake(self.k, lambda o, pipe=f.pipe: o.kind == "pipe" and o.pipe == pipe)
                 self.k.retry_waiters()                   # the other end sees EOF or EPIPE now
-            from vmm.linux.poll import forget_fd
-            forget_fd(self.k, s32(fd))
+            from vmm.linux.poll import forget_file
+            forget_file(self.k, f)
         return 0
 
     # -- state -----------------------------------------------------------------------
 
-    def state(self) -> list:
-        files, ids = [], {}
-        for fd in sorted(self.fds):
-            f = self.fds[fd][0]
-            if id(f) not in ids:
-                ids[id(f)] = len(files)
-                files.append(f.as_list())
-        table = [[fd, ids[id(self.fds[fd][0])], self.fds[fd][1]] for fd in sorted(self.fds)]
-        return [files, table, sorted([n, bytes(b)] for n, b in self.pipes.items()), self._next_pipe]
+    def state(self, description_index: dict[int, int]) -> list:
+        """[[fd, index of its description in the kernel's list, cloexec], ...]"""
+        return [[fd, description_index[id(self.fds[fd][0])], self.fds[fd][1]] for fd in sorted(self.fds)]
 
-    def load_state(self, state: list) -> None:
-        files, table, pipes, self._next_pipe = state
-        objs = [OpenFile.from_list(raw) for raw in files]
-        self.fds = {fd: [objs[i], bool(cloexec)] for fd, i, cloexec in table}
+    def load_state(self, table: list, descriptions: list[OpenFile]) -> None:
+        self.fds = {fd: [descriptions[i], bool(cloexec)] for fd, i, cloexec in table}
         self.version += 1
-        self.pipes = {n: bytearray(b) for n, b in pipes}
 
     # -- paths -----------------------------------------------------------------------
 
@@ -230,7 +222,7 @@ def _writable(f: OpenFile) -> bool:
 
 def pipe_ends(k: LinuxKernel, pipe: int) -> tuple[bool, bool]:
     """Whether pipe ``pipe`` has a read end and a write end open."""
-    ends = [o[0] for o in k.files.fds.values() if o[0].kind == "pipe" and o[0].pipe == pipe]
+    ends = [f for f in k.open_files() if f.kind == "pipe" and f.pipe == pipe]
     return any(not _writable(f) for f in ends), any(_writable(f) for f in ends)
 
 
@@ -262,7 +254,7 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
     elif kind == "pipe":
         if offset is not None:
             return -ESPIPE
-        buf = k.files.pipes.get(f.pipe, bytearray())
+        buf = k.pipes.get(f.pipe, bytearray())
         if not buf:
             if not pipe_ends(k, f.pipe)[1]:
                 return b""
@@ -304,10 +296,10 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
     if kind in ("null", "zero", "random"):
         return len(data)
     if kind == "pipe":
-        if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe and not _writable(o[0]) for o in k.files.fds.values()):
+        if not any(o.kind == "pipe" and o.pipe == f.pipe and not _writable(o) for o in k.open_files()):
             k.signals.raise_signal(abi.SIGPIPE, abi.SI_USER, 0)       # no reader left: EPIPE and SIGPIPE
             return -abi.EPIPE
-        buffer = k.files.pipes.setdefault(f.pipe, bytearray())
+        buffer = k.pipes.setdefault(f.pipe, bytearray())
         if f.flags & O_NONBLOCK or len(k.tasks) > 1:
             # Linux's pipe holds PIPE_BUF bytes; writes of up to 4096 bytes are all or nothing.
             room = PIPE_BUF - len(buffer)
@@ -343,7 +335,7 @@ def _refresh_readers(k: LinuxKernel, path: str) -> None:
     """The program changed ``path`` through a writable descriptor: descriptors reading it from
     the content captured at their open see the new content, as on Linux. Deterministic (only
     the program's own descriptors decide it); the new content is one more host answer."""
-    readers = [entry[0] for entry in k.files.fds.values() if entry[0].kind == "blob" and entry[0].path == path]
+    readers = [f for f in k.open_files() if f.kind == "blob" and f.path == path]
     if not readers:
         return
     answer = k.host("open", path, 0, 0)
@@ -608,9 +600,9 @@ def sys_pipe(k, fds):
 def sys_pipe2(k, fds, flags):
     if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):
         return -EINVAL
-    number = k.files._next_pipe
-    k.files._next_pipe += 1
-    k.files.pipes[number] = bytearray()
+    number = k.next_pipe
+    k.next_pipe += 1
+    k.pipes[number] = bytearray()
     stat = [0, 0x10000 + number, S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
     cloexec = bool(flags & O_CLOEXEC)
     r = k.files.install(OpenFile("pipe", f"pipe:[{number}]", (flags & O_NONBLOCK), stat=stat, pipe=number),

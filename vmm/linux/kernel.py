@@ -29,16 +29,15 @@ from vmm.cpu import RegisterBatch, add_insn_hook
 from vmm.errors import ReplayDivergence
 from vmm.linux import abi
 from vmm.linux.fastsys import FastSyscalls
-from vmm.linux.files import FileTable
+from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
-from vmm.linux.memory import AddressSpace, GuestFault, OutOfMemory, page_down
+from vmm.linux.memory import PAGE, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
+from vmm.linux.process import Process
 from vmm.linux.program import LinuxProgram, parse_elf
-from vmm.linux.signals import SignalState
 from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.linux.tasks import RIP as RIP_INDEX
 from vmm.linux.tasks import (DONE, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked, Task,
                              load_context, save_context)
-from vmm.symbols import SymbolTable
 
 if TYPE_CHECKING:
     from vmm.machine import Machine
@@ -57,6 +56,15 @@ _EFER = 0xC0000080
 NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
 
 
+def _describe(f: OpenFile, index: dict[int, int]) -> list:
+    """An open file description as state: an epoll's items name the files they watch by
+    their place in the kernel's list of descriptions."""
+    raw = f.as_list()
+    if f.kind == "epoll":
+        raw[6] = [[*entry[:5], None if entry[5] is None else index.get(id(entry[5]))] for entry in f.data]
+    return raw
+
+
 class SyscallExit(Exception):
     """Raised by exit/exit_group handlers: the program ended with ``status``."""
 
@@ -65,13 +73,39 @@ class SyscallExit(Exception):
         self.status = status
 
 
+def _per_process(name: str) -> property:
+    """An attribute of the process whose thread is on the CPU (handlers say ``k.cwd``)."""
+    def get(self):
+        return getattr(self.proc, name)
+
+    def put(self, value):
+        setattr(self.proc, name, value)
+    return property(get, put)
+
+
 class LinuxKernel:
-    """The personality of one Linux process running in the machine.
+    """The personality: the Linux processes running in the machine, and their threads.
 
     Args:
         machine: the machine (its RAM, CPU and boundary).
-        program: what to run.
+        program: what the first process runs.
+
+    ``proc`` is the process of the thread on the CPU (``current``); the attributes handlers
+    use — ``space``, ``files``, ``signals``, ``cwd``, ``brk`` ... — are that process's.
     """
+
+    space = _per_process("space")
+    files = _per_process("files")
+    signals = _per_process("signals")
+    cwd = _per_process("cwd")
+    umask = _per_process("umask")
+    brk = _per_process("brk")
+    brk_start = _per_process("brk_start")
+    rlimits = _per_process("rlimits")
+    exe_base = _per_process("exe_base")
+    interp_base = _per_process("interp_base")
+    auxv = _per_process("auxv")
+    symbols = _per_process("symbols")
 
     name = "linux"
     ports: tuple[int, ...] = ()
@@ -84,18 +118,18 @@ class LinuxKernel:
         self._blobs: dict[str, bytes] = {program.exe.sha256: program.exe.data}
         if program.interp is not None:
             self._blobs[program.interp.sha256] = program.interp.data
-        self.space = AddressSpace(machine.ram, machine.mem_size, self._write_phys, self.file_content,
-                                  self._flush_tlb)
-        self.files = FileTable(self)
-        self.signals = SignalState(self)
+        self.frames = Frames(machine.mem_size // PAGE)
+        self.pipes: dict[int, bytearray] = {}       # pipe number -> bytes in it
+        self.next_pipe = 1
+        self.initial_creds = [0, 0, 0, 0, 0, 0]
+        self.initial_groups: list[int] = []
         self.fast: FastSyscalls | None = None      # the native clock-read hook (install_hooks)
-        self.pid = PID
-        self.cwd = program.cwd
-        self.umask = 0o022
-        self.brk_start = self.brk = 0
-        self.rlimits: dict[int, list[int]] = abi.default_rlimits(machine.mem_size)
+        first = Process(self, PID, self.new_space(), ppid=0, cwd=program.cwd, argv=program.argv,
+                        env=program.env, exe=program.exe.path)
+        self.processes: dict[int, Process] = {PID: first}
+        self.proc = first
         comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
-        self.current = Task(PID, comm)
+        self.current = Task(PID, comm, pid=PID)
         self.tasks: dict[int, Task] = {PID: self.current}
         self.next_tid = PID + 1
         self.wait_seq = 0
@@ -104,11 +138,24 @@ class LinuxKernel:
         self.yielded = False                         # sched_yield: the recorder may switch now
         self.unimplemented: Counter[str] = Counter()
         self.files_read: dict[str, list] = {}        # path -> [content id, size]: for summaries only
-        self.exe_base = self.interp_base = 0
-        self.auxv = b""
         self._answers: list | None = None
-        self._symbol_files: set[str] = set()
-        self.symbols = SymbolTable([])
+
+    def new_space(self, *, empty: bool = True) -> AddressSpace:
+        """An address space over the machine's RAM and frames (its own page tables)."""
+        return AddressSpace(self.machine.ram, self.frames, self._write_phys, self.file_content,
+                            self._flush_tlb, empty=empty)
+
+    @property
+    def pid(self) -> int:
+        return self.current.pid
+
+    def open_files(self) -> list[OpenFile]:
+        """Every open file description some process holds a descriptor of, once each."""
+        seen: dict[int, OpenFile] = {}
+        for process in self.processes.values():
+            for f, _cloexec in process.files.fds.values():
+                seen.setdefault(id(f), f)
+        return list(seen.values())
 
     # -- boot --------------------------------------------------------------------------
 
@@ -172,8 +219,9 @@ class LinuxKernel:
         boundary = self.machine.boundary
         live = boundary is not None and not boundary.replaying
         fast.set_enabled(live and not self.signals.pending)
-        if live and fast.sockets_version != self.files.version:
-            fast.set_sockets(self._plain_sockets(), self.files.version)
+        version = (self.pid, self.files.version)       # each process has its own table
+        if live and fast.sockets_version != version:
+            fast.set_sockets(self._plain_sockets(), version)
 
     def _plain_sockets(self) -> dict[int, int]:
         """Guest fd -> host fd of each read-write stream socket (the native hook's read/write)."""
@@ -199,14 +247,21 @@ class LinuxKernel:
     def comm(self) -> str:
         return self.tasks[self.pid].name if self.pid in self.tasks else self.current.name
 
-    def new_task(self, parent: Task) -> Task:
+    def new_task(self, parent: Task, *, pid: int | None = None) -> Task:
+        """A new thread of ``parent``'s process (or, given ``pid``, the first of a new one)."""
         tid = self.next_tid
         self.next_tid += 1
-        task = Task(tid, parent.name)
+        task = Task(tid, parent.name, pid=parent.pid if pid is None else tid)
         self.tasks[tid] = task
         return task
 
     def live_tasks(self) -> list[Task]:
+        """The live threads of the process on the CPU."""
+        pid = self.pid
+        return [t for t in self.tasks.values() if t.state != DONE and t.pid == pid]
+
+    def all_live_tasks(self) -> list[Task]:
+        """The live threads of every process."""
         return [t for t in self.tasks.values() if t.state != DONE]
 
     def can_run(self) -> bool:
@@ -250,7 +305,7 @@ class LinuxKernel:
     def check_deadlock(self) -> bool:
         """Every thread waits on a futex, none with a timeout: nothing can ever wake them.
         The run ends with a report of who waits on what (both in recording and replay)."""
-        live = self.live_tasks()
+        live = self.all_live_tasks()
         if not live or any(t.state != WAIT or t.wait[0] != "futex" or t.timeout for t in live):
             return False
         rip = self.uc.reg_read(self.RIP)
@@ -300,11 +355,10 @@ class LinuxKernel:
         if target is not current:
             if current.state != DONE:
                 current.ctx = save_context(self)
-            current.sigmask, current.altstack = self.signals.mask, list(self.signals.altstack)
-            load_context(self, target.ctx)
-            target.ctx = None
-            self.signals.mask, self.signals.altstack = target.sigmask, list(target.altstack)
-            self.current = target
+            if current.pid in self.processes:
+                signals = self.processes[current.pid].signals
+                current.sigmask, current.altstack = signals.mask, list(signals.altstack)
+            self._enter(target)
             self.switches += 1
         if how != RESUME_RUN:
             nr, args = target.call
@@ -316,6 +370,21 @@ class LinuxKernel:
                 self.timed_out = False
         elif self.signals.pending:
             self.signals.deliver_pending(in_syscall=False)
+
+    def _enter(self, target: Task) -> None:
+        """Put ``target`` on the CPU: its registers, its mask, and its process's page tables."""
+        load_context(self, target.ctx)
+        target.ctx = None
+        proc = self.processes[target.pid]
+        if proc is not self.proc:
+            self.proc = proc
+            # CR3: the other process's page tables. Its code may sit at the addresses of
+            # this one's (two programs, one PIE base): the counter forgets every block.
+            self._flush_tlb(code=True)
+            if self.fast is not None:
+                self.fast.state.root = proc.space.root
+        self.current = target
+        proc.signals.mask, proc.signals.altstack = target.sigmask, list(target.altstack)
 
     # -- memory helpers for handlers -------------------------------------------------
 
@@ -367,20 +436,21 @@ class LinuxKernel:
     # -- symbols of the program and of the libraries it maps ---------------------------
 
     def _add_symbols(self, file_id: str, base: int) -> None:
-        if file_id in self._symbol_files:
+        proc = self.proc
+        if file_id in proc.symbol_files:
             return
-        self._symbol_files.add(file_id)
-        self.symbols.add_elf_later(lambda: self.file_content(file_id), base)
+        proc.symbol_files.add(file_id)
+        proc.symbols.add_elf_later(lambda: self.file_content(file_id), base)
 
     def library_mapped(self, file_id: str, start: int, offset: int) -> None:
         """An executable file mapping appeared: add the ELF's symbols at its load bias."""
-        if file_id in self._symbol_files:
+        if file_id in self.proc.symbol_files:
             return
         data = self.file_content(file_id)
         try:
             elf = parse_elf(data, "library")
         except Exception:                                  # not an ELF: no symbols to add
-            self._symbol_files.add(file_id)
+            self.proc.symbol_files.add(file_id)
             return
         for seg in elf.segments:
             if page_down(seg.offset) == offset:
@@ -408,7 +478,7 @@ class LinuxKernel:
         """The recorded content of a file the program mapped (or the program itself), by path.
 
         For debuggers: gdb asks for the executable and its libraries by name."""
-        if path == self.program.exe.path:
+        if path == self.program.exe.path and self.proc.exe == path:
             return self.program.exe.data
         if self.program.interp is not None and path == self.program.interp.path:
             return self.program.interp.data
@@ -533,11 +603,14 @@ class LinuxKernel:
     # -- state -----------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {"space": self.space.state(), "files": self.files.state(), "signals": self.signals.state(),
-                "proc": [self.pid, self.tid, self.cwd, self.umask, self.brk_start, self.brk,
-                         self.next_tid, self.wait_seq, self.switches,
-                         sorted([k, list(v)] for k, v in self.rlimits.items())],
+        descriptions = self.open_files()
+        index = {id(f): i for i, f in enumerate(descriptions)}
+        return {"frames": self.frames.state(),
+                "pipes": sorted([n, bytes(b)] for n, b in self.pipes.items()),
+                "files": [_describe(f, index) for f in descriptions],
+                "processes": [self.processes[pid].as_dict(index) for pid in sorted(self.processes)],
                 "tasks": [t.as_list() for t in self.tasks.values()],
+                "proc": [self.tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches],
                 "unimplemented": [[k, v] for k, v in sorted(self.unimplemented.items())]}
 
     def check_state(self, state: object) -> None:
@@ -550,19 +623,36 @@ class LinuxKernel:
 
     def load_state(self, state: dict) -> None:
         self.check_state(state)
-        self.space.load_state(state["space"])
-        self.files.load_state(state["files"])
-        self.signals.load_state(state["signals"])
-        (self.pid, tid, self.cwd, self.umask, self.brk_start, self.brk, self.next_tid, self.wait_seq,
-         self.switches, rlimits) = state["proc"]
+        self.frames.load_state(state["frames"])
+        self.pipes = {n: bytearray(b) for n, b in state["pipes"]}
+        descriptions = [OpenFile.from_list(raw) for raw in state["files"]]
+        for f in descriptions:
+            if f.kind == "epoll":
+                f.data = [[*entry[:5], None if entry[5] is None else descriptions[entry[5]]] for entry in f.data]
+        tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches = state["proc"]
+        old = self.processes
+        self.processes = {}
+        for raw in state["processes"]:
+            process = old.get(raw["pid"])
+            if process is None:
+                process = Process(self, raw["pid"], self.new_space(empty=False), ppid=raw["ppid"],
+                                  cwd=raw["cwd"], argv=raw["argv"], env=raw["env"], exe=raw["exe"])
+            process.load_dict(raw, descriptions)
+            self.processes[process.pid] = process
         self.tasks = {raw[0]: Task.from_list(raw) for raw in state["tasks"]}
         self.current = self.tasks[tid]
-        self.rlimits = {int(k): list(v) for k, v in rlimits}
+        self.proc = self.processes[self.current.pid]
+        if self.fast is not None:
+            self.fast.state.root = self.proc.space.root
         self.unimplemented = Counter(dict((str(k), int(v)) for k, v in state["unimplemented"]))
         self._flush_tlb()
-        for vma in self.space.vmas:
-            if vma.file is not None and vma.prot & 4:
-                self.library_mapped(vma.file, vma.start, vma.offset)
+        current = self.proc
+        for process in self.processes.values():
+            self.proc = process
+            for vma in process.space.vmas:
+                if vma.file is not None and vma.prot & 4:
+                    self.library_mapped(vma.file, vma.start, vma.offset)
+        self.proc = current
 
     def summary(self) -> dict:
         """For the recorder's summary and ``vmrr info``."""

@@ -62,7 +62,9 @@ def page_up(value: int) -> int:
 class Frames:
     """Physical page frames: the lowest free frame first, so allocation is deterministic.
 
-    Free frames are kept as sorted, disjoint [start, end) runs.
+    Free frames are kept as sorted, disjoint [start, end) runs. A frame mapped in more
+    than one place (two processes after a fork, a shared mapping and its object) has a
+    count in ``refs``; ``free`` then only drops one reference.
     """
 
     def __init__(self, end: int) -> None:
@@ -70,6 +72,14 @@ class Frames:
         self.runs: list[list[int]] = [[FIRST_FRAME, end]]
         self.high = FIRST_FRAME          # one past the highest frame ever handed out
         self.used = 0
+        self.refs: dict[int, int] = {}   # frame -> references, for frames with two or more
+
+    def share(self, frame: int) -> None:
+        """One more reference to ``frame``."""
+        self.refs[frame] = self.refs.get(frame, 1) + 1
+
+    def count(self, frame: int) -> int:
+        return self.refs.get(frame, 1)
 
     def alloc(self) -> int:
         if not self.runs:
@@ -85,6 +95,13 @@ class Frames:
         return frame
 
     def free(self, frame: int) -> None:
+        refs = self.refs.get(frame)
+        if refs is not None:
+            if refs > 2:
+                self.refs[frame] = refs - 1
+            else:
+                del self.refs[frame]
+            return
         runs = self.runs
         i = bisect.bisect_left(runs, [frame + 1]) - 1
         self.used -= 1
@@ -104,11 +121,12 @@ class Frames:
         return sum(end - start for start, end in self.runs)
 
     def state(self) -> list:
-        return [self.high, self.used, [list(r) for r in self.runs]]
+        return [self.high, self.used, [list(r) for r in self.runs], sorted([f, n] for f, n in self.refs.items())]
 
     def load_state(self, state: list) -> None:
-        self.high, self.used, runs = state
+        self.high, self.used, runs, refs = state
         self.runs = [[int(a), int(b)] for a, b in runs]
+        self.refs = {int(f): int(n) for f, n in refs}
 
 
 @dataclass(slots=True)
@@ -139,6 +157,7 @@ class AddressSpace:
 
     Args:
         ram: the machine's RAM (guest-physical address 0 is byte 0).
+        frames: the machine's physical frames, shared by every address space.
         write_phys: writes bytes at a guest-physical address through Unicorn, so that
             translated code cached for that page is invalidated.
         file_content: returns the bytes of a backing file by its content id.
@@ -146,16 +165,18 @@ class AddressSpace:
             was among them (translated blocks of it must go too).
     """
 
-    def __init__(self, ram, mem_size: int, write_phys: Callable[[int, bytes], None],
-                 file_content: Callable[[str], bytes], flush_tlb: Callable[[], None]) -> None:
+    def __init__(self, ram, frames: Frames, write_phys: Callable[[int, bytes], None],
+                 file_content: Callable[[str], bytes], flush_tlb: Callable[[], None], *,
+                 empty: bool = True) -> None:
         self.ram = memoryview(ram)
-        self.frames = Frames(mem_size // PAGE)
+        self.frames = frames
         self.write_phys = write_phys
         self.file_content = file_content
         self.flush_tlb = flush_tlb
         self.vmas: list[Vma] = []
         self._starts: list[int] = []
-        self.root = self._new_table()
+        # empty=False: no root table yet (load_state gives the one of a saved state)
+        self.root = self._new_table() if empty else 0
 
     # -- page tables -----------------------------------------------------------------
 
@@ -512,11 +533,10 @@ class AddressSpace:
         return self.frames.high * PAGE
 
     def state(self) -> list:
-        return [self.root, self.frames.state(), [v.as_list() for v in self.vmas]]
+        return [self.root, [v.as_list() for v in self.vmas]]
 
     def load_state(self, state: list) -> None:
-        root, frames, vmas = state
+        root, vmas = state
         self.root = int(root)
-        self.frames.load_state(frames)
         self.vmas = [Vma(*v) for v in vmas]
         self._starts = [v.start for v in self.vmas]

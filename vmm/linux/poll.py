@@ -66,7 +66,7 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
     kind = f.kind
     if kind == "pipe":
         readers, writers = pipe_ends(k, f.pipe)
-        buffered = len(k.files.pipes.get(f.pipe, b""))
+        buffered = len(k.pipes.get(f.pipe, b""))
         if f.flags & abi.O_ACCMODE == 0:
             return (POLLIN if buffered else 0) | (0 if writers else POLLHUP)
         return (POLLOUT if buffered < PIPE_BUF else 0) | (0 if readers else POLLERR)
@@ -209,10 +209,12 @@ def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
 
 
 # -- epoll ---------------------------------------------------------------------------------------
-# An epoll file's data: its interest list, [[fd, events, data, host handle or None, ready], ...];
-# ready is None, or the item's place on the ready list (the list is the items in that order).
+# An epoll file's data: its interest list, [[fd, events, data, host handle or None, ready, file], ...];
+# ready is None, or the item's place on the ready list (the list is the items in that order);
+# file is the open file description watched (as Linux's epitem names the file, not the
+# number: the item outlives the descriptor until the file itself is released).
 EP_PRIVATE_BITS = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE
-_READY = 4
+_READY, _FILE = 4, 5
 
 
 def _link_tail(ep: OpenFile, entry: list) -> bool:
@@ -229,14 +231,14 @@ def wake(k, woken: Callable[[OpenFile], bool], flags: int = 0, depth: int = 0) -
     an epoll whose list grew wakes the epolls watching it in turn."""
     if depth > 4:                                # Linux's EP_MAX_NESTS
         return
-    for ep in {id(e[0]): e[0] for e in k.files.fds.values() if e[0].kind == "epoll"}.values():
+    for ep in [f for f in k.open_files() if f.kind == "epoll"]:
         joined = False
         for entry in reversed(ep.data):          # newest first, as on the file's wait queue
             if entry[3] is not None or not entry[1] & ~EP_PRIVATE_BITS:
                 continue                         # a host member, or a disabled one-shot
             if flags and not flags & entry[1]:
                 continue
-            f = k.files.get(entry[0])
+            f = entry[_FILE]
             if f is not None and woken(f):
                 joined |= _link_tail(ep, entry)
         if joined:
@@ -274,7 +276,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
     if target.kind in ("blob", "dir", "synth", "null", "zero"):
         return -abi.EPERM                                  # regular files cannot be watched
     fd, op = s32(fd), s32(op)
-    entry = next((e for e in ep.data if e[0] == fd), None)
+    entry = next((e for e in ep.data if e[0] == fd and e[_FILE] is target), None)
     events = data = 0
     if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
         events, data = struct.unpack("<IQ", k.read(event, 12))
@@ -287,7 +289,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
             result = k.host("epctl", ep.handle, EPOLL_CTL_ADD, handle, events & ~(EPOLLEXCLUSIVE | EPOLLWAKEUP))
             if result < 0:
                 return result
-        entry = [fd, events, data, handle, None]
+        entry = [fd, events, data, handle, None, target]
         ep.data.append(entry)
         if handle is None and _entry_ready(k, entry):
             _link_tail(ep, entry)
@@ -313,7 +315,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
 
 
 def _entry_ready(k, entry: list) -> int:
-    f = k.files.get(entry[0])
+    f = entry[_FILE]
     if f is None or entry[1] & 0xFFFF == 0:
         return 0
     return ready_inside(k, f, entry[1]) & (entry[1] | POLLERR | POLLHUP)
@@ -378,12 +380,12 @@ def sys_epoll_pwait2(k, epfd, events, maxevents, timeout, sigmask, size):
         return -abi.EINVAL
 
 
-def forget_fd(k, fd: int) -> None:
-    """The last descriptor of a file closed: Linux drops it from every epoll's interest list."""
-    for entry in list(k.files.fds.values()):
-        f = entry[0]
+def forget_file(k, gone: OpenFile) -> None:
+    """The last descriptor of a file closed (in every process): Linux drops it from every
+    epoll's interest list."""
+    for f in k.open_files():
         if f.kind == "epoll":
-            f.data[:] = [e for e in f.data if e[0] != fd]
+            f.data[:] = [e for e in f.data if e[_FILE] is not gone]
 
 
 # -- eventfd -----------------------------------------------------------------------------------

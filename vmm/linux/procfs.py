@@ -60,8 +60,8 @@ def content(k: LinuxKernel, path: str) -> bytes | None:
     part = _self_part(k, path)
     if part is not None:
         maker = {"maps": _maps, "stat": _stat, "status": _status, "auxv": lambda k: k.auxv,
-                 "cmdline": lambda k: b"".join(a.encode() + b"\0" for a in k.program.argv),
-                 "environ": lambda k: b"".join(e.encode() + b"\0" for e in k.program.env),
+                 "cmdline": lambda k: b"".join(a.encode() + b"\0" for a in k.proc.argv),
+                 "environ": lambda k: b"".join(e.encode() + b"\0" for e in k.proc.env),
                  "comm": lambda k: k.comm.encode() + b"\n", "statm": _statm, "limits": _limits}.get(part)
         return None if maker is None else maker(k)
     if path == "/proc/meminfo":
@@ -207,7 +207,7 @@ def readlink(k: LinuxKernel, path: str) -> str | int | None:
     if part is None:
         return -abi.EINVAL if is_virtual(path) else None
     if part == "exe":
-        return k.program.exe.path
+        return k.proc.exe
     if part == "cwd":
         return k.cwd
     if part.startswith("fd/"):

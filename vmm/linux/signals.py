@@ -65,10 +65,12 @@ def signame(signo: int) -> str:
 
 
 class SignalState:
-    """Per-process actions, the thread's mask and alternate stack, and pending signals."""
+    """A process's actions and pending signals, and the mask and alternate stack of its
+    thread on the CPU (each other thread keeps its own in its Task)."""
 
-    def __init__(self, kernel: LinuxKernel) -> None:
+    def __init__(self, kernel: LinuxKernel, process=None) -> None:
         self.k = kernel
+        self.process = process
         self.actions: dict[int, list[int]] = {}     # signo -> [handler, flags, restorer, mask]
         self.mask = 0
         self.altstack = [0, SS_DISABLE, 0]          # ss_sp, ss_flags, ss_size
@@ -110,7 +112,7 @@ class SignalState:
         """A signal for the process (or thread ``tid``): pending, and a waiting thread that
         can take it is interrupted (EINTR, or restarted under SA_RESTART)."""
         k = self.k
-        masks = {t.tid: (self.mask if t is k.current else t.sigmask) for t in k.live_tasks()}
+        masks = {t.tid: (self.mask if t is k.current else t.sigmask) for t in self.process.live_threads()}
         if self.ignores(signo) and all(m & (1 << (signo - 1)) == 0 for m in masks.values()):
             return
         if not any(p[0] == signo for p in self.pending):

@@ -75,10 +75,11 @@ class Task:
     """One thread. ``ctx`` is None while the task is on the CPU."""
 
     __slots__ = ("tid", "state", "ctx", "wait", "call", "timeout", "seq", "sigmask", "altstack",
-                 "clear_child_tid", "robust_list", "name")
+                 "clear_child_tid", "robust_list", "name", "pid")
 
-    def __init__(self, tid: int, name: str) -> None:
+    def __init__(self, tid: int, name: str, *, pid: int | None = None) -> None:
         self.tid = tid
+        self.pid = tid if pid is None else pid      # the process (thread group) it belongs to
         self.state = RUN
         self.ctx: list | None = None        # [ints (CTX_NAMES), Cpu.vector_state() bytes]
         self.wait: list | None = None
@@ -93,13 +94,13 @@ class Task:
 
     def as_list(self) -> list:
         return [self.tid, self.state, self.ctx, self.wait, self.call, self.timeout, self.seq, self.sigmask,
-                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name]
+                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name, self.pid]
 
     @classmethod
     def from_list(cls, raw: list) -> "Task":
-        task = cls(raw[0], raw[11])
+        task = cls(raw[0], raw[11], pid=raw[12])
         (_, task.state, task.ctx, task.wait, task.call, task.timeout, task.seq, task.sigmask, altstack,
-         task.clear_child_tid, robust, _) = raw
+         task.clear_child_tid, robust, _, _) = raw
         task.altstack, task.robust_list = list(altstack), list(robust)
         return task
 
