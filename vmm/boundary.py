@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -63,6 +64,8 @@ class Boundary(Protocol):
     replaying: bool
     def syscall_enter(self, icount: int, tid: int, nr: int) -> None: ...
     def host_call(self, icount: int, op: str, params: list) -> object: ...
+    def release(self, handle: int) -> None: ...
+    def notice(self, text: str) -> None: ...
     def syscall_exit(self, icount: int, payload: list) -> None: ...
     def syscall_exits(self, records: list) -> None: ...    # live only: the native hook's calls
     def task_blocked(self, tid: int, timeout_ns: int | None) -> None: ...
@@ -287,6 +290,15 @@ class LiveBoundary:
 
     def _host_fd(self, handle: int) -> int | None:
         return None if self.host_os is None else self.host_os.handles.get(handle)
+
+    def notice(self, text: str) -> None:
+        print(f"vmrr: {text}", file=sys.stderr, flush=True)
+
+    def release(self, handle: int) -> None:
+        """Close a host handle outside any system call (a process killed by a signal): its
+        answer is not the program's business, so nothing is logged and replay does nothing."""
+        if self.host_os is not None:
+            self.host_os.call("close", [handle])
 
     def host_call(self, icount: int, op: str, params: list) -> object:
         if self.host_os is None:

@@ -192,10 +192,9 @@ class Machine:
             self.kernel = LinuxKernel(self, image)
             self.pic = None
             self.devices = (self.kernel,)
-            self.symbols = self.kernel.symbols
         else:
             self.kernel = None
-            self.symbols = SymbolTable.from_elf(image.elf)
+            self._symbols = SymbolTable.from_elf(image.elf)
             self.pic = Pic(self)
             self.timer = Timer(self)
             self.clock = Clock(self)
@@ -216,6 +215,11 @@ class Machine:
         else:
             self._boot()
         self._install_hooks()
+
+    @property
+    def symbols(self) -> SymbolTable:
+        """The symbols of the code running now (a Linux program's: its process's)."""
+        return self.kernel.symbols if self.kernel is not None else self._symbols
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -608,7 +612,7 @@ class Machine:
         """
         if kind == EventKind.TIMER:
             if self.kernel is not None:
-                self.kernel.signals.timer_fired()      # a Linux program's ITIMER_REAL: SIGALRM
+                self.kernel.timer_fired()              # a Linux program's ITIMER_REAL: SIGALRM
             else:
                 self.timer.expire()
         elif kind == EventKind.SOCK_DATA:
@@ -631,7 +635,7 @@ class Machine:
             if kind == EventKind.SWITCH:
                 self.kernel.switch(payload[0], payload[1])
             else:
-                self.kernel.signals.from_outside(payload)
+                self.kernel.signal_from_outside(payload)
         elif kind == EventKind.DIGEST:
             self.verify_digest(payload)
         elif kind == EventKind.CHECKPOINT:

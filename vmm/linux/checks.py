@@ -58,6 +58,8 @@ def _space(space: object, mem_size: int) -> str | None:
     if not (type(space) is list and len(space) == 2):
         return "space is not [root, vmas]"
     root, vmas = space
+    if root == 0 and vmas == []:
+        return None                                   # an ended process's: nothing left
     if not (_u(root, mem_size) and root % PAGE == 0 and root >= FIRST_FRAME * PAGE):
         return "space.root is not a page of RAM"
     if type(vmas) is not list or len(vmas) > MAX_VMAS:
@@ -165,12 +167,26 @@ def _process(p: object, mem_size: int, n_descriptions: int) -> str | None:
     if not (type(p["bases"]) is list and len(p["bases"]) == 2 and all(_u(v) for v in p["bases"])):
         return f"process {pid}'s load bases are malformed"
     if not (p["state"] in (ALIVE, ZOMBIE, REAPED) and (p["exit"] is None or _u(p["exit"], 1 << 16))
-            and _u(p["pdeathsig"], 65) and (p["vfork_parent"] is None or _u(p["vfork_parent"], 1 << 31))):
+            and type(p["signals_out"]) is list and len(p["signals_out"]) == 2
+            and all(_u(v, 65) for v in p["signals_out"])
+            and (p["vfork_parent"] is None or _u(p["vfork_parent"], 1 << 31))):
         return f"process {pid}'s state is malformed"
     icounts = p["icounts"]
     if not (type(icounts) is list and len(icounts) == 2 and _u(icounts[0]) and (icounts[1] is None or _u(icounts[1]))):
         return f"process {pid}'s icounts are malformed"
     return _space(p["space"], mem_size) or _signals(p["signals"])
+
+
+def _history(history: object) -> str | None:
+    if not (type(history) is list and len(history) == 3 and _u(history[0], 1 << 31)
+            and (history[1] is None or _u(history[1], 1 << 16)) and type(history[2]) is list):
+        return "history is malformed"
+    for row in history[2]:
+        if not (type(row) is list and len(row) == 7 and _u(row[0], 1 << 31) and _u(row[1], 1 << 31)
+                and type(row[2]) is list and all(_str(a, 1 << 20) for a in row[2]) and _str(row[3])
+                and (row[4] is None or _u(row[4], 1 << 16)) and _u(row[5]) and (row[6] is None or _u(row[6]))):
+            return "a line of process history is malformed"
+    return None
 
 
 def _proc(proc: object) -> str | None:
@@ -188,6 +204,8 @@ def _wait(wait: object) -> bool:
     if wait[0] == "fds":
         return len(wait) == 2 and type(wait[1]) is list and len(wait[1]) <= MAX_FILES and all(
             type(w) is list and len(w) == 2 and _u(w[0], 1 << 31) and _u(w[1], 1 << 32) for w in wait[1])
+    if wait[0] in ("child", "vfork"):
+        return len(wait) == 2 and type(wait[1]) is int and -(1 << 31) <= wait[1] < 1 << 31
     return wait in (["retry"], ["signal"])
 
 
@@ -233,7 +251,7 @@ def state_problem(state: object, mem_size: int) -> str | None:
         return f"linux state is malformed where no check expected it ({type(exc).__name__})"
 
 
-_STATE_KEYS = {"frames", "pipes", "files", "processes", "tasks", "proc", "unimplemented"}
+_STATE_KEYS = {"frames", "pipes", "files", "processes", "tasks", "proc", "history", "unimplemented"}
 
 
 def _state_problem(state: object, mem_size: int) -> str | None:
@@ -261,7 +279,7 @@ def _state_problem(state: object, mem_size: int) -> str | None:
         if process["pid"] in pids:
             return f"process {process['pid']} appears twice"
         pids.add(process["pid"])
-    problem = _tasks(state["tasks"], state["proc"][0])
+    problem = _tasks(state["tasks"], state["proc"][0]) or _history(state["history"])
     if problem:
         return problem
     if not all(t[12] in pids for t in state["tasks"]):

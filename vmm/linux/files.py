@@ -127,7 +127,10 @@ class FileTable:
         f.ref -= 1
         if f.ref == 0:
             if f.kind in ("host", "socket", "epoll") and f.handle:
-                self.k.host("close", f.handle)
+                if self.k.in_syscall:
+                    self.k.host("close", f.handle)
+                else:
+                    self.k.boundary.release(f.handle)
             elif f.kind == "pipe":
                 if not any(o.kind == "pipe" and o.pipe == f.pipe for o in self.k.open_files()):
                     self.k.pipes.pop(f.pipe, None)
@@ -621,7 +624,7 @@ def _fstat_list(k, f: OpenFile):
     if f.kind == "host":
         return k.host("fstat", f.handle)
     if f.kind in ("stdout", "stderr"):
-        return procfs.STDIO_STAT
+        return k.host("stdio_stat", 1 if f.kind == "stdout" else 2)
     return f.stat or procfs.SYNTH_STAT
 
 

@@ -331,6 +331,11 @@ class HostOS(HostSockets):
     def op_fstat(self, handle: int):
         return stat_list(os.fstat(self._fd(handle)))
 
+    def op_stdio_stat(self, fd: int):
+        """fstat of vmrr's own stdout or stderr, which the program's are: a terminal, a
+        pipe, a file — glibc buffers stdout by what it finds there."""
+        return stat_list(os.fstat(fd if fd in (1, 2) else 1))
+
     def op_fsync(self, handle: int):
         os.fsync(self._fd(handle))
         return 0

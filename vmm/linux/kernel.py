@@ -32,8 +32,9 @@ from vmm.linux.fastsys import FastSyscalls
 from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
 from vmm.linux.memory import PAGE, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
-from vmm.linux.process import Process
+from vmm.linux.process import ALIVE, REAPED, ZOMBIE, Process
 from vmm.linux.program import LinuxProgram, parse_elf
+from vmm.symbols import SymbolTable
 from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.linux.tasks import RIP as RIP_INDEX
 from vmm.linux.tasks import (DONE, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked, Task,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from vmm.machine import Machine
 
 PID = 1000
+INIT_PID = 1                  # the parent of orphans: the machine's init, which reaps them
 _SYSCALL_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)   # (uc, user_data)
 _ARG_REGS = [x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
              x86.UC_X86_REG_R10, x86.UC_X86_REG_R8, x86.UC_X86_REG_R9]
@@ -53,6 +55,8 @@ CR0_PG, CR0_WP, CR4_PAE, EFER_NXE = 1 << 31, 1 << 16, 1 << 5, 1 << 11
 USER_CS, USER_DS = 0x33, 0x2B
 RFLAGS_INIT = 0x202                      # IF and the always-set bit 1, as start_thread leaves them
 _EFER = 0xC0000080
+_GPRS = [getattr(x86, f"UC_X86_REG_{r}") for r in ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "R8", "R9",
+                                                    "R10", "R11", "R12", "R13", "R14", "R15")]
 NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
 
 
@@ -132,6 +136,9 @@ class LinuxKernel:
         self.current = Task(PID, comm, pid=PID)
         self.tasks: dict[int, Task] = {PID: self.current}
         self.next_tid = PID + 1
+        self.first_pid = PID                         # its status is the run's
+        self.first_exit: int | None = None
+        self.ended: list[list] = []                  # reaped processes, for `vmrr ps`
         self.wait_seq = 0
         self.switches = 0
         self.timed_out = False                       # a handler runs again after its wait timed out
@@ -313,6 +320,31 @@ class LinuxKernel:
         self.machine.crash_program("deadlock", 0, rip, f"every thread waits and none can be woken: {waits}")
         return True
 
+    def signal_from_outside(self, signo: object) -> None:
+        """SIGNAL_IN: the user signalled the recorder: the program — its first process, or
+        the oldest one still running — gets it, as from a terminal."""
+        if type(signo) is not int or not 1 <= signo <= abi.NSIG:
+            raise ReplayDivergence(f"replay diverged at icount {self.machine.icount}: a signal "
+                                   f"{signo!r} from outside that is no signal")
+        alive = [p for p in self.processes.values() if p.state == ALIVE]
+        if not alive:
+            return
+        target = self.processes.get(self.first_pid)
+        if target is None or target.state != ALIVE:
+            target = min(alive, key=lambda p: (p.start_icount, p.pid))
+        target.signals.from_outside(signo)
+
+    def timer_fired(self) -> None:
+        """TIMER: an ITIMER_REAL expired: the process whose timer is due first gets SIGALRM."""
+        armed = [p for p in self.processes.values() if p.state == ALIVE and p.signals.itimer is not None]
+        if armed:
+            min(armed, key=lambda p: (p.signals.itimer[0], p.pid)).signals.timer_fired()
+
+    def notice(self, text: str) -> None:
+        """A line for the user about the run (a child process crashed), shown by record, run
+        and a replay that shows output."""
+        self.boundary.notice(text)
+
     def note_unsupported(self, what: str) -> None:
         """A call that exists but asked for something out of scope (a fork): in the summary."""
         self.unimplemented[what] += 1
@@ -321,6 +353,158 @@ class LinuxKernel:
         if len(self.tasks) > 1:
             self.yielded = True
             self.machine.request_stop()
+
+    # -- processes (vmm/linux/process.py, proc_calls.py) ---------------------------------
+
+    def alloc_pid(self) -> int:
+        """A new process's (or thread's) id: pids and tids share one space, as on Linux."""
+        pid = self.next_tid
+        self.next_tid += 1
+        return pid
+
+    def exit_process(self, proc: Process, wait_status: int) -> None:
+        """``proc`` ends: its threads stop, its descriptors close, its memory goes back, its
+        children go to init, and its parent learns (SIGCHLD, a wait4 that can now return).
+
+        Args:
+            wait_status: as wait4 reports it (``code << 8`` for an exit, else the signal,
+                with 0x80 when it dumped core).
+        """
+        if proc.state != ALIVE:
+            return
+        machine = self.machine
+        proc.state, proc.exit, proc.end_icount = ZOMBIE, wait_status, machine.icount
+        if proc.vfork_parent is not None:
+            from vmm.linux.proc_calls import vfork_done
+            vfork_done(self, proc)
+        for task in proc.threads():
+            if task.state != DONE:
+                task.state, task.wait, task.call, task.timeout = DONE, None, None, False
+                self.boundary.task_woken(task.tid)
+        for fd in sorted(proc.files.fds):
+            proc.files.close(fd)
+        if self.current.pid != proc.pid:              # else when it leaves the CPU (_left)
+            self._release_space(proc)
+        for child in proc.children():
+            child.ppid = INIT_PID
+            if child.state == ZOMBIE:
+                self.reap(child)
+        parent = self.processes.get(proc.ppid)
+        if parent is None or parent.state != ALIVE:
+            self.reap(proc)
+        else:
+            self._tell_parent(parent, proc)
+        if proc.pid == self.first_pid:
+            self.first_exit = wait_status
+        if self.current.pid == proc.pid:
+            machine.request_stop()
+        if not any(p.state == ALIVE for p in self.processes.values()):
+            self._power_off()
+
+    def _release_space(self, proc: Process) -> None:
+        """An ended process's memory goes back, unless another process still uses it (vfork)."""
+        if proc.space.root and not any(p is not proc and p.space is proc.space and p.state == ALIVE
+                                       for p in self.processes.values()):
+            proc.space.destroy()
+
+    def _left(self, task: Task) -> None:
+        """``task`` left the CPU: if its process has ended, what it held goes now."""
+        gone = self.processes.get(task.pid)
+        if gone is None or gone.state == ALIVE:
+            return
+        self._release_space(gone)
+        if gone.state == REAPED:
+            self._forget(gone.pid)
+
+    def _tell_parent(self, parent: Process, child: Process) -> None:
+        from vmm.linux.signals import SA_NOCLDWAIT, SIG_IGN
+        for task in parent.threads():
+            if task.state == WAIT and task.wait[0] == "child":
+                task.wait = ["retry"]                # its wait4 runs again and finds the zombie
+        handler, flags = parent.signals.action(abi.SIGCHLD)[:2]
+        if child.exit_signal == abi.SIGCHLD and (handler == SIG_IGN or flags & SA_NOCLDWAIT):
+            self.reap(child)                         # nobody will wait: no zombie (Linux)
+        if child.exit_signal:
+            status = child.exit
+            code = abi.CLD_EXITED if status & 0x7F == 0 else (abi.CLD_DUMPED if status & 0x80 else abi.CLD_KILLED)
+            parent.signals.post(child.exit_signal, code, child.pid)
+
+    def reap(self, proc: Process) -> None:
+        """The zombie is gone: only a line of history remains (``vmrr ps``)."""
+        proc.state = REAPED
+        self.ended.append([proc.pid, proc.ppid, list(proc.argv), proc.exe, proc.exit, proc.start_icount,
+                           proc.end_icount])
+        if proc.pid != self.current.pid:            # else when its last thread leaves the CPU
+            self._forget(proc.pid)
+
+    def _forget(self, pid: int) -> None:
+        del self.processes[pid]
+        for tid in [t.tid for t in self.tasks.values() if t.pid == pid]:
+            del self.tasks[tid]
+
+    def _power_off(self) -> None:
+        """Every process has ended: the run ends with the first one's status."""
+        status = self.first_exit or 0
+        machine = self.machine
+        if status & 0x7F:
+            machine.note_signal_exit(status & 0x7F)
+        else:
+            machine.power_off((status >> 8) & 0xFF)
+            machine.result.why = "exit"
+
+    def exec_program(self, exe, interp, argv: list[str], env: list[str], path: str, at_random: bytes) -> None:
+        """execve's point of no return: the calling process runs ``exe`` from its start, in
+        a new address space; its other threads end, close-on-exec descriptors close,
+        caught signals go back to their default action (Linux's flush_old_exec and
+        begin_new_exec)."""
+        from vmm.linux.proc_calls import vfork_done
+        from vmm.linux.signals import SIG_DFL, SIG_IGN, SS_DISABLE
+        proc, task = self.proc, self.current
+        for other in proc.threads():
+            if other is not task and other.state != DONE:
+                other.state, other.wait, other.call, other.timeout = DONE, None, None, False
+                self.boundary.task_woken(other.tid)
+        for fd in [fd for fd, (_f, cloexec) in proc.files.fds.items() if cloexec]:
+            proc.files.close(fd)
+        proc.signals.actions = {s: a for s, a in proc.signals.actions.items() if a[0] == SIG_IGN}
+        proc.signals.altstack = [0, SS_DISABLE, 0]
+        proc.signals.itimer = proc.signals.itimer          # ITIMER_REAL survives exec (Linux)
+        old = proc.space
+        proc.space = self.new_space()
+        program = LinuxProgram(exe, interp, list(argv), list(env), proc.cwd, at_random, name=path)
+        loaded = load_program(proc.space, program, abi.hwcap(self.uc), abi.MINSIGSTKSZ)
+        if proc.vfork_parent is not None:
+            vfork_done(self, proc)                        # the parent's memory is its own again
+        elif not any(p is not proc and p.space is old and p.state == ALIVE for p in self.processes.values()):
+            old.destroy()
+        proc.exe_base, proc.interp_base, proc.auxv = loaded.exe_base, loaded.interp_base, loaded.auxv
+        proc.brk_start = proc.brk = loaded.brk
+        proc.argv, proc.env, proc.exe = list(argv), list(env), exe.path
+        task.name = exe.path.rsplit("/", 1)[-1][:15]
+        task.clear_child_tid, task.robust_list = 0, [0, 0]
+        proc.symbols, proc.symbol_files = SymbolTable([]), set()
+        self._add_symbols(exe.sha256, proc.exe_base)
+        if interp is not None:
+            self._add_symbols(interp.sha256, proc.interp_base)
+        self._flush_tlb(code=True)                        # CR3: the new page tables
+        if self.fast is not None:
+            self.fast.state.root = proc.space.root
+        uc = self.uc
+        regs = [(r, 0) for r in _GPRS] + [(x86.UC_X86_REG_RIP, loaded.entry - 2),   # Unicorn adds 2
+                                         (x86.UC_X86_REG_RSP, loaded.rsp), (x86.UC_X86_REG_RFLAGS, RFLAGS_INIT),
+                                         (x86.UC_X86_REG_FS_BASE, 0), (x86.UC_X86_REG_GS_BASE, 0)]
+        uc.reg_write_batch(regs)
+        self.machine.cpu.reset_fpu()
+
+    def rebuild_symbols(self, proc: Process) -> None:
+        """``proc``'s symbols from its executable mappings (a fork's copy, a restored state)."""
+        current, self.proc = self.proc, proc
+        try:
+            for vma in proc.space.vmas:
+                if vma.file is not None and vma.prot & 4:
+                    self.library_mapped(vma.file, vma.start, vma.offset)
+        finally:
+            self.proc = current
 
     def task_exit(self, status: int) -> None:
         """exit(): the thread ends; the process ends with its last thread."""
@@ -360,6 +544,7 @@ class LinuxKernel:
                 current.sigmask, current.altstack = signals.mask, list(signals.altstack)
             self._enter(target)
             self.switches += 1
+            self._left(current)
         if how != RESUME_RUN:
             nr, args = target.call
             target.state, target.wait, target.call, target.timeout = RUN, None, None, False
@@ -493,6 +678,11 @@ class LinuxKernel:
     def boundary(self):
         return self.machine.boundary
 
+    @property
+    def in_syscall(self) -> bool:
+        """A system call is being answered (host answers go into its event)."""
+        return self._answers is not None
+
     def host(self, op: str, *params):
         """Ask the host (recording) or the trace (replay) for a host-dependent answer."""
         value = self.boundary.host_call(self.machine.icount, op, list(params))
@@ -535,7 +725,7 @@ class LinuxKernel:
             except GuestFault:
                 ret = -abi.EFAULT
             except SyscallExit as ended:
-                status, ret = ended.status, 0
+                status, ret = ended.status, NO_RETURN
             except OutOfMemory:
                 ret = -abi.ENOMEM
             except Blocked as exc:
@@ -550,8 +740,7 @@ class LinuxKernel:
             self._rax.write([ret])
         boundary.syscall_exit(icount, [task.tid, nr, shown, None if ret is NO_RETURN else ret, answers])
         if status is not None:
-            self.machine.power_off(status & 0xFF)
-            self.machine.result.why = "exit"
+            self.exit_process(self.proc, (status & 0xFF) << 8)
             return
         if blocked is not None:
             self.block(task, nr, args, blocked)
@@ -611,6 +800,7 @@ class LinuxKernel:
                 "processes": [self.processes[pid].as_dict(index) for pid in sorted(self.processes)],
                 "tasks": [t.as_list() for t in self.tasks.values()],
                 "proc": [self.tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches],
+                "history": [self.first_pid, self.first_exit, [list(row) for row in self.ended]],
                 "unimplemented": [[k, v] for k, v in sorted(self.unimplemented.items())]}
 
     def check_state(self, state: object) -> None:
@@ -630,6 +820,8 @@ class LinuxKernel:
             if f.kind == "epoll":
                 f.data = [[*entry[:5], None if entry[5] is None else descriptions[entry[5]]] for entry in f.data]
         tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches = state["proc"]
+        self.first_pid, self.first_exit, ended = state["history"]
+        self.ended = [list(row) for row in ended]
         old = self.processes
         self.processes = {}
         for raw in state["processes"]:
@@ -645,14 +837,12 @@ class LinuxKernel:
         if self.fast is not None:
             self.fast.state.root = self.proc.space.root
         self.unimplemented = Counter(dict((str(k), int(v)) for k, v in state["unimplemented"]))
-        self._flush_tlb()
-        current = self.proc
+        # RAM and page tables changed under the CPU: reload CR3 as the restored registers
+        # have it (a thread whose process just ended may hold the CPU, its tables gone).
+        self.uc.reg_write(x86.UC_X86_REG_CR3, self.uc.reg_read(x86.UC_X86_REG_CR3))
+        self.machine.code_changed()
         for process in self.processes.values():
-            self.proc = process
-            for vma in process.space.vmas:
-                if vma.file is not None and vma.prot & 4:
-                    self.library_mapped(vma.file, vma.start, vma.offset)
-        self.proc = current
+            self.rebuild_symbols(process)
 
     def summary(self) -> dict:
         """For the recorder's summary and ``vmrr info``."""

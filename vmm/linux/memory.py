@@ -26,6 +26,7 @@ PAGE_SHIFT = 12
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
 PTE_NX = 1 << 63
 PTE_KEPT = 1 << 9                    # software bit: a PROT_NONE page that keeps its frame (P clear)
+PTE_COW = 1 << 10                    # software bit: writable by its mapping, shared since a fork
 PTE_ADDR = 0x000F_FFFF_FFFF_F000
 USER_END = 0x7FFF_FFFF_F000          # TASK_SIZE on x86-64 with 4-level paging
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -386,8 +387,13 @@ class AddressSpace:
             return False
         flags = self.pte_flags(prot)
         ram = self.ram
-        for _va, slot, entry in list(self.present_pages(start, end)):
-            _Q.pack_into(ram, slot, (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D)))
+        for va, slot, entry in list(self.present_pages(start, end)):
+            new = (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D))
+            if new & PTE_W and self.frames.count((entry & PTE_ADDR) >> PAGE_SHIFT) > 1:
+                vma = self.find(va)
+                if vma is not None and not vma.flags & MAP_SHARED:
+                    new = (new & ~PTE_W) | PTE_COW        # still shared since a fork
+            _Q.pack_into(ram, slot, new)
         self.flush_tlb(was_code)
         self._merge_around(start, end)
         if prot & PROT_EXEC:
@@ -420,7 +426,11 @@ class AddressSpace:
         vma = self.find(va)
         if vma is None or not vma.prot & (PROT_READ | PROT_WRITE | PROT_EXEC):
             return False
-        if self.pte(va) & (PTE_P | PTE_KEPT):
+        entry = self.pte(va)
+        if entry & PTE_COW and entry & PTE_P and vma.prot & PROT_WRITE:
+            self._break_cow(va, entry, vma)    # a write to a page shared since a fork
+            return True
+        if entry & (PTE_P | PTE_KEPT):
             return False                       # present, so the access broke its protection
         self._populate(vma, page_down(va))
         # Fault-around: the next pages of the mapping too (each fault costs a return to Python).
@@ -429,6 +439,53 @@ class AddressSpace:
             if not self.pte(page) & (PTE_P | PTE_KEPT) and self.frames.runs:
                 self._populate(vma, page)
         return True
+
+    def _break_cow(self, va: int, entry: int, vma: Vma) -> None:
+        """The page at ``va`` is written: a copy of its own if another mapping still holds
+        the frame, else the frame itself, writable again."""
+        frame = (entry & PTE_ADDR) >> PAGE_SHIFT
+        if self.frames.count(frame) > 1:
+            new = self.frames.alloc()
+            self.write_phys(new * PAGE, self.ram[frame * PAGE:(frame + 1) * PAGE].tobytes())
+            self.frames.free(frame)
+            frame = new
+        _Q.pack_into(self.ram, self._slot(page_down(va), True), frame * PAGE | self.pte_flags(vma.prot))
+        self.flush_tlb(False)                 # the read-only translation may be cached
+
+    def copy_to(self, child: "AddressSpace") -> None:
+        """Fork: ``child`` (empty) gets every mapping and page of this space. Private pages
+        are shared copy-on-write (read-only in both until one writes), shared ones shared."""
+        child.vmas = [Vma(*vma.as_list()) for vma in self.vmas]
+        child._starts = list(self._starts)
+        ram, frames, made_strict = self.ram, self.frames, False
+        for va, slot, entry in list(self.present_pages(PAGE, USER_END)):
+            vma = self.find(va)
+            if vma is None:
+                continue
+            if not vma.flags & MAP_SHARED and entry & PTE_W:
+                entry = (entry & ~PTE_W) | PTE_COW
+                _Q.pack_into(ram, slot, entry)
+                made_strict = True
+            frames.share((entry & PTE_ADDR) >> PAGE_SHIFT)
+            _Q.pack_into(ram, child._slot(va, True), entry)
+        if made_strict:
+            self.flush_tlb(False)
+
+    def destroy(self) -> None:
+        """Exit or exec: every page and page table of this space goes back to the frames."""
+        for vma in list(self.vmas):
+            self._drop_pages(vma.start, vma.end)
+        self.vmas, self._starts = [], []
+        self._free_tables(self.root, 3)
+        self.root = 0
+
+    def _free_tables(self, table: int, level: int) -> None:
+        if level > 0:
+            for i in range(512):
+                entry = _Q.unpack_from(self.ram, table + i * 8)[0]
+                if entry & PTE_P:
+                    self._free_tables(entry & PTE_ADDR, level - 1)
+        self.frames.free(table // PAGE)
 
     def _populate(self, vma: Vma, page: int) -> None:
         frame = self.frames.alloc()
@@ -452,6 +509,11 @@ class AddressSpace:
                 raise GuestFault(va)
             self._populate(vma, page_down(va))
             entry = self.pte(va)
+        if write and entry & PTE_COW:
+            vma = self.find(va)
+            if vma is not None and vma.prot & PROT_WRITE:
+                self._break_cow(va, entry, vma)
+                entry = self.pte(va)
         if write and not entry & PTE_W:
             raise GuestFault(va)
         return (entry & PTE_ADDR) | (va & (PAGE - 1))

@@ -57,6 +57,7 @@ class Process:
         self.state = ALIVE
         self.exit: int | None = None                   # wait status once a zombie
         self.pdeathsig = 0
+        self.exit_signal = abi.SIGCHLD                 # what the parent gets when it ends
         self.vfork_parent: int | None = None           # a vfork child's parent tid, until exec or exit
         self.start_icount = kernel.machine.icount
         self.end_icount: int | None = None
@@ -90,7 +91,8 @@ class Process:
                 "rlimits": sorted([k, list(v)] for k, v in self.rlimits.items()),
                 "creds": list(self.creds), "groups": list(self.groups), "argv": list(self.argv),
                 "env": list(self.env), "exe": self.exe, "bases": [self.exe_base, self.interp_base],
-                "auxv": self.auxv, "state": self.state, "exit": self.exit, "pdeathsig": self.pdeathsig,
+                "auxv": self.auxv, "state": self.state, "exit": self.exit,
+                "signals_out": [self.pdeathsig, self.exit_signal],
                 "vfork_parent": self.vfork_parent, "icounts": [self.start_icount, self.end_icount]}
 
     def load_dict(self, raw: dict, descriptions: list) -> None:
@@ -105,10 +107,10 @@ class Process:
         self.argv, self.env, self.exe = list(raw["argv"]), list(raw["env"]), raw["exe"]
         self.exe_base, self.interp_base = raw["bases"]
         self.auxv, self.state, self.exit = raw["auxv"], raw["state"], raw["exit"]
-        self.pdeathsig, self.vfork_parent = raw["pdeathsig"], raw["vfork_parent"]
+        (self.pdeathsig, self.exit_signal), self.vfork_parent = raw["signals_out"], raw["vfork_parent"]
         self.start_icount, self.end_icount = raw["icounts"]
 
 
 STATE_KEYS = frozenset({"pid", "ppid", "pgid", "sid", "space", "fds", "signals", "cwd", "umask", "brk",
                         "rlimits", "creds", "groups", "argv", "env", "exe", "bases", "auxv", "state", "exit",
-                        "pdeathsig", "vfork_parent", "icounts"})
+                        "signals_out", "vfork_parent", "icounts"})

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 SYNTH_STAT = [0x16, 1, abi.S_IFREG | 0o444, 1, 0, 0, 0, 0, 1024, 0, 0, 0, 0]
-STDIO_STAT = [0x19, 3, abi.S_IFCHR | 0o620, 1, 0, 5, 0x8800, 0, 1024, 0, 0, 0, 0]
 _DEV_STAT = {"/dev/null": (0x103, "null"), "/dev/zero": (0x105, "zero"), "/dev/full": (0x107, "zero"),
              "/dev/random": (0x108, "random"), "/dev/urandom": (0x109, "random")}
 _STATIC = {

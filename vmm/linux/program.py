@@ -148,10 +148,24 @@ class LinuxProgram:
             if found is None:
                 raise ImageError(f"{path}: no such program on PATH")
             path = found
-        path = os.path.abspath(path)
-        exe = parse_elf(_read_file(path, "program"), path)
-        if not os.access(path, os.X_OK):
-            raise ImageError(f"{path}: permission denied (not executable)")
+        argv = list(argv)
+        for _depth in range(5):                    # a #! script's interpreter, as the kernel finds it
+            path = os.path.abspath(path)
+            data = _read_file(path, "program")
+            if not os.access(path, os.X_OK):
+                raise ImageError(f"{path}: permission denied (not executable)")
+            if data[:2] != b"#!":
+                break
+            line = data[2:256].split(b"\n", 1)[0].strip(b" \t").split(None, 1)
+            if not line:
+                raise ImageError(f"{path}: a #! line that names no interpreter")
+            interpreter = line[0].decode("utf-8", "surrogateescape")
+            extra = [line[1].decode("utf-8", "surrogateescape").strip()] if len(line) > 1 else []
+            argv = [interpreter, *extra, argv[0], *argv[1:]]
+            path = interpreter
+        else:
+            raise ImageError(f"{argv[0]}: too many levels of #! interpreters")
+        exe = parse_elf(data, path)
         interp = None
         if exe.interp:
             interp = parse_elf(_read_file(exe.interp, "ELF interpreter"), exe.interp)

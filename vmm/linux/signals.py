@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 SIG_DFL, SIG_IGN = 0, 1
+SA_NOCLDSTOP, SA_NOCLDWAIT = 1, 2
 SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = 4, 0x08000000, 0x10000000, 0x40000000, 0x80000000, 0x04000000
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 SS_ONSTACK, SS_DISABLE = 1, 2
@@ -91,6 +92,11 @@ class SignalState:
         itimer = state[4] if len(state) > 4 else None          # traces before itimers: none
         self.itimer = None if itimer is None else list(itimer)
 
+    def fatal_by_default(self, signo: int) -> bool:
+        """``signo`` would end the process: SIGKILL, or a default action that terminates."""
+        return signo == abi.SIGKILL or (self.action(signo)[0] == SIG_DFL and signo not in IGNORED_BY_DEFAULT
+                                        and signo != abi.SIGCONT)
+
     def action(self, signo: int) -> list[int]:
         return self.actions.get(signo, [SIG_DFL, 0, 0, 0])
 
@@ -120,7 +126,10 @@ class SignalState:
         bit = 1 << (signo - 1)
         candidates = [tid] if tid in masks else [k.current.tid] + sorted(masks)
         target = next((k.tasks[t] for t in candidates if t in masks and not masks[t] & bit), None)
-        if target is not None and target.state == WAIT and not self.ignores(signo):
+        if target is not None and target is not k.current and self.fatal_by_default(signo):
+            k.exit_process(self.process, signo)        # killed where it stands, running or not
+            return
+        if target is not None and target.state == WAIT and target.wait != ["retry"] and not self.ignores(signo):
             self._interrupt(target, signo)
 
     def _interrupt(self, task, signo: int) -> None:
@@ -135,7 +144,7 @@ class SignalState:
         """SIGNAL_IN: the user signalled the recorder; the program gets it here, between
         instructions, as if another process had sent it."""
         self.post(signo, abi.SI_USER, 0)
-        if self.k.can_run():
+        if self.k.can_run() and self.process is self.k.proc:
             self.deliver_pending(in_syscall=False)
 
     def timer_fired(self) -> None:
@@ -148,7 +157,7 @@ class SignalState:
         else:
             self.itimer = None
         self.post(abi.SIGALRM, abi.SI_KERNEL, 0)
-        if self.k.can_run():
+        if self.k.can_run() and self.process is self.k.proc:
             self.deliver_pending(in_syscall=False)
 
     def arm_timer(self, now: int, value_ns: int, interval_ns: int) -> None:
@@ -188,6 +197,13 @@ class SignalState:
             detail = f"{what} (CPU exception {vector})"
         else:
             detail = f"{what} (sent by the program itself)"
+        if self.process.pid != k.first_pid:
+            # A child's crash ends the child, not the run: its parent sees the signal in
+            # wait4's status; the report says where, in recording and replay alike.
+            k.notice(f"process {self.process.pid} ({self.process.comm}) crashed: {signame(signo)} at "
+                     f"rip={rip:#x} icount={k.machine.icount}: {detail}")
+            k.exit_process(self.process, signo)
+            return
         k.machine.crash_program(signame(signo), signo, rip, detail,
                                 fault_address=address if signo in (abi.SIGSEGV, abi.SIGBUS) else None,
                                 vector=vector)
@@ -205,7 +221,7 @@ class SignalState:
             if signo in CORE_BY_DEFAULT:
                 self._die(signo, code, value, rip, None)
             else:
-                k.machine.note_signal_exit(signo)
+                k.exit_process(self.process, signo)
             return
         k.boundary.note(k.machine.icount, EventKind.SIGNAL, [k.tid, signo, code & 0xFFFFFFFF, value])
         values = uc.reg_read_batch(_MC_IDS)
@@ -352,32 +368,52 @@ def sys_sigaltstack(k, new, old):
     return 0
 
 
-def _to_self(k, pid: int, signo: int, code: int, thread: bool = False) -> int:
-    task = k.tasks.get(pid) if thread else None
-    if pid not in (k.pid, 0, -1) and (task is None or task.state == "done"):
-        return -abi.ESRCH
-    if not 0 <= signo <= abi.NSIG:
-        return -abi.EINVAL
-    if signo:
-        if task is not None and task is not k.current:
-            k.signals.post(signo, code, k.pid, task.tid)
-        else:
-            k.signals.raise_signal(signo, code, k.pid)
-    return 0
+def send(k, proc, signo: int, code: int, tid: int | None = None) -> None:
+    """``signo`` from the running thread to process ``proc`` (or its thread ``tid``)."""
+    if not signo:
+        return
+    if tid == k.tid or tid is None and proc is k.proc:
+        k.signals.raise_signal(signo, code, k.pid)      # delivered as the call returns
+    else:
+        proc.signals.post(signo, code, k.pid, tid)
 
 
 def sys_kill(k, pid, signo):
-    return _to_self(k, s32(pid), s32(signo), abi.SI_USER)
+    from vmm.linux.process import ALIVE
+    pid, signo = s32(pid), s32(signo)
+    if not 0 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    me = k.proc
+    if pid > 0:
+        targets = [p for p in k.processes.values() if p.pid == pid and p.state == ALIVE]
+    elif pid == -1:                                  # every process but init and the caller
+        targets = [p for p in k.processes.values() if p.state == ALIVE and p is not me] or [me]
+    else:
+        group = me.pgid if pid == 0 else -pid
+        targets = [p for p in k.processes.values() if p.pgid == group and p.state == ALIVE]
+    if not targets:
+        return -abi.ESRCH
+    for proc in sorted(targets, key=lambda p: p is me):  # the caller last: others act first
+        send(k, proc, signo, abi.SI_USER)
+    return 0
+
+
+def _thread(k, tgid: int | None, tid: int, signo: int) -> int:
+    task = k.tasks.get(tid)
+    if task is None or task.state == "done" or tgid is not None and task.pid != tgid:
+        return -abi.ESRCH
+    if not 0 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    send(k, k.processes[task.pid], signo, abi.SI_TKILL, tid)
+    return 0
 
 
 def sys_tkill(k, tid, signo):
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
+    return _thread(k, None, s32(tid), s32(signo))
 
 
 def sys_tgkill(k, tgid, tid, signo):
-    if s32(tgid) != k.pid:
-        return -abi.ESRCH
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
+    return _thread(k, s32(tgid), s32(tid), s32(signo))
 
 
 # -- SIGALRM: setitimer, getitimer, alarm, and pause ------------------------------------

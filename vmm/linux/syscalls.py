@@ -22,7 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from vmm.linux import files, futex, identity, memory_calls, net, poll, signals, tasks, time_calls
+from vmm.linux import files, futex, identity, memory_calls, net, poll, proc_calls, signals, tasks, time_calls
 
 
 class Support(str, enum.Enum):
@@ -138,7 +138,7 @@ SYSCALLS: dict[int, Syscall] = {
     13: _s("rt_sigaction", "signo ptr ptr len", signals.sys_rt_sigaction),
     14: _s("rt_sigprocmask", "sigprocmask ptr ptr len", signals.sys_rt_sigprocmask),
     15: _s("rt_sigreturn", "", signals.sys_rt_sigreturn),
-    62: _s("kill", "int signo", signals.sys_kill, P, "to itself only"),
+    62: _s("kill", "int signo", signals.sys_kill, P, "SIGSTOP/SIGCONT do not stop or continue"),
     127: _s("rt_sigpending", "ptr len", signals.sys_rt_sigpending),
     131: _s("sigaltstack", "ptr ptr", signals.sys_sigaltstack),
     200: _s("tkill", "int signo", signals.sys_tkill),
@@ -188,7 +188,7 @@ SYSCALLS: dict[int, Syscall] = {
     290: _s("eventfd2", "int hex", poll.sys_eventfd2),
     # -- threads (vmm/linux/tasks.py, vmm/linux/futex.py) -----------------------------------
     202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "WAIT, WAKE, BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; PI locks ENOSYS"),
-    56: _s("clone", "hex ptr ptr ptr hex", tasks.sys_clone, P, "threads (CLONE_THREAD); a new process is ENOSYS"),
+    56: _s("clone", "hex ptr ptr ptr hex", tasks.sys_clone, P, "threads and processes; CLONE_FILES/CLONE_FS copy"),
     435: _s("clone3", "ptr len", tasks.sys_clone3, E, "ENOSYS: glibc falls back to clone"),
     218: _s("set_tid_address", "ptr", tasks.sys_set_tid_address),
     273: _s("set_robust_list", "ptr len", tasks.sys_set_robust_list),
@@ -196,11 +196,13 @@ SYSCALLS: dict[int, Syscall] = {
     24: _s("sched_yield", "", tasks.sys_sched_yield),
     # -- identity, limits, the process (vmm/linux/identity.py) ----------------------------
     39: _s("getpid", "", identity.sys_getpid),
-    57: _s("fork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
-    58: _s("vfork", "", identity.sys_fork, E, "ENOSYS: one process per trace"),
-    59: _s("execve", "path ptr ptr", identity.sys_execve, E, "ENOSYS: one program per trace"),
+    57: _s("fork", "", proc_calls.sys_fork),
+    58: _s("vfork", "", proc_calls.sys_vfork),
+    59: _s("execve", "path ptr ptr", proc_calls.sys_execve, P, "ELF and #! scripts; AT_EXECFN is the resolved path"),
+    322: _s("execveat", "dirfd path ptr ptr atflags", proc_calls.sys_execveat, P, "as execve"),
     60: _s("exit", "int", identity.sys_exit),
-    61: _s("wait4", "int ptr hex ptr", identity.sys_wait4, E, "ECHILD: no child processes"),
+    61: _s("wait4", "int ptr hex ptr", proc_calls.sys_wait4, P, "rusage is zero"),
+    247: _s("waitid", "int int ptr hex ptr", proc_calls.sys_waitid, P, "rusage is zero; P_PIDFD is EINVAL"),
     63: _s("uname", "buf_out", identity.sys_uname),
     97: _s("getrlimit", "rlimit ptr", identity.sys_getrlimit),
     98: _s("getrusage", "int ptr", identity.sys_getrusage),
@@ -211,15 +213,15 @@ SYSCALLS: dict[int, Syscall] = {
     106: _s("setgid", "int", identity.sys_eperm, E, "EPERM"),
     107: _s("geteuid", "", identity.sys_getuid),
     108: _s("getegid", "", identity.sys_getgid),
-    109: _s("setpgid", "int int", identity.sys_zero),
-    110: _s("getppid", "", identity.sys_getppid),
-    111: _s("getpgrp", "", identity.sys_getpid),
-    112: _s("setsid", "", identity.sys_getpid),
+    109: _s("setpgid", "int int", proc_calls.sys_setpgid),
+    110: _s("getppid", "", proc_calls.sys_getppid),
+    111: _s("getpgrp", "", proc_calls.sys_getpgrp),
+    112: _s("setsid", "", proc_calls.sys_setsid),
     115: _s("getgroups", "int ptr", identity.sys_getgroups),
     118: _s("getresuid", "ptr ptr ptr", identity.sys_getresuid),
     120: _s("getresgid", "ptr ptr ptr", identity.sys_getresgid),
-    121: _s("getpgid", "int", identity.sys_getpid),
-    124: _s("getsid", "int", identity.sys_getpid),
+    121: _s("getpgid", "int", proc_calls.sys_getpgid),
+    124: _s("getsid", "int", proc_calls.sys_getsid),
     157: _s("prctl", "int hex hex hex hex", identity.sys_prctl, P, "PR_SET_NAME/GET_NAME, PR_SET_TIMERSLACK...; others EINVAL"),
     158: _s("arch_prctl", "arch_prctl hex", identity.sys_arch_prctl),
     160: _s("setrlimit", "rlimit ptr", identity.sys_setrlimit),

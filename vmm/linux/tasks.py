@@ -133,9 +133,11 @@ def load_context(kernel: LinuxKernel, ctx: list) -> None:
 # -- the system calls -----------------------------------------------------------------
 
 def sys_clone(k, flags, newsp, parent_tid, child_tid, tls):
+    if not flags & CLONE_THREAD:
+        from vmm.linux.proc_calls import fork
+        return fork(k, flags, newsp, parent_tid, child_tid, tls)
     if flags & THREAD_FLAGS != THREAD_FLAGS:
-        k.note_unsupported("fork" if not flags & CLONE_VM else "clone without CLONE_THREAD")
-        return -abi.ENOSYS                     # a new process: out of scope (one process per trace)
+        return -abi.EINVAL
     if flags & ~(ALLOWED_FLAGS | 0xFF):
         return -abi.EINVAL
     if len(k.tasks) >= MAX_TASKS:
