@@ -135,8 +135,8 @@ class FileTable:
                 if not any(o.kind == "pipe" and o.pipe == f.pipe for o in self.k.open_files()):
                     self.k.pipes.pop(f.pipe, None)
                 from vmm.linux.poll import wake
+                # the other end sees EOF or EPIPE now
                 wake(self.k, lambda o, pipe=f.pipe: o.kind == "pipe" and o.pipe == pipe)
-                self.k.retry_waiters()                   # the other end sees EOF or EPIPE now
             from vmm.linux.poll import forget_file
             forget_file(self.k, f)
         return 0
@@ -267,7 +267,6 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
         data = bytes(buf[:count])
         del buf[:count]
         _wake_pipe(k, f.pipe, reader=False)
-        k.retry_waiters()
         return data
     elif kind == "host":
         data = k.host("read", f.handle, count) if offset is None else k.host("pread", f.handle, count, offset)
@@ -313,7 +312,6 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
             data = data[:room]
         buffer.extend(data)
         _wake_pipe(k, f.pipe, reader=True)
-        k.retry_waiters()
         return len(data)
     if kind == "host":
         if offset is None:

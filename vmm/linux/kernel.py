@@ -302,12 +302,24 @@ class LinuxKernel:
         task.ctx[0][0] = rax & MASK64
         task.ctx[0][RIP_INDEX] = (task.ctx[0][RIP_INDEX] + rip_delta) & MASK64
 
-    def retry_waiters(self) -> None:
+    def retry_waiters(self, woken=None) -> None:
         """Something inside the program became readable or writable (a pipe, an eventfd):
-        every task waiting on descriptors runs its call again when next on the CPU."""
+        every task waiting on one of those files (``woken``: a test of an open file
+        description; None, any) runs its call again when next on the CPU."""
         for task in self.tasks.values():
-            if task.state == WAIT and task.wait[0] == "fds" and task is not self.current:
+            if task.state == WAIT and task.wait[0] == "fds" and task is not self.current \
+                    and (woken is None or self._waits_on(task, woken)):
                 task.wait = ["retry"]
+
+    def _waits_on(self, task: Task, woken) -> bool:
+        proc = self.processes.get(task.pid)
+        if proc is None:
+            return False
+        for fd, _events in task.wait[1]:
+            f = proc.files.get(fd)
+            if f is None or woken(f):
+                return True
+        return False
 
     def check_deadlock(self) -> bool:
         """Every thread waits on a futex, none with a timeout: nothing can ever wake them.
@@ -486,9 +498,8 @@ class LinuxKernel:
         self._add_symbols(exe.sha256, proc.exe_base)
         if interp is not None:
             self._add_symbols(interp.sha256, proc.interp_base)
-        self._flush_tlb(code=True)                        # CR3: the new page tables
-        if self.fast is not None:
-            self.fast.state.root = proc.space.root
+        self._use_space(proc.space)
+        self.machine.code_changed()                       # a program's code replaced its own
         uc = self.uc
         regs = [(r, 0) for r in _GPRS] + [(x86.UC_X86_REG_RIP, loaded.entry - 2),   # Unicorn adds 2
                                          (x86.UC_X86_REG_RSP, loaded.rsp), (x86.UC_X86_REG_RFLAGS, RFLAGS_INIT),
@@ -563,13 +574,17 @@ class LinuxKernel:
         proc = self.processes[target.pid]
         if proc is not self.proc:
             self.proc = proc
-            # CR3: the other process's page tables. Its code may sit at the addresses of
-            # this one's (two programs, one PIE base): the counter forgets every block.
-            self._flush_tlb(code=True)
-            if self.fast is not None:
-                self.fast.state.root = proc.space.root
+            self._use_space(proc.space)
         self.current = target
         proc.signals.mask, proc.signals.altstack = target.sigmask, list(target.altstack)
+
+    def _use_space(self, space: AddressSpace) -> None:
+        """The CPU runs in ``space`` now: CR3 (which flushes the TLB), and the instruction
+        counter keeps that space's blocks apart from other processes' at the same addresses."""
+        self.machine.counter.space = space.root >> 12
+        self.uc.reg_write(x86.UC_X86_REG_CR3, space.root)
+        if self.fast is not None:
+            self.fast.state.root = space.root
 
     # -- memory helpers for handlers -------------------------------------------------
 
@@ -839,7 +854,9 @@ class LinuxKernel:
         self.unimplemented = Counter(dict((str(k), int(v)) for k, v in state["unimplemented"]))
         # RAM and page tables changed under the CPU: reload CR3 as the restored registers
         # have it (a thread whose process just ended may hold the CPU, its tables gone).
-        self.uc.reg_write(x86.UC_X86_REG_CR3, self.uc.reg_read(x86.UC_X86_REG_CR3))
+        cr3 = self.uc.reg_read(x86.UC_X86_REG_CR3)
+        self.uc.reg_write(x86.UC_X86_REG_CR3, cr3)
+        self.machine.counter.space = cr3 >> 12
         self.machine.code_changed()
         for process in self.processes.values():
             self.rebuild_symbols(process)

@@ -231,6 +231,8 @@ def wake(k, woken: Callable[[OpenFile], bool], flags: int = 0, depth: int = 0) -
     an epoll whose list grew wakes the epolls watching it in turn."""
     if depth > 4:                                # Linux's EP_MAX_NESTS
         return
+    if depth == 0:
+        k.retry_waiters(woken)
     for ep in [f for f in k.open_files() if f.kind == "epoll"]:
         joined = False
         for entry in reversed(ep.data):          # newest first, as on the file's wait queue
@@ -242,6 +244,7 @@ def wake(k, woken: Callable[[OpenFile], bool], flags: int = 0, depth: int = 0) -
             if f is not None and woken(f):
                 joined |= _link_tail(ep, entry)
         if joined:
+            k.retry_waiters(lambda f, ep=ep: f is ep)
             wake(k, lambda f, ep=ep: f is ep, POLLIN, depth + 1)
 
 
@@ -414,7 +417,6 @@ def eventfd_read(k, f: OpenFile, fd: int, count: int) -> bytes | int:
     taken = 1 if semaphore else value
     f.data[0] = value - taken
     wake(k, lambda o: o is f, POLLOUT)
-    k.retry_waiters()
     return struct.pack("<Q", taken)
 
 
@@ -430,5 +432,4 @@ def eventfd_write(k, f: OpenFile, fd: int, data: bytes) -> int:
         raise Blocked(["fds", [[s32(fd), POLLOUT]]])
     f.data[0] += add
     wake(k, lambda o: o is f, POLLIN)
-    k.retry_waiters()
     return 8
