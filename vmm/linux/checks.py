@@ -219,11 +219,12 @@ def _tasks(tasks: object, current: int) -> str | None:
         return "tasks is not a list of threads"
     seen = set()
     for t in tasks:
-        if not (type(t) is list and len(t) == 13):
-            return "a thread is not its thirteen fields"
-        tid, state, ctx, wait, call, timeout, seq, sigmask, altstack, clear_tid, robust, name, pid = t
+        if not (type(t) is list and len(t) == 14):
+            return "a thread is not its fourteen fields"
+        tid, state, ctx, wait, call, timeout, seq, sigmask, altstack, clear_tid, robust, name, pid, saved = t
         if not (_u(tid, 1 << 31) and tid not in seen and state in (RUN, WAIT, DONE) and type(timeout) is bool
-                and _u(seq) and _u(sigmask) and _u(clear_tid) and _str(name, 64) and _u(pid, 1 << 31)):
+                and _u(seq) and _u(sigmask) and _u(clear_tid) and _str(name, 64) and _u(pid, 1 << 31)
+                and (saved is None or _u(saved))):
             return f"thread {tid!r:.20} holds a field out of range"
         seen.add(tid)
         if not (type(altstack) is list and len(altstack) == 3 and all(_u(v) for v in altstack)

@@ -38,6 +38,9 @@ PIPE_BUF = 65536
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
 F_DUPFD_CLOEXEC, F_GETPIPE_SZ = 1030, 1032
 TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX, FIONCLEX, TIOCGPGRP = 0x5401, 0x5413, 0x5421, 0x5451, 0x5450, 0x540F
+FIOASYNC, FIONREAD = 0x5452, 0x541B
+O_ASYNC = 0o20000
+F_SETOWN, F_GETOWN = 8, 9
 DT_DIR, DT_REG = 4, 8
 
 
@@ -551,8 +554,12 @@ def sys_fcntl(k, fd, cmd, arg):
     if cmd == F_GETFL:
         return f.flags | (0o100000 if f.kind in ("blob", "host") else 0)     # O_LARGEFILE
     if cmd == F_SETFL:
-        keep = ~(O_APPEND | O_NONBLOCK | 0o40000 | 0o1000000)
+        keep = ~(O_APPEND | O_NONBLOCK | O_ASYNC | 0o40000 | 0o1000000)
         f.flags = (f.flags & keep) | (arg & ~keep)
+        return 0
+    if cmd == F_SETOWN:              # O_ASYNC's owner: SIGIO is not sent (docs/linux.md)
+        return 0
+    if cmd == F_GETOWN:
         return 0
     if cmd in (F_GETLK, F_SETLK, F_SETLKW, 36, 37, 38):             # locks: one process holds them all
         return 0
@@ -762,9 +769,13 @@ def sys_ioctl(k, fd, request, arg):
     if request == FIOCLEX or request == FIONCLEX:
         k.files.fds[s32(fd)][1] = request == FIOCLEX
         return 0
-    if request == FIONBIO:
+    if request == FIONBIO or request == FIOASYNC:
         on = struct.unpack("<i", k.read(arg, 4))[0]
-        f.flags = (f.flags | O_NONBLOCK) if on else (f.flags & ~O_NONBLOCK)
+        bit = O_NONBLOCK if request == FIONBIO else O_ASYNC
+        f.flags = (f.flags | bit) if on else (f.flags & ~bit)
+        return 0
+    if request == FIONREAD and f.kind == "pipe" and not f.flags & O_ACCMODE:
+        k.write(arg, struct.pack("<i", len(k.pipes.get(f.pipe, b""))))
         return 0
     if request in (TCGETS, TIOCGWINSZ, TIOCGPGRP):
         handle = {"host": f.handle, "stdout": 1, "stderr": 2}.get(f.kind)

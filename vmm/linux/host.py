@@ -234,6 +234,7 @@ class HostOS(HostSockets):
         self.epolls: dict[int, select.epoll] = {}
         self.epoll_members: dict[int, dict[int, int]] = {}  # epoll handle -> {host fd: handle}
         self._ops: dict[str, object] = {}                   # op name -> bound op_ method
+        self.pids_given: set[int] = {os.getpid()}           # ids of guest processes and threads
 
     def call(self, op: str, params: list):
         method = self._ops.get(op)
@@ -407,9 +408,29 @@ class HostOS(HostSockets):
     def op_random(self, count: int):
         return os.urandom(count)
 
+    def op_newpid(self, after: int):
+        """An id for a new guest process or thread: the first at or after ``after`` that no
+        process on this host has now (wrapping below pid_max, as Linux allocates)."""
+        limit = _pid_max()
+        candidate = after if 1 < after < limit else 300
+        for _ in range(limit):
+            if candidate not in self.pids_given and not os.path.exists(f"/proc/{candidate}"):
+                self.pids_given.add(candidate)
+                return candidate
+            candidate = candidate + 1 if candidate + 1 < limit else 300
+        return -errno.EAGAIN
+
     def op_uname(self):
         u = os.uname()
         return [u.sysname, u.nodename, u.release, u.version, u.machine]
+
+
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return max(1024, min(int(f.read()), 1 << 22))
+    except (OSError, ValueError):
+        return 32768
 
 
 def _read_all(fd: int, size: int) -> bytes:

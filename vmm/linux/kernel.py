@@ -33,7 +33,7 @@ from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
 from vmm.linux.memory import PAGE, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
 from vmm.linux.process import ALIVE, REAPED, ZOMBIE, Process
-from vmm.linux.program import LinuxProgram, parse_elf
+from vmm.linux.program import PID_MAX, LinuxProgram, parse_elf
 from vmm.symbols import SymbolTable
 from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.linux.tasks import RIP as RIP_INDEX
@@ -43,7 +43,6 @@ from vmm.linux.tasks import (DONE, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN
 if TYPE_CHECKING:
     from vmm.machine import Machine
 
-PID = 1000
 INIT_PID = 1                  # the parent of orphans: the machine's init, which reaps them
 _SYSCALL_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)   # (uc, user_data)
 _ARG_REGS = [x86.UC_X86_REG_RAX, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX,
@@ -125,18 +124,19 @@ class LinuxKernel:
         self.frames = Frames(machine.mem_size // PAGE)
         self.pipes: dict[int, bytearray] = {}       # pipe number -> bytes in it
         self.next_pipe = 1
-        self.initial_creds = [0, 0, 0, 0, 0, 0]
-        self.initial_groups: list[int] = []
+        pid, ppid, uid, gid, groups = program.identity
+        self.initial_creds = [uid, uid, uid, gid, gid, gid]     # as the recording user ran it
+        self.initial_groups: list[int] = list(groups)
         self.fast: FastSyscalls | None = None      # the native clock-read hook (install_hooks)
-        first = Process(self, PID, self.new_space(), ppid=0, cwd=program.cwd, argv=program.argv,
+        first = Process(self, pid, self.new_space(), ppid=ppid, cwd=program.cwd, argv=program.argv,
                         env=program.env, exe=program.exe.path)
-        self.processes: dict[int, Process] = {PID: first}
+        self.processes: dict[int, Process] = {pid: first}
         self.proc = first
         comm = program.argv[0].rsplit("/", 1)[-1][:15] if program.argv else "program"
-        self.current = Task(PID, comm, pid=PID)
-        self.tasks: dict[int, Task] = {PID: self.current}
-        self.next_tid = PID + 1
-        self.first_pid = PID                         # its status is the run's
+        self.current = Task(pid, comm, pid=pid)
+        self.tasks: dict[int, Task] = {pid: self.current}
+        self.next_tid = pid + 1                      # the last id the host gave, plus one
+        self.first_pid = pid                         # its status is the run's
         self.first_exit: int | None = None
         self.ended: list[list] = []                  # reaped processes, for `vmrr ps`
         self.wait_seq = 0
@@ -256,8 +256,7 @@ class LinuxKernel:
 
     def new_task(self, parent: Task, *, pid: int | None = None) -> Task:
         """A new thread of ``parent``'s process (or, given ``pid``, the first of a new one)."""
-        tid = self.next_tid
-        self.next_tid += 1
+        tid = self.alloc_pid()
         task = Task(tid, parent.name, pid=parent.pid if pid is None else tid)
         self.tasks[tid] = task
         return task
@@ -369,10 +368,16 @@ class LinuxKernel:
     # -- processes (vmm/linux/process.py, proc_calls.py) ---------------------------------
 
     def alloc_pid(self) -> int:
-        """A new process's (or thread's) id: pids and tids share one space, as on Linux."""
-        pid = self.next_tid
-        self.next_tid += 1
-        return pid
+        """A new process's (or thread's) id, as the host would give one: pids and tids share
+        one space, and the host answers with an id that no process on it uses now (so
+        that programs naming files by pid do not collide with another run's); a host
+        answer, so replay gives the same ids."""
+        answer = self.host("newpid", self.next_tid)
+        if type(answer) is not int or not 1 < answer < PID_MAX or answer in self.tasks \
+                or answer in self.processes:
+            raise TypeError(f"newpid answered {answer!r}")
+        self.next_tid = answer + 1
+        return answer
 
     def exit_process(self, proc: Process, wait_status: int) -> None:
         """``proc`` ends: its threads stop, its descriptors close, its memory goes back, its
@@ -399,6 +404,8 @@ class LinuxKernel:
             self._release_space(proc)
         for child in proc.children():
             child.ppid = INIT_PID
+            if child.pdeathsig and child.state == ALIVE:      # prctl(PR_SET_PDEATHSIG)
+                child.signals.post(child.pdeathsig, abi.SI_USER, proc.pid)
             if child.state == ZOMBIE:
                 self.reap(child)
         parent = self.processes.get(proc.ppid)
@@ -564,8 +571,13 @@ class LinuxKernel:
                 self._syscall(nr, args, in_hook=False)
             finally:
                 self.timed_out = False
-        elif self.signals.pending:
-            self.signals.deliver_pending(in_syscall=False)
+        elif self.signals.pending or target.saved_mask is not None:
+            # Woken (a futex wake, EINTR): a handler now, and a call's own mask ends.
+            self.signals.deliver_pending(in_syscall=False, interrupted=self._rax_value() == -abi.EINTR)
+
+    def _rax_value(self) -> int:
+        rax = self.uc.reg_read(x86.UC_X86_REG_RAX)
+        return rax - (1 << 64) if rax >> 63 else rax
 
     def _enter(self, target: Task) -> None:
         """Put ``target`` on the CPU: its registers, its mask, and its process's page tables."""
@@ -761,7 +773,7 @@ class LinuxKernel:
             self.block(task, nr, args, blocked)
             return
         if task.state == RUN:
-            self.signals.deliver_pending(in_syscall=in_hook)
+            self.signals.deliver_pending(in_syscall=in_hook, interrupted=ret == -abi.EINTR)
 
     def _shown_args(self, entry, args: list[int]) -> list:
         if entry is None:

@@ -452,6 +452,14 @@ class AddressSpace:
         _Q.pack_into(self.ram, self._slot(page_down(va), True), frame * PAGE | self.pte_flags(vma.prot))
         self.flush_tlb(False)                 # the read-only translation may be cached
 
+    def populate_shared(self) -> None:
+        """Before a fork: every page of a MAP_SHARED mapping now, so that parent and child
+        share one copy of all of it (a page first touched after the fork would otherwise
+        be each one's own)."""
+        for vma in list(self.vmas):
+            if vma.flags & MAP_SHARED:
+                self.populate(vma.start, vma.end)
+
     def copy_to(self, child: "AddressSpace") -> None:
         """Fork: ``child`` (empty) gets every mapping and page of this space. Private pages
         are shared copy-on-write (read-only in both until one writes), shared ones shared."""

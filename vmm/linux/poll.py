@@ -29,6 +29,7 @@ from typing import Callable
 
 from vmm.linux import abi
 from vmm.linux.files import PIPE_BUF, OpenFile, pipe_ends, s32
+from vmm.linux.signals import call_mask
 from vmm.linux.tasks import Blocked
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -155,7 +156,8 @@ def sys_poll(k, fds, nfds, timeout):
 
 def sys_ppoll(k, fds, nfds, tsp, sigmask, size):
     try:
-        return _poll(k, fds, nfds, _timespec_ns(k, tsp))
+        timeout = _timespec_ns(k, tsp)
+        return call_mask(k, sigmask, size, lambda: _poll(k, fds, nfds, timeout))
     except _BadTimeout:
         return -abi.EINVAL
 
@@ -203,7 +205,9 @@ def sys_select(k, nfds, readfds, writefds, exceptfds, timeout):
 
 def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
     try:
-        return _select(k, nfds, readfds, writefds, exceptfds, _timespec_ns(k, timeout))
+        timeout_ns = _timespec_ns(k, timeout)
+        mask, size = struct.unpack("<QQ", k.read(sigmask, 16)) if sigmask else (0, 0)
+        return call_mask(k, mask, size, lambda: _select(k, nfds, readfds, writefds, exceptfds, timeout_ns))
     except _BadTimeout:
         return -abi.EINVAL
 
@@ -373,12 +377,13 @@ def sys_epoll_wait(k, epfd, events, maxevents, timeout):
 
 
 def sys_epoll_pwait(k, epfd, events, maxevents, timeout, sigmask, size):
-    return _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout))
+    return call_mask(k, sigmask, size, lambda: _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout)))
 
 
 def sys_epoll_pwait2(k, epfd, events, maxevents, timeout, sigmask, size):
     try:
-        return _epoll_wait(k, epfd, events, maxevents, _timespec_ns(k, timeout))
+        timeout_ns = _timespec_ns(k, timeout)
+        return call_mask(k, sigmask, size, lambda: _epoll_wait(k, epfd, events, maxevents, timeout_ns))
     except _BadTimeout:
         return -abi.EINVAL
 

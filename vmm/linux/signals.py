@@ -170,12 +170,32 @@ class SignalState:
             return 0, 0
         return max(1000, self.itimer[0] - now), self.itimer[1]
 
-    def deliver_pending(self, *, in_syscall: bool) -> None:
+    def use_mask(self, new: int) -> bool:
+        """ppoll, pselect6, epoll_pwait and rt_sigsuspend run with mask ``new``; the thread's
+        own comes back as the call returns — after the handler of the signal that
+        interrupted it, whose frame keeps the thread's own mask (Linux's saved_sigmask).
+        True: a signal ``new`` lets through is pending already (the call fails with EINTR)."""
+        task = self.k.current
+        if task.saved_mask is None:                   # not again when the call runs again
+            task.saved_mask = self.mask
+        self.mask = new & ~UNBLOCKABLE
+        return any(not self.mask & (1 << (p[0] - 1)) for p in self.pending)
+
+    def deliver_pending(self, *, in_syscall: bool, interrupted: bool = True) -> None:
+        """A handler for the first signal the mask lets through, if any. After a call made
+        with a mask of its own (``use_mask``), the thread's mask comes back first unless
+        the call was ``interrupted`` (EINTR), then after the handler (its frame keeps it)."""
+        task = self.k.current
+        saved, task.saved_mask = task.saved_mask, None
+        if saved is not None and not interrupted:
+            self.mask, saved = saved, None
         for i, (signo, code, value) in enumerate(self.pending):
             if not self.mask & (1 << (signo - 1)) or signo in (abi.SIGKILL, abi.SIGSTOP):
                 del self.pending[i]
-                self._deliver(signo, code, value, in_syscall=in_syscall, fault_rip=None)
+                self._deliver(signo, code, value, in_syscall=in_syscall, fault_rip=None, frame_mask=saved)
                 return
+        if saved is not None:
+            self.mask = saved
 
     def fault(self, signo: int, code: int, address: int, rip: int, vector: int) -> None:
         """A synchronous signal from a CPU exception at ``rip``: a handler, or the end of the run."""
@@ -208,8 +228,11 @@ class SignalState:
                                 fault_address=address if signo in (abi.SIGSEGV, abi.SIGBUS) else None,
                                 vector=vector)
 
-    def _deliver(self, signo: int, code: int, value: int, *, in_syscall: bool, fault_rip: int | None) -> None:
+    def _deliver(self, signo: int, code: int, value: int, *, in_syscall: bool, fault_rip: int | None,
+                 frame_mask: int | None = None) -> None:
         k = self.k
+        if frame_mask is None:
+            frame_mask = self.mask
         uc = k.uc
         handler, flags, restorer, sa_mask = self.action(signo)
         if handler == SIG_IGN:
@@ -240,11 +263,11 @@ class SignalState:
         k.write(fpstate, self._fxsave())
         mcontext = struct.pack("<18Q", *[regs[n] & (1 << 64) - 1 for n in _MCONTEXT])
         mcontext += struct.pack("<HHHH", uc.reg_read(x86.UC_X86_REG_CS), 0, 0, uc.reg_read(x86.UC_X86_REG_SS))
-        mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, self.mask,
+        mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, frame_mask,
                                 value if signo in (abi.SIGSEGV, abi.SIGBUS) else 0, fpstate) + bytes(64)
         ucontext = struct.pack("<QQQiiQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, self.altstack[0],
                                self.altstack[1], 0, self.altstack[2])
-        ucontext += mcontext + struct.pack("<Q", self.mask)
+        ucontext += mcontext + struct.pack("<Q", frame_mask)
         info = struct.pack("<iii4x", signo, 0, code)
         if signo in (abi.SIGSEGV, abi.SIGBUS, abi.SIGILL, abi.SIGFPE, abi.SIGTRAP):
             info += struct.pack("<Q", value)
@@ -469,3 +492,30 @@ def sys_alarm(k, seconds):
 def sys_pause(k):
     """Wait for a signal: only delivery ends it, with EINTR (never restarted)."""
     raise Blocked(["signal"])
+
+
+def sys_rt_sigsuspend(k, mask, size):
+    """Wait for a signal with ``mask`` in place of the thread's own: it ends with EINTR
+    once a handler has run, the thread's own mask back (sigsuspend(2))."""
+    if size != 8:
+        return -abi.EINVAL
+    if k.signals.use_mask(struct.unpack("<Q", k.read(mask, 8))[0]):
+        return -abi.EINTR
+    raise Blocked(["signal"])
+
+
+def call_mask(k, mask: int, size: int, call) -> int:
+    """ppoll, pselect6, epoll_pwait: ``call()`` with the mask argument in place of the
+    thread's (``use_mask``). A call that would wait while a signal it lets through is
+    pending fails with EINTR instead (ready descriptors win, as on Linux)."""
+    if not mask:
+        return call()
+    if size != 8:
+        return -abi.EINVAL
+    pending = k.signals.use_mask(struct.unpack("<Q", k.read(mask, 8))[0])
+    try:
+        return call()
+    except Blocked:
+        if pending:
+            return -abi.EINTR
+        raise

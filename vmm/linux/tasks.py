@@ -75,7 +75,7 @@ class Task:
     """One thread. ``ctx`` is None while the task is on the CPU."""
 
     __slots__ = ("tid", "state", "ctx", "wait", "call", "timeout", "seq", "sigmask", "altstack",
-                 "clear_child_tid", "robust_list", "name", "pid")
+                 "clear_child_tid", "robust_list", "name", "pid", "saved_mask")
 
     def __init__(self, tid: int, name: str, *, pid: int | None = None) -> None:
         self.tid = tid
@@ -91,16 +91,20 @@ class Task:
         self.clear_child_tid = 0
         self.robust_list = [0, 0]
         self.name = name
+        # The thread's own mask while a call runs with another (ppoll, pselect6,
+        # epoll_pwait, rt_sigsuspend): back when the call returns (Linux's saved_sigmask).
+        self.saved_mask: int | None = None
 
     def as_list(self) -> list:
         return [self.tid, self.state, self.ctx, self.wait, self.call, self.timeout, self.seq, self.sigmask,
-                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name, self.pid]
+                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name, self.pid,
+                self.saved_mask]
 
     @classmethod
     def from_list(cls, raw: list) -> "Task":
         task = cls(raw[0], raw[11], pid=raw[12])
         (_, task.state, task.ctx, task.wait, task.call, task.timeout, task.seq, task.sigmask, altstack,
-         task.clear_child_tid, robust, _, _) = raw
+         task.clear_child_tid, robust, _, _, task.saved_mask) = raw
         task.altstack, task.robust_list = list(altstack), list(robust)
         return task
 
