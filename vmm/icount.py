@@ -277,13 +277,18 @@ class InstructionCounter:
         self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes)
         self._current: dict[tuple[int, int, int], BlockShape] = {}  # by (address, size, space)
         self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
-        self._tail: tuple[int, int] | None = None
+        self._tail: tuple[int, int, list, int] | None = None
         self._global_hook = None
         self._running = False                  # inside emu_start (a hook may be calling)
         # Called before every emu_start, including the re-starts after a block was
         # classified: the CPU clears the exception QEMU still thinks is in flight there.
         self.before_start: Callable[[], None] | None = None
         self._flush_pending = False
+        # Set by a platform with address spaces: whether a page translates now. Unicorn
+        # translates the addresses ctl_remove_cache is given with the current page tables,
+        # and raises a page fault from inside the caller's hook when one does not.
+        self.mapped: Callable[[int], bool] | None = None
+        self.forget_fault: Callable[[], None] | None = None
         self.misses = 0
         self.tails = 0
         if mode == "reference":
@@ -304,6 +309,15 @@ class InstructionCounter:
 
     def _hook_del(self, handle) -> None:
         _ucbind.uclib.uc_hook_del(self.uc._uch, handle)
+        self._after_translation()
+
+    def _after_translation(self) -> None:
+        """Deleting a range hook or a range of blocks makes Unicorn translate the range's
+        addresses with the current page tables; where they do not translate (another
+        process's code) QEMU notes a page fault as in flight, and the program's next real
+        one would become a double fault. ``forget_fault`` clears it."""
+        if self.forget_fault is not None:
+            self.forget_fault()
 
     # -- the counter as Python sees it ----------------------------------------------
 
@@ -388,21 +402,24 @@ class InstructionCounter:
         self.tails += 1
         handles = [self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
                    for lo, hi in self._gaps(pc, pc + size)]
-        self._tail = (pc, pc + size, handles)
+        self._tail = (pc, pc + size, handles, self._state.space)
         self._remove_cache(pc, pc + size)
         self._slot(pc, size).kind = KIND_EXACT     # the hooks count it now
 
     def _end_tail(self) -> None:
-        lo, hi, handles = self._tail
+        lo, hi, handles, space = self._tail
         self._tail = None
         for handle in handles:
             self._hook_del(handle)
         # Unicorn drops the blocks that *start* in the range; blocks that start before it
         # and run into it were compiled with calls to the hook too. Blocks classified
         # while the tail counted part of them count those instructions themselves again.
-        self._remove_cache(lo, hi)
+        if space == self._state.space:
+            self._remove_cache(lo, hi)
+        else:                                # the tail's process left the CPU (exec, exit)
+            self._flush_all()
         self._reset_overlapping(lo, hi)
-        self._slot(lo, hi - lo).kind = KIND_NEW
+        self._slot(lo, hi - lo, space).kind = KIND_NEW
 
     def sync_fault(self, rip: int) -> None:
         """A fault or exception stopped the current block at the instruction at ``rip``.
@@ -568,8 +585,23 @@ class InstructionCounter:
         which paging does not promise across a page boundary."""
         while lo < hi:
             end = min(hi, (lo | (PAGE_SIZE - 1)) + 1)
+            if self.mapped is not None and not self.mapped(lo):
+                self._flush_all()            # another address space's code: drop every block
+                return
             self.uc.ctl_remove_cache(lo, end)
             lo = end
+        self._after_translation()
+
+    def _flush_all(self) -> None:
+        if self._running:
+            # Stopped before the next block runs: a block looked up after this hook (the
+            # next one after a SYSCALL) would otherwise be a stale translation of the old
+            # code whose frame now holds other code (a process exec'd, or ended).
+            self._flush_pending = True
+            self.stop_soon()
+            self.uc.emu_stop()
+        else:
+            self.uc.ctl_flush_tb()
 
     def _reset_overlapping(self, lo: int, hi: int) -> None:
         """A new exact range: blocks overlapping it were invalidated; forget their kind."""
@@ -613,7 +645,11 @@ class InstructionCounter:
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
         if self._running:
+            # Stopped before the next block runs: a block looked up after this hook (the
+            # next one after a SYSCALL) would otherwise be a stale translation of the old
+            # code whose frame now holds other code (a process exec'd, or ended).
             self._flush_pending = True
             self.stop_soon()
+            self.uc.emu_stop()
         else:
             self.uc.ctl_flush_tb()

@@ -167,6 +167,7 @@ class Machine:
         # fault that silently stops the CPU (Cpu.forget_exception). Cleared before every
         # emu_start, including the counter's re-starts after classifying a new block.
         self.counter.before_start = self._before_start
+        self.counter.forget_fault = self.cpu.forget_exception
         self.boundary = None
         try:
             # Private, not Python's default shared mapping: pages never written cost no

@@ -191,6 +191,18 @@ def _open(k: LinuxKernel, dirfd: int, path: str | None, flags: int, mode: int) -
     if not path:
         return -ENOENT
     cloexec = bool(flags & O_CLOEXEC)
+    target = procfs.fd_target(k, full)
+    if target is not None:                     # /dev/fd/N: the file descriptor N has open
+        f = k.files.get(target)
+        if f is None:
+            return -ENOENT
+        if f.kind in ("blob", "host", "dir"):
+            full = f.path                      # a new description of the same file
+        elif f.kind in ("pipe", "stdout", "stderr", "null", "zero", "random"):
+            return k.files.install(OpenFile(f.kind, f.path, flags & ~O_CLOEXEC, stat=f.stat, data=f.data,
+                                            pipe=f.pipe), cloexec=cloexec)
+        else:
+            return -abi.ENXIO                  # a socket, an epoll, an eventfd (as Linux)
     special = procfs.open(k, full, flags)
     if special is not None:
         if isinstance(special, int):
@@ -625,7 +637,7 @@ def sys_pipe2(k, fds, flags):
 
 # -- metadata ------------------------------------------------------------------------
 
-def _fstat_list(k, f: OpenFile):
+def fstat_list(k, f: OpenFile):
     if f.kind == "host":
         return k.host("fstat", f.handle)
     if f.kind in ("stdout", "stderr"):
@@ -637,7 +649,7 @@ def sys_fstat(k, fd, buf):
     f = _file(k, fd)
     if isinstance(f, int):
         return f
-    st = _fstat_list(k, f)
+    st = fstat_list(k, f)
     if isinstance(st, int):
         return st
     k.write(buf, abi.pack_stat(st))
@@ -653,7 +665,7 @@ def _stat_path(k, dirfd, path, flags):
         f = _file(k, dirfd) if s32(dirfd) != AT_FDCWD else None
         if f is None:
             return _stat_of(k, k.cwd)
-        return f if isinstance(f, int) else _fstat_list(k, f)
+        return f if isinstance(f, int) else fstat_list(k, f)
     full = k.files.resolve(dirfd, path)
     if isinstance(full, int):
         return full

@@ -31,7 +31,7 @@ from vmm.linux import abi
 from vmm.linux.fastsys import FastSyscalls
 from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
-from vmm.linux.memory import PAGE, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
+from vmm.linux.memory import PAGE, PTE_P, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
 from vmm.linux.process import ALIVE, REAPED, ZOMBIE, Process
 from vmm.linux.program import PID_MAX, LinuxProgram, parse_elf
 from vmm.symbols import SymbolTable
@@ -201,6 +201,7 @@ class LinuxKernel:
         self._rax = RegisterBatch(self.uc, [x86.UC_X86_REG_RAX])
         self._syscall_cb = _SYSCALL_CB(self._on_syscall)
         machine = self.machine
+        machine.counter.mapped = lambda va: bool(self.space.pte(va) & PTE_P)
         try:
             self.fast = FastSyscalls(self.uc, self._syscall_cb, machine._ram_ptr, machine.mem_size,
                                      self.space.root, ctypes.addressof(machine.counter._state))
@@ -425,6 +426,9 @@ class LinuxKernel:
         if proc.space.root and not any(p is not proc and p.space is proc.space and p.state == ALIVE
                                        for p in self.processes.values()):
             proc.space.destroy()
+            # Its code frames go back: blocks translated from them must not run again
+            # when another program's code lands in the same frame at the same address.
+            self.machine.code_changed()
 
     def _left(self, task: Task) -> None:
         """``task`` left the CPU: if its process has ended, what it held goes now."""
@@ -726,6 +730,9 @@ class LinuxKernel:
             values = self._args.read()
             self._syscall(values[0], values[1:], in_hook=True)
             self.arm_fast()
+            # Unicorn calls made here (a new CR3, hooks deleted, blocks dropped) can leave
+            # QEMU believing a fault is in flight: the program's next fault would be a #DF.
+            self.machine.cpu.forget_exception()
         except BaseException as exc:       # a raw ctypes callback would print and swallow it
             self.machine._hook_failed(exc, None)
 

@@ -41,7 +41,8 @@ _SELF_FILES = ("maps", "stat", "status", "auxv", "cmdline", "environ", "comm", "
 
 
 def is_virtual(path: str) -> bool:
-    return path == "/proc" or path.startswith(("/proc/", "/sys/")) or path in _DEV_STAT
+    return path == "/proc" or path.startswith(("/proc/", "/sys/", "/dev/fd/")) or path in _DEV_STAT \
+        or path in _STDIO_LINKS
 
 
 def _self_part(k: LinuxKernel, path: str) -> str | None:
@@ -140,6 +141,22 @@ def _limits(k: LinuxKernel) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+_STDIO_LINKS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def fd_target(k: LinuxKernel, path: str) -> int | None:
+    """The descriptor a path names: /dev/fd/N, /proc/self/fd/N (or /proc/<own pid>/fd/N),
+    /dev/stdin, /dev/stdout, /dev/stderr -- the program's own descriptors, never vmrr's."""
+    if path in _STDIO_LINKS:
+        return _STDIO_LINKS[path]
+    if path.startswith("/dev/fd/"):
+        rest = path[len("/dev/fd/"):]
+    else:
+        part = _self_part(k, path)
+        rest = part[3:] if part is not None and part.startswith("fd/") else None
+    return int(rest) if rest is not None and rest.isdigit() and len(rest) < 10 else None
+
+
 def open(k: LinuxKernel, path: str, flags: int) -> "OpenFile | int | None":
     """An OpenFile for a virtual path, -errno, or None when the host should answer."""
     from vmm.linux.files import OpenFile
@@ -179,6 +196,11 @@ def stat(k: LinuxKernel, path: str, follow: bool) -> list | int | None:
         return [5, rdev, abi.S_IFCHR | 0o666, 1, 0, 0, rdev, 0, 4096, 0, 0, 0, 0]
     if not is_virtual(path):
         return None
+    target = fd_target(k, path)
+    if target is not None and follow:
+        from vmm.linux.files import fstat_list
+        f = k.files.get(target)
+        return -abi.ENOENT if f is None else fstat_list(k, f)
     link = readlink(k, path)
     if link is not None and not isinstance(link, int):
         if not follow:
@@ -202,6 +224,8 @@ def readlink(k: LinuxKernel, path: str) -> str | int | None:
     """The target of a /proc link, -errno, or None when the host should answer."""
     if path == "/proc/self":
         return str(k.pid)
+    if path.startswith("/dev/") and fd_target(k, path) is not None:
+        return f"/proc/self/fd/{fd_target(k, path)}"
     part = _self_part(k, path)
     if part is None:
         return -abi.EINVAL if is_virtual(path) else None
