@@ -502,8 +502,12 @@ def cmd_info(args) -> int:
     if end is None:
         print("ended       unknown: the trace is incomplete (recorder killed); replay recovers every complete chunk")
     elif end.get("reason") == "crash":
+        where = ""
+        if isinstance(end.get("pid"), int) and isinstance(end.get("program"), str):
+            from replay.pstree import printable
+            where = f" in process {end['pid']} ({printable(end['program'])})"
         print(f"ended       crash: {end.get('kind')} vector {end.get('vector')} at rip {end.get('rip'):#x}, "
-              f"icount {end.get('icount')}")
+              f"icount {end.get('icount')}{where}")
     elif end.get("reason") == "poweroff" and "linux" in info:
         how = end.get("why") if str(end.get("why", "")).startswith("terminated") else "exited"
         print(f"ended       {how}, status {end.get('exit_status')}, icount {end.get('icount')}")

@@ -370,6 +370,10 @@ class LinuxKernel:
         and a replay that shows output."""
         self.boundary.notice(text)
 
+    def who(self, proc: Process) -> tuple[int, str]:
+        """(pid, program path) of ``proc``, for crash reports and notices (as a trace holds text)."""
+        return proc.pid, _text(proc.exe)
+
     def note_unsupported(self, what: str) -> None:
         """A call that exists but asked for something out of scope (a fork): in the summary."""
         self.unimplemented[what] += 1
@@ -813,7 +817,8 @@ class LinuxKernel:
                     return
             except OutOfMemory:
                 self.machine.crash_program("out of memory", 9, rip,
-                                           f"guest RAM (--mem {self.machine.mem_size >> 20}M) is exhausted")
+                                           f"guest RAM (--mem {self.machine.mem_size >> 20}M) is exhausted",
+                                           process=self.who(self.proc))
                 return
             code = abi.SEGV_ACCERR if self.space.find(address) else abi.SEGV_MAPERR
             self.signals.fault(abi.SIGSEGV, code, address, rip, vector)
