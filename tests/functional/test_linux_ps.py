@@ -348,3 +348,25 @@ def test_a_crashed_programs_time_travel_index_is_reused(linux_prog, tmp_path):
             opened.append((tt.loaded_from_sidecar, tt.icount, str(stop)))
     assert opened[0][0] is False and opened[1][0] is True, opened
     assert opened[0][1:] == opened[1][1:], opened
+
+
+def test_mutants_of_the_trace_never_crash_ps_or_events_pid(shell, tmp_path):
+    import random
+
+    data = shell.trace.read_bytes()
+    decoded = tf.decode(data)
+    rng = random.Random("ps-mutants")
+    mutant = tmp_path / "mutant.vmrr"
+    escaped = []
+    for n in range(60):
+        if n % 3:
+            out, _what = tf.structure_mutant(decoded, rng)
+        else:
+            out = tf.byte_mutant(data, rng, fix=True)
+        mutant.write_bytes(out)
+        for command in (["ps", str(mutant), "--recover"], ["ps", str(mutant), "--json"],
+                        ["events", str(mutant), "--recover", "--pid", str(shell.main)]):
+            outcome = tf.run_cli(command)
+            if outcome.escaped or outcome.hang or outcome.code not in (0, 2):
+                escaped.append((command[0], outcome.code, outcome.escaped, outcome.stderr[-300:]))
+    assert not escaped, escaped[:5]
