@@ -438,8 +438,8 @@ def _linux_info(reader) -> dict:
     """What a Linux program's trace holds: how it was started, the files it read, its system calls."""
     from collections import Counter
 
-    from replay.pstree import EVENT_KINDS, TreeBuilder, as_json, checked_summary, from_events, from_summary, \
-        linux_program
+    from replay.pstree import EVENT_KINDS, TreeBuilder, as_json, checked_summary, first_ppid, from_events, \
+        from_summary, linux_program
     from trace_format.events import EventKind
     from vmm.linux.syscalls import describe
 
@@ -453,11 +453,12 @@ def _linux_info(reader) -> dict:
         info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries", "peers")})
         tree = from_summary(summary)
         if tree is None:                    # recorded before vmrr listed the processes
-            tree = from_events(reader.events(kinds=EVENT_KINDS), program.argv, program.exe.path)
+            tree = from_events(reader.events(kinds=EVENT_KINDS), program.argv, program.exe.path,
+                               first_ppid(program))
     else:
         # A killed recording has no summary: count from the events, rebuild the processes.
         calls, blobs = Counter(), 0
-        builder = TreeBuilder(program.argv, program.exe.path)
+        builder = TreeBuilder(program.argv, program.exe.path, first_ppid(program))
         for event in reader.events(kinds=EVENT_KINDS | {EventKind.BLOB}):
             if event.kind == EventKind.BLOB:
                 if isinstance(event.payload, list) and len(event.payload) == 4:

@@ -10,8 +10,9 @@ say less:
 
 - the first thread seen is the program vmrr started (argv and program from the header);
 - fork, vfork and clone name a new process or thread in their result; a vfork (or a
-  clone with CLONE_VFORK) blocks, so its event has no result: the child is the next id the
-  kernel hands out (ids are given in order, and every other one is in some event);
+  clone with CLONE_VFORK) blocks, so its event has no result: the child is the id the host
+  gave for it (a ``newpid`` answer in the event), or, in a trace whose ids the kernel
+  counted itself, the next one (ids are given in order, and every other one is in some event);
 - a successful execve (it never returns: no result) runs the path it names, but its argv
   is in the program's memory, not in the event: the argv is unknown from then on;
 - exit_group (or the last thread's exit) gives the exit code; a SIGKILL sent by kill,
@@ -129,12 +130,14 @@ class TreeBuilder:
     """Rebuilds the tree from SYSCALL, SIGNAL and SWITCH events, fed in trace order.
 
     Args:
-        argv, exe: the program vmrr started (the trace header's), for the first thread seen.
+        argv, exe, ppid: the program vmrr started (the trace header's) and its parent, for
+            the first thread seen.
     """
 
-    def __init__(self, argv: list[str] | None, exe: str | None) -> None:
+    def __init__(self, argv: list[str] | None, exe: str | None, ppid: int | None = 0) -> None:
         self.first_argv = list(argv) if argv is not None else None
         self.first_exe = exe
+        self.first_ppid = ppid
         self.processes: dict[int, Process] = {}
         self.task_pid: dict[int, int] = {}            # tid -> pid
         self.live: dict[int, set[int]] = {}           # pid -> its threads not known to have ended
@@ -145,7 +148,7 @@ class TreeBuilder:
         if type(payload) is not list or not payload or type(payload[0]) is not int:
             return
         if kind is EventKind.SYSCALL and len(payload) == 5:
-            self._syscall(event.icount, *payload[:4])
+            self._syscall(event.icount, *payload)
         elif kind is EventKind.SIGNAL and len(payload) == 4:
             self._signal(event.icount, *payload)
         elif kind is EventKind.SWITCH:
@@ -163,7 +166,7 @@ class TreeBuilder:
         if pid is not None:
             return pid
         if not self.processes:
-            self._new(tid, 0, self.first_argv, self.first_exe, 0)
+            self._new(tid, self.first_ppid, self.first_argv, self.first_exe, 0)
         else:
             self._new(tid, None, None, None, None)
         return tid
@@ -184,7 +187,7 @@ class TreeBuilder:
         proc.ended, proc.status, proc.end_icount = True, status, icount
         self.live[proc.pid] = set()
 
-    def _syscall(self, icount: int, tid: int, nr: object, args: object, ret: object) -> None:
+    def _syscall(self, icount: int, tid: int, nr: object, args: object, ret: object, answers: object) -> None:
         pid = self.pid_of(tid, icount)
         proc = self.processes[pid]
         args = args if type(args) is list else []
@@ -192,8 +195,11 @@ class TreeBuilder:
         flags = arg(0) if nr == NR_CLONE and type(arg(0)) is int else 0
         if nr in (NR_FORK, NR_VFORK) or nr == NR_CLONE and not flags & CLONE_THREAD:
             child = _child_id(ret)
-            if ret is None:                # a vfork waits for its child: the next id is the child's
-                child = self.highest + 1 if self.highest + 1 < MAX_ID else None
+            if ret is None:                # a vfork waits for its child: the id given to it is the child's
+                given = [a[1] for a in answers if type(a) is list and len(a) == 2 and a[0] == "newpid"] \
+                    if type(answers) is list else []
+                child = _child_id(given[-1]) if given else \
+                    self.highest + 1 if self.highest + 1 < MAX_ID else None
             if child is not None and child not in self.task_pid:
                 self._new(child, pid, proc.argv, proc.exe, icount)
         elif nr == NR_CLONE:
@@ -238,8 +244,8 @@ class TreeBuilder:
                 self._end(child, None, None)
 
 
-def from_events(events, argv: list[str] | None, exe: str | None) -> ProcessTree:
-    builder = TreeBuilder(argv, exe)
+def from_events(events, argv: list[str] | None, exe: str | None, ppid: int | None = 0) -> ProcessTree:
+    builder = TreeBuilder(argv, exe, ppid)
     for event in events:
         builder.feed(event)
     return builder.tree()
@@ -285,14 +291,23 @@ def process_tree(reader) -> ProcessTree:
     tree = from_summary(summary) if summary is not None else None
     if tree is not None:
         return tree
-    return from_events(reader.events(kinds=EVENT_KINDS), program.argv, program.exe.path)
+    return from_events(reader.events(kinds=EVENT_KINDS), program.argv, program.exe.path, first_ppid(program))
+
+
+def first_ppid(program) -> int | None:
+    """The parent of the program vmrr started: the header's identity when it has one (the
+    host's pids), else 0 (vmrr's own numbering)."""
+    identity = getattr(program, "identity", None)
+    if isinstance(identity, (list, tuple)) and len(identity) > 1 and type(identity[1]) is int:
+        return identity[1]
+    return 0
 
 
 def thread_owners(reader, tree: ProcessTree) -> dict[int, int]:
     """tid -> pid for every thread of the tree (from the events when the summary cut a list)."""
     if tree.rebuilt or tree.omitted or any(p.cut for p in tree.processes):
         program = linux_program(reader)
-        builder = TreeBuilder(program.argv, program.exe.path)
+        builder = TreeBuilder(program.argv, program.exe.path, first_ppid(program))
         for event in reader.events(kinds=EVENT_KINDS):
             builder.feed(event)
         owners = dict(builder.task_pid)

@@ -113,3 +113,13 @@ def test_from_summary_and_the_text_forms():
     assert from_summary({"syscalls": {}}) is None
     assert printable("a\nb\x00\u200b\udcff") == "a\\nb\\x00\\u200b\\udcff"
     assert ProcessTree([], rebuilt=True).first is None
+
+
+def test_a_vfork_child_is_the_pid_the_host_gave_when_the_event_has_it():
+    given = Event(10, SYSCALL, [40312, 58, [], None, [["newpid", 40377]]])     # host pids: not in order
+    procs = tree(call(5, 40312, 39, ret=40312), given, Event(11, SWITCH, [40377, 0]),
+                 call(12, 40377, 231, [2]))
+    assert sorted(procs) == [40312, 40377]
+    assert (procs[40377].ppid, procs[40377].start_icount, procs[40377].exit_code) == (40312, 10, 2)
+    first = from_events([call(5, 40312, 39, ret=40312)], ["p"], "/p", 40001).first
+    assert (first.pid, first.ppid) == (40312, 40001)
