@@ -44,6 +44,10 @@ class Recorded:
         self.events = [json.loads(line) for line in events.stdout.splitlines()]
         self.calls = [e for e in self.events if e["kind"] == "SYSCALL"]
         self.main = self.calls[0]["payload"][0]
+        from trace_format import TraceReader
+        with TraceReader(str(trace)) as reader:
+            identity = reader.header.config.devices["linux"].get("identity")
+        self.main_ppid = identity[1] if identity else 0      # vmrr's parent, when pids are the host's
 
     def calls_of(self, tid: int, name: str | None = None) -> list[dict]:
         return [e for e in self.calls if e["payload"][0] == tid and (name is None or e["syscall"] == name)]
@@ -80,7 +84,8 @@ def test_ps_names_every_process_of_the_pipeline_as_the_events_show_it(shell):
     # Every thread that made a call is a process of its own (the shell has no threads).
     assert set(by_pid) == {e["payload"][0] for e in shell.calls}, (rows, shell.calls[:3])
     first = rows[0]
-    assert (int(first["PID"]), first["PPID"], first["EXIT"], first["START-ICOUNT"]) == (shell.main, "0", "0", "0")
+    assert (int(first["PID"]), int(first["PPID"]), first["EXIT"], first["START-ICOUNT"]) == \
+        (shell.main, shell.main_ppid, "0", "0")
     end = next(e for e in shell.events if e["kind"] == "END")
     assert int(first["END-ICOUNT"]) == end["icount"] and first["CMD"] == "/bin/sh -c " + _quoted(SCRIPT)
     for pid, row in by_pid.items():
