@@ -17,7 +17,8 @@ say less:
   is in the program's memory, not in the event: the argv is unknown from then on;
 - exit_group (or the last thread's exit) gives the exit code; a SIGKILL sent by kill,
   tkill or tgkill to one process ends it there; any other death by a signal is not in the
-  events: a wait4 that returns the child (or a SIGCHLD about it) shows that it ended, not how.
+  events: a wait4 that returns the child (or a SIGCHLD about it) shows that it ended, not how;
+- as in the kernel, the children a process leaves behind unreaped are init's (pid 1) then.
 
 What the events do not tell is None here and ``?`` in ``vmrr ps``.
 """
@@ -35,6 +36,7 @@ CLONE_THREAD = 0x10000
 SIGKILL, SIGCHLD = 9, 17
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 MAX_ID = 1 << 31
+INIT_PID = 1                # the parent of orphans (vmm/linux/kernel.py)
 EVENT_KINDS = frozenset({EventKind.SYSCALL, EventKind.SIGNAL, EventKind.SWITCH})
 
 # A process's state, as ``vmrr ps --json`` names it.
@@ -142,6 +144,7 @@ class TreeBuilder:
         self.task_pid: dict[int, int] = {}            # tid -> pid
         self.live: dict[int, set[int]] = {}           # pid -> its threads not known to have ended
         self.highest = 0                              # the highest id handed out, as far as seen
+        self.reaped: set[int] = set()                 # children a wait4 returned
 
     def feed(self, event) -> None:
         kind, payload = event.kind, event.payload
@@ -183,9 +186,19 @@ class TreeBuilder:
         if proc.ended:
             if proc.status is None and status is not None and proc.end_icount is None:
                 proc.status, proc.end_icount = status, icount
+                self._orphan(proc)
             return
         proc.ended, proc.status, proc.end_icount = True, status, icount
         self.live[proc.pid] = set()
+        if icount is not None:
+            self._orphan(proc)
+
+    def _orphan(self, parent: Process) -> None:
+        """``parent`` ended: its children not reaped yet are init's now (as the kernel
+        reparents them, and as the END record's list shows them)."""
+        for child in self.processes.values():
+            if child.ppid == parent.pid and child.pid not in self.reaped and child is not parent:
+                child.ppid = INIT_PID
 
     def _syscall(self, icount: int, tid: int, nr: object, args: object, ret: object, answers: object) -> None:
         pid = self.pid_of(tid, icount)
@@ -234,6 +247,7 @@ class TreeBuilder:
         elif nr == NR_WAIT4:
             child = self.processes.get(_child_id(ret))
             if child is not None and child.pid != pid:
+                self.reaped.add(child.pid)
                 self._end(child, None, None)           # reaped: it ended by now, how is not said
 
     def _signal(self, icount: int, tid: int, signo: object, code: object, value: object) -> None:

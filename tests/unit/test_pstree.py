@@ -52,7 +52,8 @@ def test_a_vfork_child_is_the_next_id_and_a_sigkill_ends_a_process():
         call(30, 1000, 62, [1000, 15], 0),                             # SIGTERM: not known to kill
         call(40, 1001, 234, [1000, 1000, 9], 0),                       # tgkill(.., 1000, SIGKILL)
     )
-    assert procs[1002].ppid == 1000 and procs[1002].start_icount == 10 and procs[1002].exe == "/bin/sleep"
+    assert procs[1002].start_icount == 10 and procs[1002].exe == "/bin/sleep"
+    assert procs[1002].ppid == 1               # nobody reaped it before 1000 died: init's, as in the kernel
     assert (procs[1002].state, procs[1002].signal, procs[1002].end_icount) == (KILLED, 9, 20)
     assert (procs[1000].state, procs[1000].end_icount) == (KILLED, 40)
     assert exit_text(procs[1002]) == "-9"
@@ -123,3 +124,16 @@ def test_a_vfork_child_is_the_pid_the_host_gave_when_the_event_has_it():
     assert (procs[40377].ppid, procs[40377].start_icount, procs[40377].exit_code) == (40312, 10, 2)
     first = from_events([call(5, 40312, 39, ret=40312)], ["p"], "/p", 40001).first
     assert (first.pid, first.ppid) == (40312, 40001)
+
+
+def test_children_left_behind_are_inits_as_the_kernel_shows_them():
+    procs = tree(
+        call(10, 1000, 57, ret=1001),
+        call(20, 1001, 57, ret=1002),                                  # a grandchild
+        call(25, 1001, 57, ret=1003),
+        call(26, 1003, 231, [0]),
+        call(27, 1001, 61, [0, 0, 0, 0], 1003),                        # reaped before its parent ends
+        call(30, 1001, 231, [0]),                                      # 1002 is left behind
+        call(40, 1000, 61, [0, 0, 0, 0], 1001),
+    )
+    assert (procs[1001].ppid, procs[1002].ppid, procs[1003].ppid) == (1000, 1, 1001)
