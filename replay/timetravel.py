@@ -54,6 +54,8 @@ _CRASH_TYPES = {"kind": (str,), "vector": (int, type(None)), "rip": (int,), "ico
                 "detail": (str,), "registers": (dict,), "disassembly": (list,),
                 "fault_address": (int, type(None))}
 _CRASH_FIELDS = frozenset(_CRASH_TYPES)
+# A Linux program's crash also has the signal and the process (None for an appliance's).
+_CRASH_OPTIONAL = {"signal": (int, type(None)), "pid": (int, type(None)), "program": (str, type(None))}
 
 
 def _freeze(state: dict) -> bytes:
@@ -452,10 +454,10 @@ class TimeTravel:
             raise bad
         report = None
         if crash is not None:
-            if type(crash) is not dict or crash.keys() != _CRASH_FIELDS:
+            if type(crash) is not dict or not _CRASH_FIELDS <= crash.keys() <= _CRASH_FIELDS | _CRASH_OPTIONAL.keys():
                 raise bad
-            for name, kinds in _CRASH_TYPES.items():
-                if type(crash[name]) not in kinds:
+            for name, kinds in (*_CRASH_TYPES.items(), *_CRASH_OPTIONAL.items()):
+                if name in crash and type(crash[name]) not in kinds:
                     raise bad
             if not all(type(k) is str and type(v) is int for k, v in crash["registers"].items()) \
                     or not all(type(line) is str for line in crash["disassembly"]):

@@ -548,18 +548,22 @@ class Machine:
         self.boundary.note(self.icount, EventKind.INTERRUPT, vector)
 
     def _crash(self, kind: str, vector: int | None, rip: int, detail: str,
-               fault_address: int | None = None, signal: int | None = None) -> None:
+               fault_address: int | None = None, signal: int | None = None,
+               process: tuple[int, str] | None = None) -> None:
         report = CrashReport(kind, vector, rip, self.icount, detail, self.cpu.registers(),
                              disassemble_around(self.read_guest, rip, self.symbols), fault_address,
-                             signal=signal)
+                             signal=signal, pid=process[0] if process else None,
+                             program=process[1] if process else None)
         self.result = RunResult(Outcome.CRASH, self.icount, crash=report)
         self.counter.stop_soon()
 
     def crash_program(self, kind: str, signal: int, rip: int, detail: str, *,
-                      fault_address: int | None = None, vector: int | None = None) -> None:
-        """A Linux program died of ``signal`` (a crash report, like an appliance's)."""
+                      fault_address: int | None = None, vector: int | None = None,
+                      process: tuple[int, str] | None = None) -> None:
+        """A Linux program died of ``signal`` (a crash report, like an appliance's);
+        ``process``: (pid, program) of the process that crashed."""
         if self.result is None:
-            self._crash(kind, vector, rip, detail, fault_address, signal=signal)
+            self._crash(kind, vector, rip, detail, fault_address, signal=signal, process=process)
 
     def note_signal_exit(self, signal: int) -> None:
         """A Linux program was terminated by a signal without a core: it ends with status 128+N."""

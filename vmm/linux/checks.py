@@ -182,9 +182,10 @@ def _history(history: object) -> str | None:
             and (history[1] is None or _u(history[1], 1 << 16)) and type(history[2]) is list):
         return "history is malformed"
     for row in history[2]:
-        if not (type(row) is list and len(row) == 7 and _u(row[0], 1 << 31) and _u(row[1], 1 << 31)
+        if not (type(row) is list and len(row) == 8 and _u(row[0], 1 << 31) and _u(row[1], 1 << 31)
                 and type(row[2]) is list and all(_str(a, 1 << 20) for a in row[2]) and _str(row[3])
-                and (row[4] is None or _u(row[4], 1 << 16)) and _u(row[5]) and (row[6] is None or _u(row[6]))):
+                and (row[4] is None or _u(row[4], 1 << 16)) and _u(row[5]) and (row[6] is None or _u(row[6]))
+                and type(row[7]) is list and len(row[7]) <= 1 << 20 and all(_u(t, 1 << 31) for t in row[7])):
             return "a line of process history is malformed"
     return None
 
@@ -307,4 +308,38 @@ def summary_problem(summary: object) -> str | None:
     peers = summary.get("peers", {})
     if not (type(peers) is dict and len(peers) <= 1000 and all(_str(h, 64) and _u(n) for h, n in peers.items())):
         return "peers is not a map of host addresses to counts"
+    return _processes_problem(summary.get("processes", []), summary.get("processes_omitted", 0))
+
+
+_PROCESS_KEYS = frozenset({"pid", "ppid", "argv", "exe", "exit", "start_icount", "end_icount", "tids"})
+
+
+def _processes_problem(processes: object, omitted: object) -> str | None:
+    """The summary's process list (LinuxKernel.process_list), bounded as the kernel bounds it."""
+    from vmm.linux.process import SUMMARY_ARGV, SUMMARY_PROCESSES, SUMMARY_TIDS
+    if not _u(omitted):
+        return "processes_omitted is not a count"
+    if not (type(processes) is list and len(processes) <= SUMMARY_PROCESSES):
+        return f"processes is not a list of at most {SUMMARY_PROCESSES} processes"
+    seen = set()
+    for row in processes:
+        if not (type(row) is dict and (set(row) == _PROCESS_KEYS or set(row) == _PROCESS_KEYS | {"cut"})
+                and row.get("cut", True) is True):
+            return "a process is not a map of " + ", ".join(sorted(_PROCESS_KEYS))
+        pid = row["pid"]
+        if not (_u(pid, 1 << 31) and _u(row["ppid"], 1 << 31)):
+            return f"process {pid!r:.20} has ids out of range"
+        if pid in seen:
+            return f"process {pid} appears twice"
+        seen.add(pid)
+        argv = row["argv"]
+        if not (type(argv) is list and len(argv) <= SUMMARY_ARGV and all(_str(a, SUMMARY_ARGV) for a in argv)
+                and _str(row["exe"])):
+            return f"process {pid}'s argv or exe is malformed"
+        tids = row["tids"]
+        if not (type(tids) is list and len(tids) <= SUMMARY_TIDS and all(_u(t, 1 << 31) for t in tids)):
+            return f"process {pid}'s thread ids are malformed"
+        status, start, end = row["exit"], row["start_icount"], row["end_icount"]
+        if not (_u(start) and (status is None and end is None or _u(status, 1 << 16) and _u(end) and end >= start)):
+            return f"process {pid}'s exit status or icounts are malformed"
     return None

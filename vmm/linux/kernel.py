@@ -32,7 +32,8 @@ from vmm.linux.fastsys import FastSyscalls
 from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
 from vmm.linux.memory import PAGE, PTE_P, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
-from vmm.linux.process import ALIVE, REAPED, ZOMBIE, Process
+from vmm.linux.process import (ALIVE, REAPED, SUMMARY_ARGV, SUMMARY_BYTES, SUMMARY_PROCESSES, SUMMARY_TIDS,
+                               ZOMBIE, Process)
 from vmm.linux.program import PID_MAX, LinuxProgram, parse_elf
 from vmm.symbols import SymbolTable
 from vmm.linux.syscalls import SYSCALLS, describe
@@ -66,6 +67,19 @@ def _describe(f: OpenFile, index: dict[int, int]) -> list:
     if f.kind == "epoll":
         raw[6] = [[*entry[:5], None if entry[5] is None else index.get(id(entry[5]))] for entry in f.data]
     return raw
+
+
+def _text(value: str) -> str:
+    """A program's string as the trace can hold it: bytes that are not UTF-8 (kept as
+    surrogate escapes) written as ``\\xNN``."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:                   # a surrogate no byte stands for
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class SyscallExit(Exception):
@@ -357,6 +371,10 @@ class LinuxKernel:
         and a replay that shows output."""
         self.boundary.notice(text)
 
+    def who(self, proc: Process) -> tuple[int, str]:
+        """(pid, program path) of ``proc``, for crash reports and notices (as a trace holds text)."""
+        return proc.pid, _text(proc.exe)
+
     def note_unsupported(self, what: str) -> None:
         """A call that exists but asked for something out of scope (a fork): in the summary."""
         self.unimplemented[what] += 1
@@ -456,7 +474,7 @@ class LinuxKernel:
         """The zombie is gone: only a line of history remains (``vmrr ps``)."""
         proc.state = REAPED
         self.ended.append([proc.pid, proc.ppid, list(proc.argv), proc.exe, proc.exit, proc.start_icount,
-                           proc.end_icount])
+                           proc.end_icount, sorted(t.tid for t in proc.threads())])
         if proc.pid != self.current.pid:            # else when its last thread leaves the CPU
             self._forget(proc.pid)
 
@@ -806,7 +824,8 @@ class LinuxKernel:
                     return
             except OutOfMemory:
                 self.machine.crash_program("out of memory", 9, rip,
-                                           f"guest RAM (--mem {self.machine.mem_size >> 20}M) is exhausted")
+                                           f"guest RAM (--mem {self.machine.mem_size >> 20}M) is exhausted",
+                                           process=self.who(self.proc))
                 return
             code = abi.SEGV_ACCERR if self.space.find(address) else abi.SEGV_MAPERR
             self.signals.fault(abi.SIGSEGV, code, address, rip, vector)
@@ -881,5 +900,54 @@ class LinuxKernel:
             self.rebuild_symbols(process)
 
     def summary(self) -> dict:
-        """For the recorder's summary and ``vmrr info``."""
-        return {"unimplemented": dict(self.unimplemented)}
+        """For the recorder's summary and the END record's ``linux`` map (``vmrr info``, ``vmrr ps``)."""
+        return {"unimplemented": dict(self.unimplemented), **self.process_list()}
+
+    def process_list(self) -> dict:
+        """Every process that ran, for ``vmrr ps``: ``{"processes": [...]}`` in the order they
+        started, each ``{"pid", "ppid", "argv", "exe", "exit", "start_icount", "end_icount",
+        "tids"}`` (``exit``, the wait status, and ``end_icount`` are None for a process still
+        running when the run ended; a process the run's crash ended has the crash's signal).
+
+        Bounded, so that the END record stays small whatever the program did: an argv of
+        more than SUMMARY_ARGV characters and a process of more than SUMMARY_TIDS threads are
+        cut (the row then has ``"cut": True``), and past SUMMARY_BYTES (or SUMMARY_PROCESSES
+        rows) the processes that started last are left out (counted in ``processes_omitted``)."""
+        rows = [list(row) for row in self.ended]
+        for proc in self.processes.values():
+            if proc.state != REAPED:
+                rows.append([proc.pid, proc.ppid, list(proc.argv), proc.exe, proc.exit, proc.start_icount,
+                             proc.end_icount, sorted(t.tid for t in proc.threads())])
+        result = self.machine.result
+        crash = result.crash if result is not None else None
+        if crash is not None and crash.signal and self.proc.state == ALIVE:
+            # The run ended with this process's crash report (its signal, or out of memory):
+            # it died of it, although the kernel never saw it end.
+            for row in rows:
+                if row[0] == self.proc.pid and row[4] is None:
+                    row[4], row[6] = crash.signal & 0x7F, crash.icount
+        rows.sort(key=lambda row: (row[5], row[0]))
+        out, used = [], 0
+        for pid, ppid, argv, exe, status, start, end, tids in rows:
+            argv, exe = [_text(a) for a in argv], _text(exe)
+            entry = {"pid": pid, "ppid": ppid, "argv": argv, "exe": exe, "exit": status,
+                     "start_icount": start, "end_icount": end, "tids": tids}
+            kept, size = [], 0
+            for arg in argv:
+                if size + len(arg) + 1 > SUMMARY_ARGV:
+                    kept.append(arg[:max(0, SUMMARY_ARGV - size - 1)])
+                    entry["cut"] = True
+                    break
+                kept.append(arg)
+                size += len(arg) + 1
+            entry["argv"] = kept
+            if len(tids) > SUMMARY_TIDS:
+                entry["tids"], entry["cut"] = tids[:SUMMARY_TIDS], True
+            used += 96 + sum(len(a) + 4 for a in kept) + len(exe) + 5 * len(entry["tids"])
+            if used > SUMMARY_BYTES or len(out) >= SUMMARY_PROCESSES:
+                break
+            out.append(entry)
+        summary: dict = {"processes": out}
+        if len(out) < len(rows):
+            summary["processes_omitted"] = len(rows) - len(out)
+        return summary

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 ALIVE, ZOMBIE, REAPED = "alive", "zombie", "reaped"
+# The END record's list of processes (``vmrr ps``, LinuxKernel.process_list) stays well
+# below the format's 8 MiB a record: argv characters (one more for each argument's end)
+# and thread ids kept per process, rows, and about how many bytes in all.
+SUMMARY_ARGV, SUMMARY_TIDS, SUMMARY_PROCESSES, SUMMARY_BYTES = 4096, 1024, 20000, 2 << 20
 
 
 class Process:

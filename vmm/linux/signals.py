@@ -220,11 +220,12 @@ class SignalState:
         if self.process.pid != k.first_pid:
             # A child's crash ends the child, not the run: its parent sees the signal in
             # wait4's status; the report says where, in recording and replay alike.
-            k.notice(f"process {self.process.pid} ({self.process.comm}) crashed: {signame(signo)} at "
+            pid, program = k.who(self.process)
+            k.notice(f"process {pid} ({program}) crashed: {signame(signo)} at "
                      f"rip={rip:#x} icount={k.machine.icount}: {detail}")
             k.exit_process(self.process, signo)
             return
-        k.machine.crash_program(signame(signo), signo, rip, detail,
+        k.machine.crash_program(signame(signo), signo, rip, detail, process=k.who(self.process),
                                 fault_address=address if signo in (abi.SIGSEGV, abi.SIGBUS) else None,
                                 vector=vector)
 
