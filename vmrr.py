@@ -753,6 +753,9 @@ def cmd_tui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):     # a program's non-UTF-8 names, shown escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     program = None
     if "--" in argv and argv[:1] in (["run"], ["record"]):
         at = argv.index("--")

@@ -59,11 +59,11 @@ _CRASH_OPTIONAL = {"signal": (int, type(None)), "pid": (int, type(None)), "progr
 
 
 def _freeze(state: dict) -> bytes:
-    return msgpack.packb(state, use_bin_type=True)
+    return msgpack.packb(state, use_bin_type=True, unicode_errors="surrogateescape")
 
 
 def _thaw(frozen: bytes) -> dict:
-    return msgpack.unpackb(frozen, raw=False, strict_map_key=False)
+    return msgpack.unpackb(frozen, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
 
 
 _CONSOLE_STREAMS = frozenset({"console", "stdout", "stderr"})

@@ -96,14 +96,17 @@ def unpack_trailer(trailer: bytes) -> tuple[int, int, int, int]:
 
 
 def make_packer() -> msgpack.Packer:
-    """The one msgpack encoding of the format: str as str, bytes as bin."""
-    return msgpack.Packer(use_bin_type=True, autoreset=True)
+    """The one msgpack encoding of the format: str as str, bytes as bin. A Linux
+    program's names need not be UTF-8 (argv, paths): their other bytes travel as
+    surrogate escapes, as Python's own file-system encoding carries them."""
+    return msgpack.Packer(use_bin_type=True, autoreset=True, unicode_errors="surrogateescape")
 
 
 def unpack_limits(max_len: int) -> dict:
     """msgpack decoding options that cap every string, bin, array and map at ``max_len``."""
     return dict(
         raw=False,
+        unicode_errors="surrogateescape",
         use_list=True,
         strict_map_key=False,
         max_bin_len=max_len,

@@ -715,7 +715,8 @@ class Machine:
     def state_digest(self) -> list:
         """[rip, hash of registers and devices, hash of RAM] — compared by replay."""
         regs = self.cpu_state()
-        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True)
+        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True,
+                             unicode_errors="surrogateescape")
         return [regs["rip"], hashlib.blake2b(blob, digest_size=16).digest(), self.ram_digest()]
 
     def verify_digest(self, recorded: object) -> None:
@@ -836,7 +837,7 @@ def digest_of_state(cpu: dict, devices: dict, pages: dict[int, bytes], mem_size:
     RAM is hashed like ``ram_digest``, one MiB at a time; a MiB no page touches is
     all zero, so memory and time scale with the pages, not with ``mem_size``.
     """
-    blob = msgpack.packb([sorted(cpu.items()), devices], use_bin_type=True)
+    blob = msgpack.packb([sorted(cpu.items()), devices], use_bin_type=True, unicode_errors="surrogateescape")
     by_mib: dict[int, list[int]] = {}
     for number in pages:
         by_mib.setdefault(number * PAGE // MiB, []).append(number)

@@ -174,6 +174,10 @@ def _process(p: object, mem_size: int, n_descriptions: int) -> str | None:
     icounts = p["icounts"]
     if not (type(icounts) is list and len(icounts) == 2 and _u(icounts[0]) and (icounts[1] is None or _u(icounts[1]))):
         return f"process {pid}'s icounts are malformed"
+    from vmm.linux.process import SUMMARY_TIDS
+    gone = p["gone_tids"]
+    if not (type(gone) is list and len(gone) <= SUMMARY_TIDS and all(_u(t, 1 << 31) for t in gone)):
+        return f"process {pid}'s ended threads are malformed"
     return _space(p["space"], mem_size) or _signals(p["signals"])
 
 

@@ -451,6 +451,9 @@ class LinuxKernel:
     def _left(self, task: Task) -> None:
         """``task`` left the CPU: if its process has ended, what it held goes now."""
         gone = self.processes.get(task.pid)
+        if gone is not None and gone.state == ALIVE and task.state == DONE:
+            gone.forget_thread(task)              # an ended thread of a live process
+            return
         if gone is None or gone.state == ALIVE:
             return
         self._release_space(gone)
@@ -474,7 +477,7 @@ class LinuxKernel:
         """The zombie is gone: only a line of history remains (``vmrr ps``)."""
         proc.state = REAPED
         self.ended.append([proc.pid, proc.ppid, list(proc.argv), proc.exe, proc.exit, proc.start_icount,
-                           proc.end_icount, sorted(t.tid for t in proc.threads())])
+                           proc.end_icount, proc.all_tids()])
         if proc.pid != self.current.pid:            # else when its last thread leaves the CPU
             self._forget(proc.pid)
 
@@ -505,6 +508,8 @@ class LinuxKernel:
             if other is not task and other.state != DONE:
                 other.state, other.wait, other.call, other.timeout = DONE, None, None, False
                 self.boundary.task_woken(other.tid)
+            if other is not task:
+                proc.forget_thread(other)
         for fd in [fd for fd, (_f, cloexec) in proc.files.fds.items() if cloexec]:
             proc.files.close(fd)
         proc.signals.actions = {s: a for s, a in proc.signals.actions.items() if a[0] == SIG_IGN}
@@ -917,7 +922,7 @@ class LinuxKernel:
         for proc in self.processes.values():
             if proc.state != REAPED:
                 rows.append([proc.pid, proc.ppid, list(proc.argv), proc.exe, proc.exit, proc.start_icount,
-                             proc.end_icount, sorted(t.tid for t in proc.threads())])
+                             proc.end_icount, proc.all_tids()])
         result = self.machine.result
         crash = result.crash if result is not None else None
         if crash is not None and crash.signal and self.proc.state == ALIVE:

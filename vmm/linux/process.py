@@ -65,6 +65,9 @@ class Process:
         self.vfork_parent: int | None = None           # a vfork child's parent tid, until exec or exit
         self.start_icount = kernel.machine.icount
         self.end_icount: int | None = None
+        # Threads that ended while the process lives on are forgotten (a server making
+        # threads all day would fill the table); their ids stay for `vmrr ps`, bounded.
+        self.gone_tids: list[int] = []
         self.symbols = SymbolTable([])
         self.symbol_files: set[str] = set()
 
@@ -74,6 +77,18 @@ class Process:
         if leader is not None:
             return leader.name
         return (self.argv[0].rsplit("/", 1)[-1] if self.argv else "program")[:15]
+
+    def all_tids(self) -> list[int]:
+        """Every thread it had: the ones it has, and the ended ones it remembers."""
+        return sorted(set(self.gone_tids) | {t.tid for t in self.k.tasks.values() if t.pid == self.pid})
+
+    def forget_thread(self, task) -> None:
+        """``task``, an ended thread that is not the leader, leaves the thread table."""
+        from vmm.linux.tasks import DONE
+        if task.state == DONE and task.tid != self.pid and task is not self.k.current:
+            if len(self.gone_tids) < SUMMARY_TIDS:
+                self.gone_tids.append(task.tid)
+            self.k.tasks.pop(task.tid, None)
 
     def threads(self) -> list:
         return [t for t in self.k.tasks.values() if t.pid == self.pid]
@@ -97,7 +112,8 @@ class Process:
                 "env": list(self.env), "exe": self.exe, "bases": [self.exe_base, self.interp_base],
                 "auxv": self.auxv, "state": self.state, "exit": self.exit,
                 "signals_out": [self.pdeathsig, self.exit_signal],
-                "vfork_parent": self.vfork_parent, "icounts": [self.start_icount, self.end_icount]}
+                "vfork_parent": self.vfork_parent, "icounts": [self.start_icount, self.end_icount],
+                "gone_tids": list(self.gone_tids)}
 
     def load_dict(self, raw: dict, descriptions: list) -> None:
         self.pid, self.ppid, self.pgid, self.sid = raw["pid"], raw["ppid"], raw["pgid"], raw["sid"]
@@ -113,8 +129,9 @@ class Process:
         self.auxv, self.state, self.exit = raw["auxv"], raw["state"], raw["exit"]
         (self.pdeathsig, self.exit_signal), self.vfork_parent = raw["signals_out"], raw["vfork_parent"]
         self.start_icount, self.end_icount = raw["icounts"]
+        self.gone_tids = list(raw["gone_tids"])
 
 
 STATE_KEYS = frozenset({"pid", "ppid", "pgid", "sid", "space", "fds", "signals", "cwd", "umask", "brk",
                         "rlimits", "creds", "groups", "argv", "env", "exe", "bases", "auxv", "state", "exit",
-                        "signals_out", "vfork_parent", "icounts"})
+                        "signals_out", "vfork_parent", "icounts", "gone_tids"})

@@ -60,9 +60,9 @@ def content(k: LinuxKernel, path: str) -> bytes | None:
     part = _self_part(k, path)
     if part is not None:
         maker = {"maps": _maps, "stat": _stat, "status": _status, "auxv": lambda k: k.auxv,
-                 "cmdline": lambda k: b"".join(a.encode() + b"\0" for a in k.proc.argv),
-                 "environ": lambda k: b"".join(e.encode() + b"\0" for e in k.proc.env),
-                 "comm": lambda k: k.comm.encode() + b"\n", "statm": _statm, "limits": _limits}.get(part)
+                 "cmdline": lambda k: b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in k.proc.argv),
+                 "environ": lambda k: b"".join(e.encode("utf-8", "surrogateescape") + b"\0" for e in k.proc.env),
+                 "comm": lambda k: k.comm.encode("utf-8", "surrogateescape") + b"\n", "statm": _statm, "limits": _limits}.get(part)
         return None if maker is None else maker(k)
     if path == "/proc/meminfo":
         total = k.machine.mem_size >> 10
@@ -93,7 +93,7 @@ def _maps(k: LinuxKernel) -> bytes:
             name = "[heap]"
         lines.append(f"{vma.start:08x}-{vma.end:08x} {perms} {vma.offset:08x} "
                      f"{'08:01' if vma.file else '00:00'} {inode:<10d}{'                ' + name if name else ''}")
-    return ("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
 def _stat(k: LinuxKernel) -> bytes:
