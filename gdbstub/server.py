@@ -614,11 +614,17 @@ class Session:
     def _inherit_breakpoints(self, parent: int, child: int) -> None:
         """A fork: the child has its parent's breakpoints (and none it had before, going
         backward and forward again)."""
-        for key in [key for key in self._breakpoints if key[0] == child]:
-            del self._breakpoints[key]
+        self._drop_breakpoints(child)
         for (pid, address), kinds in list(self._breakpoints.items()):
             if pid == parent:
                 self._breakpoints[(child, address)] = set(kinds)
+
+    def _drop_breakpoints(self, pid: int) -> None:
+        """Process ``pid`` has no breakpoints any more (an exec; a fork's child anew)."""
+        for key in [key for key in self._breakpoints if key[0] == pid]:
+            del self._breakpoints[key]
+            if not any(at == key[1] for _pid, at in self._breakpoints):
+                self.tt.remove_breakpoint(key[1])
 
     def _place_watchpoint(self, pid: int | None, address: int, length: int,
                           kind: str) -> list[tuple[int, int, int]] | None:
@@ -792,6 +798,7 @@ class Session:
         for pid, tid, path in self.process.execs():
             if pid in self._vforks:
                 done_vforks.append(pid)
+            self._drop_breakpoints(pid)     # the program they were in is gone; gdb inserts anew
             if inferiors.shown(pid) and self._reports("exec-events"):
                 replies.append(self._stop_packet(SIGTRAP, f"exec:{path.encode().hex()};", thread=(pid, tid)))
         for pid, _status in self.process.deaths():
