@@ -267,6 +267,15 @@ def install_interrupt_handler(machine) -> None:
         machine.request_shutdown("interrupted" if signum == signal.SIGINT else "terminated")
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    deliver = getattr(machine.boundary, "signal_from_outside", None)
+    if machine.kernel is not None and deliver is not None:
+        # What a server is told by its operator goes to it, every time: SIGHUP (reload),
+        # SIGQUIT (nginx: a graceful stop), SIGUSR1/2 (reopen logs, ...), SIGWINCH.
+        for signo in FORWARDED_SIGNALS:
+            signal.signal(signo, lambda signum, _frame: deliver(int(signum)))
+
+
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
 
 def report_result(result, seconds: float) -> int:

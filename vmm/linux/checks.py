@@ -18,6 +18,7 @@ from vmm.linux.tasks import CTX_NAMES, DONE, MAX_TASKS, RUN, WAIT
 U64 = 1 << 64
 MAX_VMAS = 1 << 20
 MAX_FILES = 1 << 16
+SCM_MAX_FD = 253                  # Linux's limit of descriptors in one message (SCM_RIGHTS)
 MAX_NAME = 4096
 FILE_KINDS = {"blob", "host", "dir", "synth", "null", "zero", "random", "pipe", "stdout", "stderr", "socket",
               "epoll", "eventfd"}
@@ -101,8 +102,12 @@ def _descriptions(descriptions: object) -> str | None:
             return "a directory's entries are malformed"
         if kind in ("host", "socket", "epoll") and handle is None or kind == "pipe" and pipe is None:
             return f"a {kind} file lacks its handle"
-        if kind == "socket" and not (type(data) is list and len(data) == 3 and all(_u(v, 1 << 32) for v in data)):
-            return "a socket's domain and type are malformed"
+        if kind == "socket" and not (type(data) is list and len(data) == 5 and all(_u(v, 1 << 32) for v in data[:3])
+                                     and (data[3] is None or _u(data[3], len(descriptions)))
+                                     and type(data[4]) is list and len(data[4]) <= MAX_FILES
+                                     and all(type(m) is list and len(m) <= SCM_MAX_FD
+                                             and all(_u(i, len(descriptions)) for i in m) for m in data[4])):
+            return "a socket's domain, type, peer or descriptors in flight are malformed"
         if kind == "eventfd" and not (type(data) is list and len(data) == 2 and _u(data[0]) and data[1] in (0, 1)):
             return "an eventfd's counter is malformed"
         if kind == "epoll" and not (type(data) is list and len(data) <= MAX_FILES and all(

@@ -126,9 +126,22 @@ class FileTable:
         self.version += 1
         if entry is None:
             return -EBADF
-        f = entry[0]
+        self.drop(entry[0])
+        return 0
+
+    def drop(self, f: OpenFile) -> None:
+        """One reference to ``f`` less (a descriptor closed, a passed descriptor dropped);
+        the last one releases it."""
         f.ref -= 1
         if f.ref == 0:
+            if f.kind == "socket":
+                _domain, _kind, _connecting, peer, inbox = f.data
+                if peer is not None and peer.data[3] is f:
+                    peer.data[3] = None
+                f.data[3], f.data[4] = None, []
+                for message in inbox:               # sent to it, never received: closed
+                    for passed in message:
+                        self.drop(passed)
             if f.kind in ("host", "socket", "epoll") and f.handle:
                 if self.k.in_syscall:
                     self.k.host("close", f.handle)
@@ -142,7 +155,6 @@ class FileTable:
                 wake(self.k, lambda o, pipe=f.pipe: o.kind == "pipe" and o.pipe == pipe)
             from vmm.linux.poll import forget_file
             forget_file(self.k, f)
-        return 0
 
     # -- state -----------------------------------------------------------------------
 

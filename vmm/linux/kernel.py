@@ -66,6 +66,10 @@ def _describe(f: OpenFile, index: dict[int, int]) -> list:
     raw = f.as_list()
     if f.kind == "epoll":
         raw[6] = [[*entry[:5], None if entry[5] is None else index.get(id(entry[5]))] for entry in f.data]
+    elif f.kind == "socket":                     # its peer and the descriptors in flight to it
+        domain, kind, connecting, peer, inbox = f.data
+        raw[6] = [domain, kind, connecting, None if peer is None else index.get(id(peer)),
+                  [[index[id(p)] for p in message] for message in inbox]]
     return raw
 
 
@@ -176,6 +180,12 @@ class LinuxKernel:
         for process in self.processes.values():
             for f, _cloexec in process.files.fds.values():
                 seen.setdefault(id(f), f)
+        # Descriptors in flight (SCM_RIGHTS sent, not yet received) hold their files too.
+        for f in list(seen.values()):
+            if f.kind == "socket":
+                for message in f.data[4]:
+                    for passed in message:
+                        seen.setdefault(id(passed), passed)
         return list(seen.values())
 
     # -- boot --------------------------------------------------------------------------
@@ -787,6 +797,14 @@ class LinuxKernel:
                 ret = -abi.ENOMEM
             except Blocked as exc:
                 blocked, ret = exc, NO_RETURN
+                signo = self.signals.interrupting()
+                if signo is not None:            # a signal is waiting for this thread: no sleep
+                    blocked = None
+                    if self.signals.restarts(signo, nr):
+                        ret = nr
+                        self.set_task_regs(task, rax=nr, rip_delta=-2)   # the syscall again after the handler
+                    else:
+                        ret = -abi.EINTR
             except (TypeError, ValueError, IndexError, KeyError, struct.error, UnicodeError) as exc:
                 if not boundary.replaying:
                     raise
@@ -877,6 +895,10 @@ class LinuxKernel:
         for f in descriptions:
             if f.kind == "epoll":
                 f.data = [[*entry[:5], None if entry[5] is None else descriptions[entry[5]]] for entry in f.data]
+            elif f.kind == "socket":
+                domain, kind, connecting, peer, inbox = f.data
+                f.data = [domain, kind, connecting, None if peer is None else descriptions[peer],
+                          [[descriptions[i] for i in message] for message in inbox]]
         tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches = state["proc"]
         self.first_pid, self.first_exit, ended = state["history"]
         self.ended = [list(row) for row in ended]

@@ -79,11 +79,14 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
     return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 
 
-def wait_targets(k, fds: list) -> tuple[list[tuple[int, int]], bool]:
-    """For the scheduler: ([(host handle, events)], whether something inside is ready now)."""
+def wait_targets(k, fds: list, files=None) -> tuple[list[tuple[int, int]], bool]:
+    """For the scheduler: ([(host handle, events)], whether something inside is ready now).
+    ``files``: the descriptor table the numbers are in (the waiting task's process's; by
+    default the one on the CPU)."""
     targets: list[tuple[int, int]] = []
+    files = k.files if files is None else files
     for fd, events in fds:
-        f = k.files.get(fd)
+        f = files.get(fd)
         if f is None:
             return targets, True
         if f.kind == "epoll":

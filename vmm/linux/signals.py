@@ -135,7 +135,7 @@ class SignalState:
     def _interrupt(self, task, signo: int) -> None:
         k = self.k
         nr = task.call[0]
-        restart = bool(self.action(signo)[1] & SA_RESTART) and nr in RESTARTABLE
+        restart = self.restarts(signo, nr)
         k.wake(task, -abi.EINTR)
         if restart:                                   # back to the syscall instruction, RAX = nr
             k.set_task_regs(task, rax=nr, rip_delta=-2)
@@ -169,6 +169,19 @@ class SignalState:
         if self.itimer is None:
             return 0, 0
         return max(1000, self.itimer[0] - now), self.itimer[1]
+
+    def interrupting(self) -> int | None:
+        """A pending signal that would interrupt a call of the thread on the CPU now (not
+        blocked, not ignored): a call that would wait returns instead, as Linux checks
+        signal_pending before it sleeps."""
+        for signo, _code, _value in self.pending:
+            if not self.mask & (1 << (signo - 1)) and not self.ignores(signo):
+                return signo
+        return None
+
+    def restarts(self, signo: int, nr: int) -> bool:
+        """The call ``nr`` interrupted by ``signo`` starts again after the handler (SA_RESTART)."""
+        return bool(self.action(signo)[1] & SA_RESTART) and nr in RESTARTABLE
 
     def use_mask(self, new: int) -> bool:
         """ppoll, pselect6, epoll_pwait and rt_sigsuspend run with mask ``new``; the thread's
