@@ -430,6 +430,8 @@ class Machine:
                 self._run_slice(limit, exact)
                 if self.result is not None and self.result.outcome is not Outcome.PAUSED:
                     break
+                if self.kernel is not None and not self.kernel.can_run() and self.kernel.check_deadlock():
+                    break                            # before a replay takes the recording's END
                 inputs = boundary.poll(self.icount, idle=False)
             for kind, payload in inputs:
                 self.apply(kind, payload)

@@ -136,3 +136,23 @@ def test_a_child_crash_is_reported_and_replayed_at_the_same_icount(tmp_path):
     assert replay.returncode == 0, describe(replay)
     again = re.findall(r"process (\d+) \(\S+\) crashed: SIGSEGV at rip=(0x[0-9a-f]+) icount=(\d+)", replay.stderr)
     assert again == crashed, describe(replay)
+
+
+def test_a_deadlock_across_processes_is_reported_not_a_hang(tmp_path):
+    """A parent and its child each read a pipe only the other would write: the run ends
+    with a report naming both waits, and the replay ends the same way."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    source = tmp_path / "deadlock.c"
+    source.write_text('#include <stdio.h>\n#include <unistd.h>\n'
+                      'int main(void){ int a[2], b[2]; char c; pipe(a); pipe(b);'
+                      ' if (fork() == 0) { read(a[0], &c, 1); return 0; }'
+                      ' read(b[0], &c, 1); puts("never"); return 0; }\n')
+    program = tmp_path / "deadlock"
+    subprocess.run(["gcc", "-O1", "-o", str(program), str(source)], check=True, timeout=60)
+    trace = tmp_path / "deadlock.vmrr"
+    record = record_linux(trace, [str(program)], timeout=60)
+    assert record.returncode == 3, describe(record)
+    assert re.search(r"deadlock .*every thread waits and none can be woken: thread \d+ \(deadlock\) waits in "
+                     r"read; thread \d+ \(deadlock\) waits in read", record.stderr), describe(record)
+    replay_verify(trace)                       # exits 3 as the recording did

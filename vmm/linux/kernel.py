@@ -346,15 +346,33 @@ class LinuxKernel:
         return False
 
     def check_deadlock(self) -> bool:
-        """Every thread waits on a futex, none with a timeout: nothing can ever wake them.
-        The run ends with a report of who waits on what (both in recording and replay)."""
+        """Every thread of every process waits, none with a timeout, each on something only
+        another thread could end (a futex, a child, a vfork child, pipes and other
+        descriptors inside the machine): nothing can ever wake them. The run ends with a
+        report of who waits on what (both in recording and replay)."""
         live = self.all_live_tasks()
-        if not live or any(t.state != WAIT or t.wait[0] != "futex" or t.timeout for t in live):
+        if not live or any(t.state != WAIT or t.timeout or not self._stuck(t) for t in live):
             return False
+        if any(p.state == ALIVE and p.signals.itimer is not None for p in self.processes.values()):
+            return False                                  # SIGALRM will come
         rip = self.uc.reg_read(self.RIP)
         waits = "; ".join(f"thread {t.tid} ({t.name}) waits in {t.describe_wait()}" for t in live)
         self.machine.crash_program("deadlock", 0, rip, f"every thread waits and none can be woken: {waits}")
         return True
+
+    def _stuck(self, task: Task) -> bool:
+        """``task`` waits on something no input from outside can end."""
+        kind = task.wait[0]
+        if kind in ("futex", "child", "vfork"):
+            return True
+        if kind != "fds" or not task.wait[1]:
+            return False                                  # a signal, a retry, the host's clock
+        proc = self.processes.get(task.pid)
+        if proc is None:
+            return False
+        from vmm.linux.poll import wait_targets
+        targets, inside = wait_targets(self, task.wait[1], proc.files)
+        return not targets and not inside
 
     def signal_from_outside(self, signo: object) -> None:
         """SIGNAL_IN: the user signalled the recorder: the program — its first process, or
