@@ -156,3 +156,23 @@ def test_a_deadlock_across_processes_is_reported_not_a_hang(tmp_path):
     assert re.search(r"deadlock .*every thread waits and none can be woken: thread \d+ \(deadlock\) waits in "
                      r"read; thread \d+ \(deadlock\) waits in read", record.stderr), describe(record)
     replay_verify(trace)                       # exits 3 as the recording did
+
+
+def test_git_commit_forks_its_maintenance_and_replays(tmp_path):
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "T"]):
+        subprocess.run([git, *args], cwd=repo, check=True)
+    (repo / "f").write_text("hello\n")
+    subprocess.run([git, "add", "f"], cwd=repo, check=True)
+    trace = tmp_path / "git.vmrr"
+    record = vmrr("record", "-o", trace, "--", git, "-C", str(repo), "commit", "-q", "-m", "first", timeout=120)
+    assert record.returncode == 0 and "cannot fork" not in record.stderr, describe(record)
+    log = subprocess.run([git, "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True)
+    assert log.stdout == "first\n"
+    ps = vmrr("ps", trace)
+    assert "git maintenance run" in ps.stdout or len(ps.stdout.splitlines()) >= 3, describe(ps)
+    replay_verify(trace, timeout=120)
