@@ -36,12 +36,12 @@ def sys_gettid(k):
 def sys_exit(k, status):
     """exit: the calling thread ends (the process with its last thread)."""
     k.task_exit(status & 0xFF)
-    from vmm.linux.kernel import NO_RETURN
+    from vmm.linux.tasks import NO_RETURN
     return NO_RETURN
 
 
 def sys_exit_group(k, status):
-    from vmm.linux.kernel import SyscallExit
+    from vmm.linux.tasks import SyscallExit
     raise SyscallExit(status & 0xFF)
 
 

@@ -38,7 +38,8 @@ from vmm.linux.program import PID_MAX, LinuxProgram, parse_elf
 from vmm.symbols import SymbolTable
 from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.linux.tasks import RIP as RIP_INDEX
-from vmm.linux.tasks import (DONE, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked, Task,
+from vmm.linux.tasks import (DONE, NO_RETURN, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked,
+                             SyscallExit, Task,
                              load_context, save_context)
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ RFLAGS_INIT = 0x202                      # IF and the always-set bit 1, as start
 _EFER = 0xC0000080
 _GPRS = [getattr(x86, f"UC_X86_REG_{r}") for r in ("RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "R8", "R9",
                                                     "R10", "R11", "R12", "R13", "R14", "R15")]
-NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
 
 
 def _describe(f: OpenFile, index: dict[int, int]) -> list:
@@ -84,14 +84,6 @@ def _text(value: str) -> str:
             return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:                   # a surrogate no byte stands for
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-class SyscallExit(Exception):
-    """Raised by exit/exit_group handlers: the program ended with ``status``."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
 
 
 def _per_process(name: str) -> property:
@@ -219,6 +211,18 @@ class LinuxKernel:
         uc.reg_write(x86.UC_X86_REG_CS, USER_CS)
         uc.reg_write(x86.UC_X86_REG_SS, USER_DS)
         self.machine.cpu.reset_fpu()
+
+    # -- what a live (recording) boundary asks of the platform ---------------------------
+
+    def live_scheduler(self, host_fd, seed: int | None, *, timer_deadline):
+        """The recorder's scheduler of this kernel's threads (vmm/linux/sched.py)."""
+        from vmm.linux.sched import LiveScheduler
+        return LiveScheduler(self, host_fd, seed, timer_deadline=timer_deadline)
+
+    def live_host(self, blob_ready):
+        """What answers host calls while recording (vmm/linux/host.py)."""
+        from vmm.linux.host import HostOS
+        return HostOS(blob_ready)
 
     def install_hooks(self) -> None:
         self._args = RegisterBatch(self.uc, _ARG_REGS)

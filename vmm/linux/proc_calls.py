@@ -312,7 +312,7 @@ AT_EMPTY_PATH = 0x1000
 
 
 def execveat(k, dirfd, path_ptr, argv_ptr, envp_ptr, flags):
-    from vmm.linux.kernel import NO_RETURN
+    from vmm.linux.tasks import NO_RETURN
     if flags & ~(AT_EMPTY_PATH | abi.AT_SYMLINK_NOFOLLOW):
         return -abi.EINVAL
     path = k.read_path(path_ptr)

@@ -374,7 +374,7 @@ def sys_rt_sigprocmask(k, how, new, old, size):
 
 
 def sys_rt_sigreturn(k):
-    from vmm.linux.kernel import NO_RETURN
+    from vmm.linux.tasks import NO_RETURN
     k.signals.sigreturn()
     return NO_RETURN
 

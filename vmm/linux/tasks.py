@@ -55,6 +55,17 @@ RIP = CTX_NAMES.index("rip")
 FS_BASE = CTX_NAMES.index("fs_base")
 
 
+NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
+
+
+class SyscallExit(Exception):
+    """Raised by exit/exit_group handlers: the process ended with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class Blocked(Exception):
     """Raised by a handler whose call cannot complete now.
 
