@@ -176,3 +176,16 @@ def test_git_commit_forks_its_maintenance_and_replays(tmp_path):
     ps = vmrr("ps", trace)
     assert "git maintenance run" in ps.stdout or len(ps.stdout.splitlines()) >= 3, describe(ps)
     replay_verify(trace, timeout=120)
+
+
+def test_proc_shows_the_programs_other_processes(tmp_path, linux_prog):
+    """/proc/PID of a child: its cmdline, status (PPid), exe link; /proc lists both; a reaped
+    child's entries are gone -- as natively (pids aside)."""
+    program = linux_prog("procpids")
+    expected = re.sub(r"/proc/\d+/", "/proc/PID/", native([program]).stdout.decode())
+    trace = tmp_path / "procpids.vmrr"
+    record = record_linux(trace, [str(program)])
+    assert re.sub(r"/proc/\d+/", "/proc/PID/", record.stdout) == expected, describe(record)
+    assert "child's PPid is me: 1" in expected and "/proc lists me 1 and my child 1" in expected
+    replay = replay_verify(trace)
+    assert replay.stdout == record.stdout

@@ -21,12 +21,12 @@ from vmm.linux import abi
 from vmm.linux.files import FileTable
 from vmm.linux.memory import AddressSpace
 from vmm.linux.signals import SignalState
+from vmm.linux.tasks import ALIVE, REAPED, ZOMBIE  # noqa: F401  (the states live with the shared types)
 from vmm.symbols import SymbolTable
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
-ALIVE, ZOMBIE, REAPED = "alive", "zombie", "reaped"
 # The END record's list of processes (``vmrr ps``, LinuxKernel.process_list) stays well
 # below the format's 8 MiB a record: argv characters (one more for each argument's end)
 # and thread ids kept per process, rows, and about how many bytes in all.

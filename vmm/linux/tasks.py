@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 RUN, WAIT, DONE = "run", "wait", "done"
+# A process: running, ended but not yet waited for, or reaped (vmm/linux/process.py).
+ALIVE, ZOMBIE, REAPED = "alive", "zombie", "reaped"
 RESUME_RUN, RESUME_RETRY, RESUME_TIMEOUT = 0, 1, 2
 HOW_NAMES = {RESUME_RUN: "run", RESUME_RETRY: "retry", RESUME_TIMEOUT: "timeout"}
 
