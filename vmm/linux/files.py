@@ -813,6 +813,23 @@ def sys_ioctl(k, fd, request, arg):
     return -ENOTTY
 
 
+MFD_CLOEXEC, MFD_ALLOW_SEALING = 1, 2
+
+
+def sys_memfd_create(k, name, flags):
+    """An anonymous file in memory. It is a host file (one the host unlinks at once):
+    reads, writes, ftruncate and a fork's MAP_SHARED mappings behave as Linux's."""
+    if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING):
+        return -abi.EINVAL
+    label = k.space.read_cstr(name, 250).decode("utf-8", "surrogateescape")
+    answer = k.host("memfd")
+    if isinstance(answer, int):
+        return answer
+    _kind, handle, stat = answer
+    f = OpenFile("host", f"/memfd:{label} (deleted)", abi.O_RDWR, stat=stat, handle=handle)
+    return k.files.install(f, cloexec=bool(flags & MFD_CLOEXEC))
+
+
 # -- the directory tree ----------------------------------------------------------------
 
 def sys_getcwd(k, buf, size):

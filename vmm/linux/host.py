@@ -20,6 +20,7 @@ import resource
 import select
 import socket
 import stat as statmod
+import tempfile
 import time
 
 from vmm.linux import abi
@@ -295,6 +296,16 @@ class HostOS(HostSockets):
         self._next += 1
         self.handles[handle] = fd
         return ["host", handle, stat_list(st)]
+
+    def op_memfd(self):
+        """An anonymous file (memfd_create): unlinked from birth, in /dev/shm when the host
+        has one, so it lives in memory as Linux's does."""
+        where = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        fd = os.open(where, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        handle = self._next
+        self._next += 1
+        self.handles[handle] = fd
+        return ["host", handle, stat_list(os.fstat(fd))]
 
     def _fd(self, handle: int) -> int:
         fd = self.handles.get(handle)

@@ -157,6 +157,7 @@ SYSCALLS: dict[int, Syscall] = {
     229: _s("clock_getres", "clockid ptr", time_calls.sys_clock_getres),
     230: _s("clock_nanosleep", "clockid int ptr ptr", time_calls.sys_clock_nanosleep),
     318: _s("getrandom", "buf_out len hex", time_calls.sys_getrandom),
+    319: _s("memfd_create", "path hex", files.sys_memfd_create, P, "a host file unlinked at once; no seals"),
     # -- sockets (vmm/linux/net.py) ------------------------------------------------------------
     41: _s("socket", "sockdomain socktype int", net.sys_socket, P, "AF_INET, AF_INET6, AF_UNIX; stream, datagram, seqpacket"),
     42: _s("connect", "fd ptr len", net.sys_connect),

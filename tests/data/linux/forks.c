@@ -151,6 +151,20 @@ static void shared_memory(void) {
     }
     waitpid(c, NULL, 0);
     printf("MAP_SHARED: %d %d, MAP_PRIVATE: %d\n", shared[0], shared[4096], private[0]);
+    int fd = memfd_create("forks", MFD_CLOEXEC);  /* an anonymous file, mapped shared across a fork */
+    ftruncate(fd, 8192);
+    char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    c = fork();
+    if (c == 0) {
+        strcpy(m + 4096, "from the child");
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    write(fd, "written", 7);
+    char back[8] = {0};
+    pread(fd, back, 7, 0);
+    printf("memfd: %s; file: %s; size %ld\n", m + 4096, back, (long)lseek(fd, 0, SEEK_END));
+    close(fd);
 }
 
 static void signal_masks(void) {
