@@ -162,12 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     _max_mem_option(p)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("ps", help="a Linux program's processes: pid, parent, exit, icounts, command (like rr ps)")
+    p.add_argument("trace", metavar="TRACE")
+    p.add_argument("--json", action="store_true", help="one JSON object per process and line")
+    _recover_option(p)
+    p.set_defaults(func=cmd_ps)
+
     p = sub.add_parser("events", help="list a trace's events, one JSON object per line with --json")
     p.add_argument("trace", metavar="TRACE")
     p.add_argument("--kind", action="append", metavar="KIND",
                    help="only these kinds (repeatable or comma-separated), e.g. SOCK_DATA,CONSOLE_IN")
     p.add_argument("--syscall", action="append", metavar="NAME[,NAME...]",
                    help="only these system calls of a Linux program (implies --kind SYSCALL)")
+    p.add_argument("--pid", action="append", metavar="PID[,PID...]",
+                   help="only the system calls and signals of these processes' threads (repeatable; "
+                        "'vmrr ps TRACE' lists them)")
     p.add_argument("-s", "--string-limit", type=_int_arg, default=32, metavar="N",
                    help="bytes of data to show before '...' (default 32, as strace; 0: all)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -258,6 +267,15 @@ def install_interrupt_handler(machine) -> None:
         machine.request_shutdown("interrupted" if signum == signal.SIGINT else "terminated")
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    deliver = getattr(machine.boundary, "signal_from_outside", None)
+    if machine.kernel is not None and deliver is not None:
+        # What a server is told by its operator goes to it, every time: SIGHUP (reload),
+        # SIGQUIT (nginx: a graceful stop), SIGUSR1/2 (reopen logs, ...), SIGWINCH.
+        for signo in FORWARDED_SIGNALS:
+            signal.signal(signo, lambda signum, _frame: deliver(int(signum)))
+
+
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
 
 def report_result(result, seconds: float) -> int:
@@ -429,36 +447,41 @@ def _linux_info(reader) -> dict:
     """What a Linux program's trace holds: how it was started, the files it read, its system calls."""
     from collections import Counter
 
+    from replay.pstree import EVENT_KINDS, TreeBuilder, as_json, checked_summary, first_ppid, from_events, \
+        from_summary, linux_program
     from trace_format.events import EventKind
     from vmm.linux.syscalls import describe
 
-    from vmm.errors import BadTraceData
-    from vmm.linux.checks import summary_problem
-    from vmm.linux.program import LinuxProgram
-
     # The same checks replay makes, before anything is printed.
-    config = reader.header.config
-    program = LinuxProgram.from_header(config.devices["linux"], config.image, config.image_name,
-                                       where=str(reader.path))
+    program = linux_program(reader)
     info = {"argv": program.argv, "cwd": program.cwd, "environment": len(program.env),
             "environment_names": [entry.partition("=")[0] for entry in program.env],
             "interpreter": program.interp.path if program.interp is not None else None}
-    summary = (reader.end or {}).get("linux")
+    summary = checked_summary(reader)
     if summary is not None:
-        problem = summary_problem(summary)
-        if problem is not None:
-            raise BadTraceData(f"{reader.path}: the END record's linux summary {problem}")
         info.update({k: summary.get(k) for k in ("syscalls", "unimplemented", "files", "libraries", "peers")})
-        return info
-    # A killed recording has no summary: count from the events.
-    calls, blobs = Counter(), 0
-    for event in reader.events(kinds={EventKind.SYSCALL, EventKind.BLOB}):
-        if event.kind == EventKind.BLOB and isinstance(event.payload, list) and len(event.payload) == 4:
-            blobs += len(event.payload[3]) if isinstance(event.payload[3], bytes) else 0
-        elif isinstance(event.payload, list) and len(event.payload) == 5 and isinstance(event.payload[1], int):
-            calls[describe(event.payload[1])] += 1
-    info.update({"syscalls": dict(calls.most_common()), "unimplemented": None, "files": None,
-                 "file_bytes": blobs})
+        tree = from_summary(summary)
+        if tree is None:                    # recorded before vmrr listed the processes
+            tree = from_events(reader.events(kinds=EVENT_KINDS), program.argv, program.exe.path,
+                               first_ppid(program))
+    else:
+        # A killed recording has no summary: count from the events, rebuild the processes.
+        calls, blobs = Counter(), 0
+        builder = TreeBuilder(program.argv, program.exe.path, first_ppid(program))
+        for event in reader.events(kinds=EVENT_KINDS | {EventKind.BLOB}):
+            if event.kind == EventKind.BLOB:
+                if isinstance(event.payload, list) and len(event.payload) == 4:
+                    blobs += len(event.payload[3]) if isinstance(event.payload[3], bytes) else 0
+                continue
+            builder.feed(event)
+            if event.kind == EventKind.SYSCALL and isinstance(event.payload, list) and len(event.payload) == 5 \
+                    and isinstance(event.payload[1], int):
+                calls[describe(event.payload[1])] += 1
+        info.update({"syscalls": dict(calls.most_common()), "unimplemented": None, "files": None,
+                     "file_bytes": blobs})
+        tree = builder.tree()
+    info.update({"processes": [as_json(p, tree.rebuilt) for p in tree.processes],
+                 "processes_rebuilt": tree.rebuilt, "processes_omitted": tree.omitted})
     return info
 
 
@@ -489,8 +512,12 @@ def cmd_info(args) -> int:
     if end is None:
         print("ended       unknown: the trace is incomplete (recorder killed); replay recovers every complete chunk")
     elif end.get("reason") == "crash":
+        where = ""
+        if isinstance(end.get("pid"), int) and isinstance(end.get("program"), str):
+            from replay.pstree import printable
+            where = f" in process {end['pid']} ({printable(end['program'])})"
         print(f"ended       crash: {end.get('kind')} vector {end.get('vector')} at rip {end.get('rip'):#x}, "
-              f"icount {end.get('icount')}")
+              f"icount {end.get('icount')}{where}")
     elif end.get("reason") == "poweroff" and "linux" in info:
         how = end.get("why") if str(end.get("why", "")).startswith("terminated") else "exited"
         print(f"ended       {how}, status {end.get('exit_status')}, icount {end.get('icount')}")
@@ -543,6 +570,11 @@ def _print_linux_info(linux: dict) -> None:
     if isinstance(calls, dict):
         print(f"syscalls    {sum(n for n in calls.values() if isinstance(n, int))}: "
               + ", ".join(f"{k} {n}" for k, n in list(calls.items())[:16]))
+    processes = linux.get("processes")
+    if processes is not None:
+        from replay.pstree import counts_text
+        print(f"processes   {counts_text(processes, linux.get('processes_rebuilt'), linux.get('processes_omitted', 0))}"
+              + ("; vmrr ps lists them" if len(processes) > 1 else ""))
     unimplemented = linux.get("unimplemented")
     if unimplemented:
         print("unimplemented  " + ", ".join(f"{k} x{n}" for k, n in unimplemented.items()) + " (returned ENOSYS)")
@@ -550,6 +582,71 @@ def _print_linux_info(linux: dict) -> None:
     if peers:
         print("network     heard from " + ", ".join(f"{host} ({n})" for host, n in list(peers.items())[:20])
               + (f" and {len(peers) - 20} more" if len(peers) > 20 else ""))
+
+
+def _stdout_gone() -> None:
+    """`vmrr ... | head`: the reader left. Point stdout at /dev/null so the interpreter's
+    last flush has nowhere to fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_ps(args) -> int:
+    import json
+
+    from replay.pstree import as_json, process_tree, table
+
+    with _open_reader(args.trace, args.recover) as reader:
+        tree = process_tree(reader)
+        ended = reader.end is not None
+    if tree.rebuilt:
+        why = ("the trace has no END record (a killed or cut recording)" if not ended
+               else "the trace's END record lists no processes (recorded by an older vmrr)")
+        say(f"{why}: the process tree is rebuilt from its events; '?' marks what they do not tell")
+    try:
+        if args.json:
+            for proc in tree.processes:
+                print(json.dumps(as_json(proc, tree.rebuilt)))
+        else:
+            for line in table(tree):
+                print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        return EXIT_OK
+    if tree.omitted:
+        say(f"{tree.omitted} more processes ran: the trace's list is bounded and leaves out the last to start")
+    return EXIT_OK
+
+
+def _pid_filter(args, reader, names) -> tuple[set[int], int]:
+    """--pid: (the thread ids of those processes, the first process's pid)."""
+    from replay.pstree import process_tree, thread_owners
+    from vmm.errors import UsageError
+
+    wanted = []
+    for text in names(args.pid):
+        if not text.isdigit() or len(text) > 10:
+            raise UsageError(f"--pid {text[:40]}: not a process id (vmrr ps TRACE lists them)")
+        wanted.append(int(text))
+    tree = process_tree(reader)
+    known = tree.by_pid()
+    for pid in wanted:
+        if pid not in known:
+            listed = ", ".join(str(p) for p in list(known)[:20]) + (", ..." if len(known) > 20 else "")
+            raise UsageError(f"--pid {pid}: {reader.path} has no process {pid} (it has {listed or 'none'})")
+    owners = thread_owners(reader, tree)
+    return {tid for tid, pid in owners.items() if pid in wanted}, tree.first.pid
+
+
+def _first_pid(reader) -> int | None:
+    """The first process's pid from a well-formed END summary (its main thread's calls get no
+    ``[pid N]``), or None."""
+    from vmm.linux.checks import summary_problem
+
+    summary = (reader.end or {}).get("linux")
+    if summary is None or summary_problem(summary) is not None or not summary.get("processes"):
+        return None
+    return min(summary["processes"], key=lambda row: (row["start_icount"], row["pid"]))["pid"]
 
 
 def _event_json(event, string_limit: int) -> dict:
@@ -582,16 +679,30 @@ def cmd_events(args) -> int:
         except KeyError as exc:
             raise UsageError(f"--syscall {exc.args[0]}: unknown system call") from None
         kinds = (kinds or set()) | {EventKind.SYSCALL}
-    main_tid = None                     # the first thread seen; others get strace -f's [pid N]
+    threads = None
+    if args.pid:
+        thread_kinds = {EventKind.SYSCALL, EventKind.SIGNAL}
+        if kinds is not None and not kinds & thread_kinds:
+            raise UsageError("--pid shows only SYSCALL and SIGNAL events (the threads' own)")
+        kinds = (kinds or thread_kinds) & thread_kinds
+    main_tid = None                     # the first process's main thread; others get strace -f's [pid N]
     try:
         with _open_reader(args.trace, args.recover) as reader:
+            if args.pid:
+                threads, main_tid = _pid_filter(args, reader, names)
+            elif reader.end is not None:
+                main_tid = _first_pid(reader)
             for event in reader.events(kinds=kinds):
                 if event.kind in (EventKind.SYSCALL, EventKind.SIGNAL) and isinstance(event.payload, list):
                     if main_tid is None and event.payload:
                         main_tid = event.payload[0]
+                    if threads is not None and (not event.payload or event.payload[0] not in threads):
+                        continue
                     if syscalls is not None and event.kind is EventKind.SYSCALL \
                             and (len(event.payload) < 2 or event.payload[1] not in syscalls):
                         continue
+                elif threads is not None:
+                    continue
                 if args.json:
                     line = json.dumps(_event_json(event, args.string_limit))
                 else:
@@ -600,11 +711,7 @@ def cmd_events(args) -> int:
                 print(line)
             sys.stdout.flush()
     except BrokenPipeError:
-        # `vmrr events T | head`: the reader left. Point stdout at /dev/null so the
-        # interpreter's last flush has nowhere to fail, and stop quietly.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_gone()                  # `vmrr events T | head`: stop quietly
     return EXIT_OK
 
 
@@ -655,6 +762,9 @@ def cmd_tui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):     # a program's non-UTF-8 names, shown escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     program = None
     if "--" in argv and argv[:1] in (["run"], ["record"]):
         at = argv.index("--")

@@ -10,7 +10,7 @@ appliance's, a Linux program's or a multi-threaded one's sidecar (raw bytes, a d
 value changed with the old MAC kept, or one changed and re-signed with this user's key:
 then time travel must still show the trace's history and a straight replay's states, or
 reject it). Targets, weighted: `info`,
-`info --json`, `events --json`, `replay --verify` (CLI), a verified replay with the
+`info --json`, `events --json`, `ps --recover --json`, `replay --verify` (CLI), a verified replay with the
 wrong-answer oracle, entering every checkpoint with its oracle, and time travel.
 
 Counts tracebacks (anything but a VmrrError escaping, "internal error" included),
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import tracefuzz as tf  # noqa: E402
 
 MAX_MEM = 256 << 20
-TARGETS = [("info", 2), ("info --json", 2), ("events --json", 3), ("replay --verify", 2),
+TARGETS = [("info", 2), ("info --json", 2), ("events --json", 3), ("ps", 1), ("replay --verify", 2),
            ("verified replay", 2), ("checkpoint entry", 2), ("time travel", 1)]
 
 
@@ -55,6 +55,8 @@ def run_target(target: str, path: str, ref: tf.Reference) -> tf.Outcome:
         return tf.run_cli(["info", path, "--json"])
     if target == "events --json":
         return tf.run_cli(["events", path, "--json"])
+    if target == "ps":                   # the process list, or the tree rebuilt from the events
+        return tf.run_cli(["ps", path, "--recover", "--json"])
     if target == "replay --verify":
         return tf.run_cli(["replay", path, "--verify", "--quiet", "--max-mem", "256M"])
     if target == "verified replay":

@@ -11,8 +11,15 @@ control registers in a vmrr feature gdb lists with ``info registers cr0`` etc.
 A Linux program's description also names the OS ABI (``<osabi>GNU/Linux</osabi>``), so
 that gdb uses its svr4 shared-library support and Linux signal and frame knowledge, and
 adds the ``org.gnu.gdb.i386.linux`` feature with ``orig_rax``: without that register gdb
-13 skips the rest of its amd64 GNU/Linux set-up. ``orig_rax`` is numbered last, so the
-other registers have the same numbers for both kinds of guest.
+13 skips the rest of its amd64 GNU/Linux set-up. It also has the SSE registers (xmm0-15,
+mxcsr), from the thread's saved vector state.
+
+A Linux program's registers are numbered, and its ``g`` packet laid out, exactly as gdb's
+built-in amd64 GNU/Linux description has them (core, sse, linux, segments: registers 0-59,
+560 bytes), and the control registers come after that, read by ``p`` only. gdb fetches a
+target description for the first inferior alone: an inferior it adds later for a process
+it meets in a thread list or a stop reply (a fork's child) gets the built-in description
+from the executable's ELF header, and reads that process's ``g`` packets with it.
 """
 
 from __future__ import annotations
@@ -62,14 +69,34 @@ def _x87() -> list[RegisterDef]:
 
 
 CORE = tuple(_gprs() + _x87())
+SSE = tuple([RegisterDef(f"xmm{i}", 128, "vec128", f"xmm{i}") for i in range(16)]
+            + [RegisterDef("mxcsr", 32, "i386_mxcsr", "mxcsr", "vector")])
 SEGMENTS = (RegisterDef("fs_base", 64, "int", "fs_base"), RegisterDef("gs_base", 64, "int", "gs_base"))
 SYSTEM = tuple(RegisterDef(n, 64, "int", n, "system") for n in ("cr0", "cr2", "cr3", "cr4"))
 LINUX = (RegisterDef("orig_rax", 64, "int", "orig_rax", "system"),)
 REGISTERS: tuple[RegisterDef, ...] = CORE + SEGMENTS + SYSTEM
-LINUX_REGISTERS: tuple[RegisterDef, ...] = REGISTERS + LINUX
+# gdb's own amd64 GNU/Linux layout first (what an inferior without our description expects).
+LINUX_REGISTERS: tuple[RegisterDef, ...] = CORE + SSE + LINUX + SEGMENTS + SYSTEM
+LINUX_G_PACKET = len(CORE + SSE + LINUX + SEGMENTS)      # registers the g packet carries
 REGISTER_NUMBERS = {reg.name: i for i, reg in enumerate(LINUX_REGISTERS)}
 RIP, RSP, RBP = REGISTER_NUMBERS["rip"], REGISTER_NUMBERS["rsp"], REGISTER_NUMBERS["rbp"]
 
+_MXCSR_FIELDS = (("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6),
+                 ("IM", 7), ("DM", 8), ("ZM", 9), ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15))
+_VEC128 = ['  <vector id="v4f" type="ieee_single" count="4"/>',
+           '  <vector id="v2d" type="ieee_double" count="2"/>',
+           '  <vector id="v16i8" type="int8" count="16"/>',
+           '  <vector id="v8i16" type="int16" count="8"/>',
+           '  <vector id="v4i32" type="int32" count="4"/>',
+           '  <vector id="v2i64" type="int64" count="2"/>',
+           '  <union id="vec128">',
+           *(f'    <field name="{n}" type="{t}"/>' for n, t in (
+               ("v4_float", "v4f"), ("v2_double", "v2d"), ("v16_int8", "v16i8"), ("v8_int16", "v8i16"),
+               ("v4_int32", "v4i32"), ("v2_int64", "v2i64"), ("uint128", "uint128"))),
+           '  </union>',
+           '  <flags id="i386_mxcsr" size="4">',
+           *(f'    <field name="{n}" start="{b}" end="{b}"/>' for n, b in _MXCSR_FIELDS),
+           '  </flags>']
 _EFLAGS_FIELDS = (("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8),
                   ("IF", 9), ("DF", 10), ("OF", 11), ("NT", 14), ("RF", 16), ("VM", 17),
                   ("AC", 18), ("VIF", 19), ("VIP", 20), ("ID", 21))
@@ -89,23 +116,36 @@ def registers_for(linux: bool) -> tuple[RegisterDef, ...]:
     return LINUX_REGISTERS if linux else REGISTERS
 
 
+def g_packet_registers(linux: bool) -> tuple[RegisterDef, ...]:
+    """The registers a ``g`` reply carries: an appliance's all, a Linux program's up to
+    gs_base (gdb's own amd64 GNU/Linux layout; the rest are read with ``p``)."""
+    return LINUX_REGISTERS[:LINUX_G_PACKET] if linux else REGISTERS
+
+
 def target_xml(linux: bool = False) -> bytes:
     """The target description gdb reads with ``qXfer:features:read:target.xml``.
 
     Args:
-        linux: describe a Linux program (OS ABI GNU/Linux, with ``orig_rax``).
+        linux: describe a Linux program (OS ABI GNU/Linux, SSE, ``orig_rax``; numbered
+            as gdb's built-in amd64 GNU/Linux description).
     """
     flags = ['  <flags id="i386_eflags" size="4">',
              *(f'    <field name="{n}" start="{b}" end="{b}"/>' for n, b in _EFLAGS_FIELDS),
              "  </flags>"]
-    lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', "<target>",
-             "<architecture>i386:x86-64</architecture>",
-             *(["<osabi>GNU/Linux</osabi>"] if linux else []),
-             *_feature_xml("org.gnu.gdb.i386.core", CORE, flags),
-             *_feature_xml("org.gnu.gdb.i386.segments", SEGMENTS),
-             *_feature_xml("org.vmrr.x86.system", SYSTEM),
-             *(_feature_xml("org.gnu.gdb.i386.linux", LINUX) if linux else []),
-             "</target>"]
+    head = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">', "<target>",
+            "<architecture>i386:x86-64</architecture>"]
+    if linux:
+        features = [*_feature_xml("org.gnu.gdb.i386.core", CORE, flags),
+                    *_feature_xml("org.gnu.gdb.i386.sse", SSE, _VEC128),
+                    *_feature_xml("org.gnu.gdb.i386.linux", LINUX),
+                    *_feature_xml("org.gnu.gdb.i386.segments", SEGMENTS),
+                    *_feature_xml("org.vmrr.x86.system", SYSTEM)]
+        head.append("<osabi>GNU/Linux</osabi>")
+    else:
+        features = [*_feature_xml("org.gnu.gdb.i386.core", CORE, flags),
+                    *_feature_xml("org.gnu.gdb.i386.segments", SEGMENTS),
+                    *_feature_xml("org.vmrr.x86.system", SYSTEM)]
+    lines = [*head, *features, "</target>"]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -199,11 +199,11 @@ class RecordSession:
         return summary
 
     def _linux_summary(self) -> dict:
-        """A Linux program's system calls, files and libraries: for END and the summary."""
+        """A Linux program's system calls, processes, files and libraries: for END and the summary."""
         from vmm.linux.syscalls import describe
         kernel = self.machine.kernel
         return {"syscalls": {describe(nr): n for nr, n in self._syscalls.most_common()},
-                "unimplemented": dict(kernel.unimplemented),
+                **kernel.summary(),                    # unimplemented calls, the processes
                 "files": sorted([path, fid, size] for path, (fid, size) in kernel.files_read.items()),
                 "libraries": [path for path, _bias in kernel.libraries()],
                 "peers": dict(self._peers.most_common())}

@@ -173,6 +173,13 @@ class TraceBoundary:
         self._syscall = self._pop()
         self._answers = list(payload[4])
 
+    def notice(self, text: str) -> None:
+        if self.console_output is not None:
+            print(f"vmrr: {text}", file=sys.stderr, flush=True)
+
+    def release(self, handle: int) -> None:
+        pass                                     # the recording closed it on the host
+
     def host_call(self, icount: int, op: str, params: list) -> object:
         if not self._answers:
             raise self._diverge(icount, f"the program asked the host for '{op}', which the recording "

@@ -267,11 +267,24 @@ def render_syscall(payload: list, *, string_limit: int = DEFAULT_STRING_LIMIT,
     return f"{prefix}{name}({', '.join(shown)}) = {_return_text(name, args, ret)}"
 
 
+_SIGCHLD = 17
+_CLD_CODES = {1: "CLD_EXITED", 2: "CLD_KILLED", 3: "CLD_DUMPED", 4: "CLD_TRAPPED", 5: "CLD_STOPPED",
+              6: "CLD_CONTINUED"}
+_SI_USER, _SI_TKILL = 0, -6
+
+
 def _render_signal(payload: list, main_tid: int | None) -> str:
+    """``--- SIGSEGV {si_signo=SIGSEGV, si_code=1, si_addr=0x0} ---``; the payload's last
+    value is the sender's pid for a signal a process sent (kill, tgkill) and the child's
+    pid for SIGCHLD, which then show as ``si_pid`` (strace's form)."""
     tid, signo, code, addr = payload
     sig = names.signal_name(signo)
     prefix = f"[pid {tid}] " if main_tid is not None and tid != main_tid else ""
     code = names.signed32(code) if isinstance(code, int) else code     # stored as u32
+    if signo == _SIGCHLD and code in _CLD_CODES:
+        return f"{prefix}--- {sig} {{si_signo={sig}, si_code={_CLD_CODES[code]}, si_pid={addr}}} ---"
+    if code in (_SI_USER, _SI_TKILL) and isinstance(addr, int):
+        return f"{prefix}--- {sig} {{si_signo={sig}, si_code={code}, si_pid={addr}}} ---"
     return f"{prefix}--- {sig} {{si_signo={sig}, si_code={code}, si_addr={_hex(addr) if addr else '0x0'}}} ---"
 
 

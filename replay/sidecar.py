@@ -132,7 +132,7 @@ def write(trace: str, content: dict) -> None:
     if key is None:
         raise OSError("no sidecar key in the cache directory")
     content = dict(content, version=VERSION, trace=trace_identity(trace), unicorn=unicorn.__version__)
-    body = lz4.frame.compress(msgpack.packb(content, use_bin_type=True))
+    body = lz4.frame.compress(msgpack.packb(content, use_bin_type=True, unicode_errors="surrogateescape"))
     # A fresh file beside the trace, renamed into place: never written through a link
     # someone planted at TRACE.idx (or at any temporary name).
     safefile.replace_atomically(sidecar_path(trace), MAGIC + _mac(key, body) + body)
@@ -178,7 +178,8 @@ def read(trace: str, *, max_bytes: int) -> dict:
         raw = decompressor.decompress(body, max_length=max_bytes)
         if not decompressor.eof or decompressor.unused_data:
             raise SidecarInvalid("its data is cut short, too large, or followed by stray bytes")
-        content = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_ext_len=0)
+        content = msgpack.unpackb(raw, raw=False, strict_map_key=False, max_ext_len=0,
+                                  unicode_errors="surrogateescape")
     except SidecarInvalid:
         raise
     except Exception as exc:  # lz4 and msgpack raise their own classes for bad input

@@ -54,14 +54,16 @@ _CRASH_TYPES = {"kind": (str,), "vector": (int, type(None)), "rip": (int,), "ico
                 "detail": (str,), "registers": (dict,), "disassembly": (list,),
                 "fault_address": (int, type(None))}
 _CRASH_FIELDS = frozenset(_CRASH_TYPES)
+# A Linux program's crash also has the signal and the process (None for an appliance's).
+_CRASH_OPTIONAL = {"signal": (int, type(None)), "pid": (int, type(None)), "program": (str, type(None))}
 
 
 def _freeze(state: dict) -> bytes:
-    return msgpack.packb(state, use_bin_type=True)
+    return msgpack.packb(state, use_bin_type=True, unicode_errors="surrogateescape")
 
 
 def _thaw(frozen: bytes) -> dict:
-    return msgpack.unpackb(frozen, raw=False, strict_map_key=False)
+    return msgpack.unpackb(frozen, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
 
 
 _CONSOLE_STREAMS = frozenset({"console", "stdout", "stderr"})
@@ -452,10 +454,10 @@ class TimeTravel:
             raise bad
         report = None
         if crash is not None:
-            if type(crash) is not dict or crash.keys() != _CRASH_FIELDS:
+            if type(crash) is not dict or not _CRASH_FIELDS <= crash.keys() <= _CRASH_FIELDS | _CRASH_OPTIONAL.keys():
                 raise bad
-            for name, kinds in _CRASH_TYPES.items():
-                if type(crash[name]) not in kinds:
+            for name, kinds in (*_CRASH_TYPES.items(), *_CRASH_OPTIONAL.items()):
+                if name in crash and type(crash[name]) not in kinds:
                     raise bad
             if not all(type(k) is str and type(v) is int for k, v in crash["registers"].items()) \
                     or not all(type(line) is str for line in crash["disassembly"]):
@@ -853,17 +855,27 @@ class TimeTravel:
             return self._stop_here(StopReason.CANCELLED)
         return self._stop_here(reason) if reason is not None else self._end_stop()
 
-    def cont(self, cancel=None) -> Stop:
-        """Continue forward to a breakpoint or watchpoint, or the end of history."""
-        return self._forward_until(code=self.breakpoints, watches=self.watchpoints, cancel=cancel)
+    def cont(self, cancel=None, *, until: int | None = None,
+             condition: Callable[[int], bool] | None = None) -> Stop:
+        """Continue forward to a breakpoint or watchpoint, or the end of history.
 
-    def _forward_until(self, *, code, watches, cancel, condition=None) -> Stop:
+        Args:
+            until: stop at this position at the latest (a SEEK stop there, if nothing
+                was hit before it).
+            condition: called with the address of a breakpoint about to be hit; False
+                lets the run go past it (a debugger hiding some threads).
+        """
+        return self._forward_until(code=self.breakpoints, watches=self.watchpoints, cancel=cancel,
+                                   condition=condition, until=until)
+
+    def _forward_until(self, *, code, watches, cancel, condition=None, until: int | None = None) -> Stop:
         if self.icount >= self.last_icount:
             return self._end_stop()
+        limit = self.last_icount if until is None else max(self.icount, min(until, self.last_icount))
         hits: list[_Hit] = []
         handles = self._install(hits, first_only=True, code=code, watches=watches, condition=condition)
         try:
-            done = self._advance(self.last_icount, cancel=cancel)
+            done = self._advance(limit, cancel=cancel)
         finally:
             self._uninstall(handles)
             if self.machine.result is not None and self.machine.result.outcome is Outcome.PAUSED:
@@ -875,11 +887,15 @@ class TimeTravel:
             if hit.kind == "b":
                 return self._stop_here(StopReason.BREAKPOINT, address=hit.address)
             return self._stop_here(StopReason.WATCHPOINT, address=hit.address, watch_kind=hit.kind)
+        if self.icount < self.last_icount:
+            return self._stop_here(StopReason.SEEK)           # at ``until``
         return self._end_stop()
 
-    def cont_back(self, cancel=None) -> Stop:
-        """Continue backward to the last breakpoint or watchpoint hit before now, or the start."""
-        hit = self._search_back(code=self.breakpoints, watches=self.watchpoints, cancel=cancel)
+    def cont_back(self, cancel=None, *, condition: Callable[[int], bool] | None = None) -> Stop:
+        """Continue backward to the last breakpoint or watchpoint hit before now, or the start.
+        ``condition``: as for ``cont``."""
+        hit = self._search_back(code=self.breakpoints, watches=self.watchpoints, cancel=cancel,
+                                condition=condition)
         if hit is _CANCELLED:
             return self._stop_here(StopReason.CANCELLED)
         if hit is None:

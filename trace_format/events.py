@@ -145,6 +145,8 @@ END_FIELDS: dict[str, tuple[tuple[type, ...], Callable[[object], bool] | None]] 
     "registers": ((dict,), lambda v: all(type(k) is str and type(x) is int for k, x in v.items())),
     "disassembly": ((list,), lambda v: all(type(x) is str for x in v)),
     "signal": ((int,), lambda v: 0 <= v <= 64),
+    "pid": ((int,), lambda v: 0 <= v < 1 << 31),          # a Linux program's crash: which process
+    "program": ((str,), lambda v: len(v) <= 65536),
     "linux": ((dict,), None),                  # a Linux program's summary: vmrr info checks its parts
 }
 

@@ -14,11 +14,13 @@ import msgpack
 
 # Bump on any change to the layout, the record encoding, or the order or meaning of
 # EventKind. Readers accept exactly this version.
-FORMAT_VERSION = 4          # 2: record icounts are deltas within a chunk
+FORMAT_VERSION = 5          # 2: record icounts are deltas within a chunk
                             # 3: checkpoints carry the machine's state digest; payloads checked
                             # 4: Linux programs start with Linux's FPU state and selectors, and
                             #    digests/checkpoints carry the x87 registers (older Linux traces
                             #    ran with FCW = MXCSR = 0 and would diverge)
+                            # 5: Linux: processes (the kernel's state holds processes, frames
+                            #    shared copy-on-write), pids are the host's (header identity)
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
@@ -94,14 +96,17 @@ def unpack_trailer(trailer: bytes) -> tuple[int, int, int, int]:
 
 
 def make_packer() -> msgpack.Packer:
-    """The one msgpack encoding of the format: str as str, bytes as bin."""
-    return msgpack.Packer(use_bin_type=True, autoreset=True)
+    """The one msgpack encoding of the format: str as str, bytes as bin. A Linux
+    program's names need not be UTF-8 (argv, paths): their other bytes travel as
+    surrogate escapes, as Python's own file-system encoding carries them."""
+    return msgpack.Packer(use_bin_type=True, autoreset=True, unicode_errors="surrogateescape")
 
 
 def unpack_limits(max_len: int) -> dict:
     """msgpack decoding options that cap every string, bin, array and map at ``max_len``."""
     return dict(
         raw=False,
+        unicode_errors="surrogateescape",
         use_list=True,
         strict_map_key=False,
         max_bin_len=max_len,

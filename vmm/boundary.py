@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -23,8 +24,6 @@ from trace_format.events import EventKind
 from vmm.devices.clock import MONOTONIC
 from vmm.devices.timer import PERIODIC, STOPPED
 from vmm.hostio import HostIO
-from vmm.linux.host import HostOS
-from vmm.linux.sched import LiveScheduler
 
 if TYPE_CHECKING:
     from vmm.machine import Machine
@@ -63,6 +62,8 @@ class Boundary(Protocol):
     replaying: bool
     def syscall_enter(self, icount: int, tid: int, nr: int) -> None: ...
     def host_call(self, icount: int, op: str, params: list) -> object: ...
+    def release(self, handle: int) -> None: ...
+    def notice(self, text: str) -> None: ...
     def syscall_exit(self, icount: int, payload: list) -> None: ...
     def syscall_exits(self, records: list) -> None: ...    # live only: the native hook's calls
     def task_blocked(self, tid: int, timeout_ns: int | None) -> None: ...
@@ -134,12 +135,15 @@ class LiveBoundary:
         self._timer_periodic = False
         self._ips = 50e6                # instructions/second estimate for timer slices
         self.io = HostIO(listen, console_input and machine.kernel is None, console_output)
-        self.host_os: HostOS | None = None
-        self.sched: LiveScheduler | None = None
+        # A platform's live parts come from the platform (the Linux personality: the host
+        # that answers its system calls, the scheduler of its threads); this boundary does
+        # not know which platform it serves.
+        self.host_os = None
+        self.sched = None
         self.outside_signals: list[int] = []
         if machine.kernel is not None:
-            self.sched = LiveScheduler(machine.kernel, self._host_fd, chaos.seed if chaos else None,
-                                       timer_deadline=self.timer_deadline)
+            self.sched = machine.kernel.live_scheduler(self._host_fd, chaos.seed if chaos else None,
+                                                       timer_deadline=self.timer_deadline)
 
     @property
     def listen_address(self) -> tuple[str, int] | None:
@@ -288,9 +292,18 @@ class LiveBoundary:
     def _host_fd(self, handle: int) -> int | None:
         return None if self.host_os is None else self.host_os.handles.get(handle)
 
+    def notice(self, text: str) -> None:
+        print(f"vmrr: {text}", file=sys.stderr, flush=True)
+
+    def release(self, handle: int) -> None:
+        """Close a host handle outside any system call (a process killed by a signal): its
+        answer is not the program's business, so nothing is logged and replay does nothing."""
+        if self.host_os is not None:
+            self.host_os.call("close", [handle])
+
     def host_call(self, icount: int, op: str, params: list) -> object:
         if self.host_os is None:
-            self.host_os = HostOS(self._blob_ready)
+            self.host_os = self.machine.kernel.live_host(self._blob_ready)
             self.host_os.bind_host = self.bind_host
         self._icount = icount                        # where new file content goes in the trace
         return self.host_os.call(op, params)

@@ -41,6 +41,8 @@ class CrashReport:
     disassembly: list[str] = field(default_factory=list)
     fault_address: int | None = None
     signal: int | None = None              # a Linux program: the signal that killed it
+    pid: int | None = None                 # a Linux program: the process that crashed
+    program: str | None = None             # ... and the program it ran (its path)
 
     def summary(self) -> str:
         where = f"rip={self.rip:#x} icount={self.icount}"
@@ -50,7 +52,10 @@ class CrashReport:
         return f"guest crashed: {self.kind}{vec} at {where}: {self.detail}"
 
     def format(self) -> str:
-        lines = [self.summary(), "", "code:"]
+        lines = [self.summary()]
+        if self.pid is not None:
+            lines.append(f"in process {self.pid} ({self.program})")
+        lines += ["", "code:"]
         lines += [f"  {line}" for line in self.disassembly]
         lines += ["", "registers:"]
         regs = self.registers
@@ -64,7 +69,8 @@ class CrashReport:
     def to_dict(self) -> dict:
         return {"reason": "crash", "kind": self.kind, "vector": self.vector, "rip": self.rip,
                 "icount": self.icount, "detail": self.detail, "fault_address": self.fault_address,
-                **({"signal": self.signal} if self.signal is not None else {})}
+                **({"signal": self.signal} if self.signal is not None else {}),
+                **({"pid": self.pid, "program": self.program} if self.pid is not None else {})}
 
 
 def disassemble_around(read, rip: int, symbols: SymbolTable, before: int = 6, after: int = 4) -> list[str]:

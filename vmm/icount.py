@@ -118,21 +118,22 @@ NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
 # gcc 12 -O2 build of icount_native.c (see its header; make_native() rebuilds it and
 # tests/unit/test_icount_blocks.py checks these bytes against it when gcc is present).
 NATIVE_CODE = bytes.fromhex(
-    "48837920000f858500000048b8157c4a7fb979379e4c8b492889d2480fafc648c1e820482341304883e0fc4c"
-    "8d044049c1e0034b8d04014f8d440160483b30741f4883c0184939c075f248c7415801000000488971604889"
-    "5168ff61100f1f00440fb748084c39ca75d7440fb6400c4584c074d64c8b094c8b51084180f801742f4d39ca"
-    "72124c89493848894140c390c30f1f800000000048c74158020000004889716048895168ff61100f1f440000"
-    "440fb7580a440fb740104d01cb4d39da730f4883b9800000000074cc4d39d173c74c894938488941404d85c0"
-    "74b20fb7400e4d01c84c89014801f048894118c3488b51284889cf488b0e48b8157c4a7fb979379e440fb746"
-    "0a480fafc148c1e820482347304883e0fc488d044048c1e0034c8d1c024c8d4c02604d89da4c89d84889c248"
-    "3b0874504883c0184c39c875ef488b47784883c00148894778498d7b606641837a08004c89d274144d8d5218"
-    "4939fa75ec83e003488d0440498d14c30fb7460848890ac6420c00c1e0104409c0894208c30f1f0066443b40"
-    "0875a94883477801ebda662e0f1f84000000000048837958007523488b01483b410873204883c00148890148"
-    "8b41404885c0740680780c01740448897118c30f1f44000048c7415803000000ff61100f1f44000048837920"
-    "007409c30f1f840000000000488379580075f0488b01483b410873204883c001488901488b41404885c07406"
-    "80780c0174d148897118c30f1f44000048c7415803000000ff6110"
+    "48837920004989f84889f70f85970000004c8b51484c8b492889d248b8157c4a7fb979379e4c31d6480faff0"
+    "48c1ee20482371304883e6fc48c1e605498d0431498db43180000000483b3874234883c0204839c675f248c7"
+    "41580100000048897960488b41104c89c748895168ffe090440fb748084c39ca75d34439501475cd0fb6700c"
+    "4084f674cd4c8b094c8b51084080fe01742a4d39ca731548c7415802000000ebb90f1f00c30f1f8000000000"
+    "4c89493848894140c30f1f8000000000440fb7580a0fb770104d01cb4d39da730f4883b9800000000074c04d"
+    "39d173bb4c894938488941404885f674bb0fb7400e4c01ce4889314801f848894118c39049b9157c4a7fb979"
+    "379e4889f7554889ce53488b5128488b0f4c8b5648440fb7470a4889c84589d34c31d0490fafc148c1e82048"
+    "2346304883e0fc48c1e005488d2c024c8d8c02800000004889eb4889e84889c2483b0874574883c0204c39c8"
+    "75ef488b46784883c00148894678488db58000000066837b08004889da7415488d5b204839f375ed83e00348"
+    "c1e005488d5405000fb7470848890a44895214c1e010c6420c004409c08942085b5dc39066443b400875a244"
+    "3b5814759c4883467801ebd066662e0f1f8400000000009048837958007523488b01483b410873204883c001"
+    "488901488b41404885c0740680780c01740448897118c30f1f44000048c7415803000000ff61100f1f440000"
+    "48837920007409c30f1f840000000000488379580075f0488b01483b410873204883c001488901488b414048"
+    "85c0740680780c0174d148897118c30f1f44000048c7415803000000ff6110"
 )
-NATIVE_ENTRY = {"vmrr_block_hook": 0, "vmrr_code_hook": 416, "vmrr_edge_hook": 240, "vmrr_range_hook": 480}
+NATIVE_ENTRY = {"vmrr_block_hook": 0, "vmrr_code_hook": 464, "vmrr_edge_hook": 256, "vmrr_range_hook": 528}
 NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
@@ -194,7 +195,7 @@ def have_toolchain() -> bool:
 class _Entry(ctypes.Structure):
     _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint16), ("icount", ctypes.c_uint16),
                 ("kind", ctypes.c_uint8), ("pad", ctypes.c_uint8), ("last_off", ctypes.c_uint16),
-                ("counted", ctypes.c_uint16), ("pad2", ctypes.c_uint16 * 3)]
+                ("counted", ctypes.c_uint16), ("space", ctypes.c_uint32), ("pad2", ctypes.c_uint16)]
 
 
 class _CounterState(ctypes.Structure):
@@ -208,7 +209,7 @@ class _CounterState(ctypes.Structure):
         ("mask", ctypes.c_uint64),
         ("block_base", ctypes.c_uint64),
         ("block", ctypes.c_void_p),
-        ("unused0", ctypes.c_uint64),
+        ("space", ctypes.c_uint64),
         ("unused1", ctypes.c_uint64),
         ("stop_reason", ctypes.c_uint64),
         ("stop_pc", ctypes.c_uint64),
@@ -274,15 +275,20 @@ class InstructionCounter:
                                     TABLE_SLOTS - 1)
         self._state_ptr = ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p)
         self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes)
-        self._current: dict[tuple[int, int], BlockShape] = {}     # by (address, size)
+        self._current: dict[tuple[int, int, int], BlockShape] = {}  # by (address, size, space)
         self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
-        self._tail: tuple[int, int] | None = None
+        self._tail: tuple[int, int, list, int] | None = None
         self._global_hook = None
         self._running = False                  # inside emu_start (a hook may be calling)
         # Called before every emu_start, including the re-starts after a block was
         # classified: the CPU clears the exception QEMU still thinks is in flight there.
         self.before_start: Callable[[], None] | None = None
         self._flush_pending = False
+        # Set by a platform with address spaces: whether a page translates now. Unicorn
+        # translates the addresses ctl_remove_cache is given with the current page tables,
+        # and raises a page fault from inside the caller's hook when one does not.
+        self.mapped: Callable[[int], bool] | None = None
+        self.forget_fault: Callable[[], None] | None = None
         self.misses = 0
         self.tails = 0
         if mode == "reference":
@@ -303,6 +309,15 @@ class InstructionCounter:
 
     def _hook_del(self, handle) -> None:
         _ucbind.uclib.uc_hook_del(self.uc._uch, handle)
+        self._after_translation()
+
+    def _after_translation(self) -> None:
+        """Deleting a range hook or a range of blocks makes Unicorn translate the range's
+        addresses with the current page tables; where they do not translate (another
+        process's code) QEMU notes a page fault as in flight, and the program's next real
+        one would become a double fault. ``forget_fault`` clears it."""
+        if self.forget_fault is not None:
+            self.forget_fault()
 
     # -- the counter as Python sees it ----------------------------------------------
 
@@ -387,21 +402,24 @@ class InstructionCounter:
         self.tails += 1
         handles = [self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
                    for lo, hi in self._gaps(pc, pc + size)]
-        self._tail = (pc, pc + size, handles)
+        self._tail = (pc, pc + size, handles, self._state.space)
         self._remove_cache(pc, pc + size)
         self._slot(pc, size).kind = KIND_EXACT     # the hooks count it now
 
     def _end_tail(self) -> None:
-        lo, hi, handles = self._tail
+        lo, hi, handles, space = self._tail
         self._tail = None
         for handle in handles:
             self._hook_del(handle)
         # Unicorn drops the blocks that *start* in the range; blocks that start before it
         # and run into it were compiled with calls to the hook too. Blocks classified
         # while the tail counted part of them count those instructions themselves again.
-        self._remove_cache(lo, hi)
+        if space == self._state.space:
+            self._remove_cache(lo, hi)
+        else:                                # the tail's process left the CPU (exec, exit)
+            self._flush_all()
         self._reset_overlapping(lo, hi)
-        self._slot(lo, hi - lo).kind = KIND_NEW
+        self._slot(lo, hi - lo, space).kind = KIND_NEW
 
     def sync_fault(self, rip: int) -> None:
         """A fault or exception stopped the current block at the instruction at ``rip``.
@@ -420,7 +438,7 @@ class InstructionCounter:
             return
         if block is None or block.kind != KIND_COUNTED or not block.pc <= rip < block.pc + block.size:
             return
-        shape = self._current.get((block.pc, block.size))
+        shape = self._current.get((block.pc, block.size, self._state.space))
         if shape is None:
             return
         try:
@@ -447,20 +465,34 @@ class InstructionCounter:
 
     # -- the block table ---------------------------------------------------------------
 
-    def _slot(self, pc: int, size: int) -> _Entry:
-        """The table entry for (pc, size), inserted (as the edge hook would) if missing."""
-        first = (((pc * 0x9E3779B97F4A7C15) & NO_LIMIT) >> 32) & (TABLE_SLOTS - 1) & ~(WAYS - 1)
+    def _slot(self, pc: int, size: int, space: int | None = None) -> _Entry:
+        """The table entry for (pc, size) in address space ``space`` (default: the one
+        running), inserted (as the edge hook would) if missing."""
+        space = self._state.space if space is None else space
+        first = ((((pc ^ space) * 0x9E3779B97F4A7C15) & NO_LIMIT) >> 32) & (TABLE_SLOTS - 1) & ~(WAYS - 1)
         table = self._table
         free = None
         for i in range(first, first + WAYS):
             e = table[i]
-            if e.pc == pc and e.size == size:
+            if e.pc == pc and e.size == size and e.space == space & 0xFFFFFFFF:
                 return e
             if free is None and e.size == 0:
                 free = e
         e = free if free is not None else table[first + (self._state.translations & (WAYS - 1))]
         e.pc, e.size, e.icount, e.kind, e.last_off, e.counted = pc, size, 0, KIND_NEW, 0, 0
+        e.space = space & 0xFFFFFFFF
         return e
+
+    @property
+    def space(self) -> int:
+        return self._state.space
+
+    @space.setter
+    def space(self, value: int) -> None:
+        """The address space that runs from now on (a Linux process's page-table root):
+        its blocks are its own in the table."""
+        self._state.space = value & 0xFFFFFFFF
+        self._state.block = None
 
     def _read_code(self, pc: int, size: int) -> bytes:
         """The block's bytes through the CPU's own address translation (with paging on,
@@ -487,7 +519,7 @@ class InstructionCounter:
             self._shapes[key] = shape
         if icount is not None and len(shape.offsets) != icount and not shape.exact:
             shape = BlockShape(shape.offsets, True)
-        self._current[(pc, size)] = shape
+        self._current[(pc, size, self._state.space)] = shape
         lo, hi = pc, pc + size
         if shape.exact:
             for gap_lo, gap_hi in self._gaps(lo, hi):
@@ -553,14 +585,29 @@ class InstructionCounter:
         which paging does not promise across a page boundary."""
         while lo < hi:
             end = min(hi, (lo | (PAGE_SIZE - 1)) + 1)
+            if self.mapped is not None and not self.mapped(lo):
+                self._flush_all()            # another address space's code: drop every block
+                return
             self.uc.ctl_remove_cache(lo, end)
             lo = end
+        self._after_translation()
+
+    def _flush_all(self) -> None:
+        if self._running:
+            # Stopped before the next block runs: a block looked up after this hook (the
+            # next one after a SYSCALL) would otherwise be a stale translation of the old
+            # code whose frame now holds other code (a process exec'd, or ended).
+            self._flush_pending = True
+            self.stop_soon()
+            self.uc.emu_stop()
+        else:
+            self.uc.ctl_flush_tb()
 
     def _reset_overlapping(self, lo: int, hi: int) -> None:
         """A new exact range: blocks overlapping it were invalidated; forget their kind."""
-        for pc, size in self._current:
+        for pc, size, space in self._current:
             if pc < hi and lo < pc + size:
-                self._slot(pc, size).kind = KIND_NEW
+                self._slot(pc, size, space).kind = KIND_NEW
 
     # -- modes and invalidation ----------------------------------------------------------
 
@@ -598,7 +645,11 @@ class InstructionCounter:
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
         if self._running:
+            # Stopped before the next block runs: a block looked up after this hook (the
+            # next one after a SYSCALL) would otherwise be a stale translation of the old
+            # code whose frame now holds other code (a process exec'd, or ended).
             self._flush_pending = True
             self.stop_soon()
+            self.uc.emu_stop()
         else:
             self.uc.ctl_flush_tb()

@@ -35,7 +35,8 @@ struct entry {                     /* one translated block, 24 bytes */
     uint8_t pad;
     uint16_t last_off;             /* offset of its last instruction */
     uint16_t counted;              /* COUNTED: its instructions no range code hook counts */
-    uint16_t pad2[3];
+    uint32_t space;                /* the address space it was seen in (counter.space) */
+    uint16_t pad2;
 };
 
 struct counter {
@@ -48,7 +49,8 @@ struct counter {
     uint64_t mask;                 /*  48: slots - 1 (a power of two, minus one) */
     uint64_t block_base;           /*  56: icount before the current counted block */
     struct entry *block;           /*  64: the block under way (kind COUNTED or EXACT), or 0 */
-    uint64_t unused[2];            /*  72 */
+    uint64_t space;                /*  72: the address space running now (a Linux process's) */
+    uint64_t unused;               /*  80 */
     uint64_t stop_reason;          /*  88: STOP_* of the last stop asked for here */
     uint64_t stop_pc;              /*  96 */
     uint64_t stop_size;            /* 104 */
@@ -63,13 +65,15 @@ struct counter {
 #define WAYS 4
 static inline uint64_t set_of(const struct counter *s, uint64_t pc)
 {
-    return ((pc * 0x9E3779B97F4A7C15ull) >> 32) & s->mask & ~(uint64_t)(WAYS - 1);
+    return (((pc ^ s->space) * 0x9E3779B97F4A7C15ull) >> 32) & s->mask & ~(uint64_t)(WAYS - 1);
 }
+/* Blocks are known per address space: two processes may run different code at one
+   address (two programs at the PIE base), and Unicorn keeps both translations. */
 static inline struct entry *find(struct counter *s, uint64_t pc, uint64_t size)
 {
     struct entry *e = &s->table[set_of(s, pc)];
     for (int i = 0; i < WAYS; i++)
-        if (e[i].pc == pc && e[i].size == size)
+        if (e[i].pc == pc && e[i].size == size && e[i].space == (uint32_t)s->space)
             return &e[i];
     return 0;
 }
@@ -127,6 +131,7 @@ void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
     }
     e->pc = cur->pc;
     e->size = cur->size;
+    e->space = (uint32_t)s->space;
     e->icount = cur->icount;
     e->kind = KIND_NEW;            /* the bytes may differ: Python looks again */
 }

@@ -167,6 +167,7 @@ class Machine:
         # fault that silently stops the CPU (Cpu.forget_exception). Cleared before every
         # emu_start, including the counter's re-starts after classifying a new block.
         self.counter.before_start = self._before_start
+        self.counter.forget_fault = self.cpu.forget_exception
         self.boundary = None
         try:
             # Private, not Python's default shared mapping: pages never written cost no
@@ -192,10 +193,9 @@ class Machine:
             self.kernel = LinuxKernel(self, image)
             self.pic = None
             self.devices = (self.kernel,)
-            self.symbols = self.kernel.symbols
         else:
             self.kernel = None
-            self.symbols = SymbolTable.from_elf(image.elf)
+            self._symbols = SymbolTable.from_elf(image.elf)
             self.pic = Pic(self)
             self.timer = Timer(self)
             self.clock = Clock(self)
@@ -216,6 +216,11 @@ class Machine:
         else:
             self._boot()
         self._install_hooks()
+
+    @property
+    def symbols(self) -> SymbolTable:
+        """The symbols of the code running now (a Linux program's: its process's)."""
+        return self.kernel.symbols if self.kernel is not None else self._symbols
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -425,6 +430,8 @@ class Machine:
                 self._run_slice(limit, exact)
                 if self.result is not None and self.result.outcome is not Outcome.PAUSED:
                     break
+                if self.kernel is not None and not self.kernel.can_run() and self.kernel.check_deadlock():
+                    break                            # before a replay takes the recording's END
                 inputs = boundary.poll(self.icount, idle=False)
             for kind, payload in inputs:
                 self.apply(kind, payload)
@@ -543,18 +550,22 @@ class Machine:
         self.boundary.note(self.icount, EventKind.INTERRUPT, vector)
 
     def _crash(self, kind: str, vector: int | None, rip: int, detail: str,
-               fault_address: int | None = None, signal: int | None = None) -> None:
+               fault_address: int | None = None, signal: int | None = None,
+               process: tuple[int, str] | None = None) -> None:
         report = CrashReport(kind, vector, rip, self.icount, detail, self.cpu.registers(),
                              disassemble_around(self.read_guest, rip, self.symbols), fault_address,
-                             signal=signal)
+                             signal=signal, pid=process[0] if process else None,
+                             program=process[1] if process else None)
         self.result = RunResult(Outcome.CRASH, self.icount, crash=report)
         self.counter.stop_soon()
 
     def crash_program(self, kind: str, signal: int, rip: int, detail: str, *,
-                      fault_address: int | None = None, vector: int | None = None) -> None:
-        """A Linux program died of ``signal`` (a crash report, like an appliance's)."""
+                      fault_address: int | None = None, vector: int | None = None,
+                      process: tuple[int, str] | None = None) -> None:
+        """A Linux program died of ``signal`` (a crash report, like an appliance's);
+        ``process``: (pid, program) of the process that crashed."""
         if self.result is None:
-            self._crash(kind, vector, rip, detail, fault_address, signal=signal)
+            self._crash(kind, vector, rip, detail, fault_address, signal=signal, process=process)
 
     def note_signal_exit(self, signal: int) -> None:
         """A Linux program was terminated by a signal without a core: it ends with status 128+N."""
@@ -608,7 +619,7 @@ class Machine:
         """
         if kind == EventKind.TIMER:
             if self.kernel is not None:
-                self.kernel.signals.timer_fired()      # a Linux program's ITIMER_REAL: SIGALRM
+                self.kernel.timer_fired()              # a Linux program's ITIMER_REAL: SIGALRM
             else:
                 self.timer.expire()
         elif kind == EventKind.SOCK_DATA:
@@ -631,7 +642,7 @@ class Machine:
             if kind == EventKind.SWITCH:
                 self.kernel.switch(payload[0], payload[1])
             else:
-                self.kernel.signals.from_outside(payload)
+                self.kernel.signal_from_outside(payload)
         elif kind == EventKind.DIGEST:
             self.verify_digest(payload)
         elif kind == EventKind.CHECKPOINT:
@@ -706,7 +717,8 @@ class Machine:
     def state_digest(self) -> list:
         """[rip, hash of registers and devices, hash of RAM] — compared by replay."""
         regs = self.cpu_state()
-        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True)
+        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True,
+                             unicode_errors="surrogateescape")
         return [regs["rip"], hashlib.blake2b(blob, digest_size=16).digest(), self.ram_digest()]
 
     def verify_digest(self, recorded: object) -> None:
@@ -827,7 +839,7 @@ def digest_of_state(cpu: dict, devices: dict, pages: dict[int, bytes], mem_size:
     RAM is hashed like ``ram_digest``, one MiB at a time; a MiB no page touches is
     all zero, so memory and time scale with the pages, not with ``mem_size``.
     """
-    blob = msgpack.packb([sorted(cpu.items()), devices], use_bin_type=True)
+    blob = msgpack.packb([sorted(cpu.items()), devices], use_bin_type=True, unicode_errors="surrogateescape")
     by_mib: dict[int, list[int]] = {}
     for number in pages:
         by_mib.setdefault(number * PAGE // MiB, []).append(number)

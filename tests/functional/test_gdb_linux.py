@@ -21,6 +21,8 @@ import pytest
 
 from conftest import VmrrProcess, describe, replay_verify, vmrr
 from gdbstub.protocol import frame
+from trace_format.events import EventKind
+from trace_format.reader import TraceReader
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -82,7 +84,17 @@ def traces(tmp_path_factory):
     shutil.rmtree(build)                                             # gdb must not need it
     for trace in (clean, crash):
         replay_verify(trace)                                         # replays with no program
-    return {"clean": clean, "crash": crash, "program": str(program)}
+    return {"clean": clean, "crash": crash, "program": str(program), "pid": _pid(clean)}
+
+
+def _syscalls(trace) -> list:
+    with TraceReader(trace) as reader:
+        return [event.payload for event in reader.events(kinds=[EventKind.SYSCALL])]
+
+
+def _pid(trace) -> int:
+    """The program's pid as recorded (the host's): the caller of its first system call."""
+    return _syscalls(trace)[0][0]
 
 
 @pytest.fixture
@@ -142,7 +154,8 @@ def test_program_and_shared_library_symbols_come_from_the_trace(traces, gdbserve
     assert libc and ldso, out
     assert libs[libc[0]] == "Yes" and libs[ldso[0]] == "Yes", out    # symbols read
     assert "measure in section .text" in out, out
-    assert re.search(r'^\* 1\s+Thread 1000\.1000 "demo" main \(', out, re.M), out
+    pid = traces["pid"]
+    assert re.search(rf'^\* 1\s+Thread {pid}\.{pid} "demo" main \(', out, re.M), out
     assert "Could not load shared library symbols" not in out, out
 
 
@@ -239,12 +252,13 @@ def test_host_io_serves_only_files_of_the_trace(traces, gdbserver):
         assert _request(sock, b"QStartNoAckMode") == b"OK"          # acknowledged once, by "+"
         supported = _request(sock, b"qSupported:multiprocess+;swbreak+;xmlRegisters=i386")
         assert b"qXfer:auxv:read+" in supported and b"multiprocess+" in supported
-        assert _request(sock, b"qC") == b"QCp3e8.3e8"
-        assert _request(sock, b"qfThreadInfo") == b"mp3e8.3e8"
+        pid = traces["pid"]
+        assert _request(sock, b"qC") == f"QCp{pid:x}.{pid:x}".encode()
+        assert _request(sock, b"qfThreadInfo") == f"mp{pid:x}.{pid:x}".encode()
         assert b"<osabi>GNU/Linux</osabi>" in _request(sock, b"qXfer:features:read:target.xml:0,fff")
         auxv = _request(sock, b"qXfer:auxv:read::0,1000")
         assert auxv[:1] == b"l" and len(auxv) > 16 * 10
-        exe = _request(sock, b"qXfer:exec-file:read:3e8:0,1000")
+        exe = _request(sock, f"qXfer:exec-file:read:{pid:x}:0,1000".encode())
         assert exe == b"l" + traces["program"].encode()
         for path in (b"/etc/passwd", b"/usr/bin/gdb"):             # host files: never
             assert _request(sock, b"vFile:open:" + path.hex().encode() + b",0,0") == b"F-1,2"
@@ -255,7 +269,7 @@ def test_host_io_serves_only_files_of_the_trace(traces, gdbserver):
         assert _request(sock, b"vFile:open:" + traces["program"].encode().hex().encode() + b",1,0") \
             == b"F-1,d"                                              # write access: EACCES
         assert _request(sock, b"vFile:close:" + fd[1:]) == b"F0"
-        sock.sendall(frame(b"D;3e8"))
+        sock.sendall(frame(f"D;{pid:x}".encode()))
 
 
 # -- threads ------------------------------------------------------------------------------------
@@ -294,8 +308,12 @@ def test_threads_are_gdb_threads_with_names_registers_and_reverse_execution(tmp_
     port = gdbserver(trace)
     out = gdb(port, "break threads.c:10", "continue", "continue", "continue", "info threads",
               "thread 1", "bt", "reverse-continue", "info threads")
-    threads = re.findall(r'^\*?\s+\d+\s+Thread 1000\.(\d+) "([^"]+)"', out, re.M)
-    assert {"1000", "1001", "1002", "1003"} <= {tid for tid, _ in threads}, out
+    calls = _syscalls(trace)
+    pid = calls[0][0]
+    workers = {ret for tid, nr, _args, ret, *_ in calls if nr == 56 and tid == pid and isinstance(ret, int) and ret > 0}
+    assert len(workers) == 3, calls                                   # pthread_create: a clone each
+    threads = re.findall(rf'^\*?\s+\d+\s+Thread {pid}\.(\d+) "([^"]+)"', out, re.M)
+    assert {pid, *workers} <= {int(tid) for tid, _ in threads}, out
     assert {"worker0", "worker1", "worker2"} & {name for _, name in threads}, out
     assert re.search(r"hit Breakpoint 1, work \(arg=0x[0-2]\) at .*threads\.c:10", out), out
     # Thread 1 (main) is off the CPU: its own registers give its own stack.

@@ -85,7 +85,7 @@ def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_tra
         for record in chunk:
             if record[1] == CHECKPOINT:
                 files = record[2]["devices"]["linux"]["files"]
-                files[0][0][0] = kind                   # the first open file description's kind
+                files[0][0] = kind                      # the first open file description's kind
                 changed += 1
     assert changed, "the recording has no checkpoint"
     trace = tmp_path / "bad.vmrr"

@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -51,22 +52,27 @@ def bad_programs(tmp_path_factory, linux_prog) -> dict[str, tuple[str, str]]:
     missing_interp = hello.replace(interp, b"/lib64/ld-missing-x86.so.2\0")
     obj = where / "hello.o"
     subprocess.run(["gcc", "-c", "-o", str(obj), str(SOURCES / "hello.c")], check=True, timeout=60)
+    unexecutable = put("no-x-bit", hello)
+    Path(unexecutable).chmod(0o644)
+    obj.chmod(0o755)
     return {
         "missing": (str(where / "no-such-program"), "no such program"),
         "not-on-path": ("vmrr-no-such-command", "no such program"),
         "directory": (str(where), "directory"),
-        "text": (put("script.sh", b"#!/bin/sh\necho hello\n"), "not an ELF"),
+        "text": (put("script.sh", b"echo hello\n"), "not an ELF"),              # no #! line
+        "bad-interpreter": (put("bad.sh", b"#!/no/such/interpreter\necho hello\n"), "no such program"),
         "empty": (put("empty", b""), "not an ELF"),
         "aarch64": (put("arm64.elf", _aarch64_elf()), "not x86-64"),
         "i386": (put("i386.elf", _i386_elf()), "32-bit"),
         "truncated": (put("truncated.elf", hello[:1500]), "truncated.elf"),
         "missing-interpreter": (put("needs-missing-ld", missing_interp), "ld-missing-x86.so.2"),
         "object": (str(obj), "not an executable"),
+        "no-x-bit": (unexecutable, "permission denied"),
     }
 
 
-CASES = ["missing", "not-on-path", "directory", "text", "empty", "aarch64", "i386", "truncated",
-         "missing-interpreter", "object"]
+CASES = ["missing", "not-on-path", "directory", "text", "bad-interpreter", "empty", "aarch64", "i386",
+         "truncated", "missing-interpreter", "object", "no-x-bit"]
 
 
 @pytest.mark.parametrize("case", CASES)

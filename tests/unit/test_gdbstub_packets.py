@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from gdbstub.protocol import (MAX_PACKET, BadPacket, Connection, ConnectionClosed, Interrupt, Nak,
                               Packet, PacketDecoder, checksum, escape, frame, hex_text, unescape)
-from gdbstub.target import REGISTERS, encode_register, encode_registers, target_xml
+from gdbstub.target import (LINUX_REGISTERS, REGISTERS, encode_register, encode_registers,
+                            g_packet_registers, target_xml)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -212,3 +213,26 @@ def test_g_packet_layout():
     assert g[rip_at + 16:rip_at + 24] == "46020000"                  # eflags, 32 bits
     st0 = next(r for r in REGISTERS if r.name == "st0")
     assert encode_register(st0, values) == "xx" * 10                 # unavailable, not zero
+
+
+def test_linux_registers_are_numbered_as_gdbs_own_amd64_linux_description():
+    """gdb reads a target description for the inferior it connects to only; one it adds
+    for a fork's child or meets in a thread list uses its built-in amd64 GNU/Linux layout
+    (gdb 13: ``maint print remote-registers`` with no target), so a Linux program's
+    registers and g packet must be laid out exactly so: 0-59, 560 bytes."""
+    names = [r.name for r in LINUX_REGISTERS]
+    assert names[:40] == [r.name for r in REGISTERS[:40]]                       # core: gprs, x87
+    assert names[40:57] == [f"xmm{i}" for i in range(16)] + ["mxcsr"]
+    assert names[57:60] == ["orig_rax", "fs_base", "gs_base"]
+    assert names[60:] == ["cr0", "cr2", "cr3", "cr4"]                             # read by p only
+    g = encode_registers({}, g_packet_registers(True))
+    assert len(g) == 2 * 560 and [r.name for r in g_packet_registers(True)] == names[:60]
+    root = ET.fromstring(target_xml(linux=True).split(b"\n", 2)[2])
+    assert root.find("osabi").text == "GNU/Linux"
+    features = [(f.get("name"), [r.get("name") for r in f.findall("reg")]) for f in root.findall("feature")]
+    assert [name for name, _ in features] == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse",
+                                              "org.gnu.gdb.i386.linux", "org.gnu.gdb.i386.segments",
+                                              "org.vmrr.x86.system"]
+    assert [reg for _, regs in features for reg in regs] == names
+    xmm0 = LINUX_REGISTERS[40]
+    assert encode_register(xmm0, {"xmm0": 1 << 120}) == "00" * 15 + "01"        # 16 bytes, little-endian

@@ -129,7 +129,7 @@ class FastSyscalls:
         self._data = (ctypes.c_uint8 * DATA_CAPACITY)()
         self._scratch = (ctypes.c_uint8 * SCRATCH)()
         self._sockets = (ctypes.c_int32 * 0)()
-        self.sockets_version = -1              # the FileTable version the socket table shows
+        self.sockets_version: object = None     # which process's FileTable version the socket table shows
         clocks = (ctypes.c_int32 * 16)(*([-1] * 16))
         for guest, host_clock in host.CLOCKS.items():
             if guest not in (2, 3):            # CPU-time clocks: Python's, like every rare case
@@ -145,7 +145,7 @@ class FastSyscalls:
                             x86.UC_X86_REG_RCX, x86.UC_X86_REG_R11)
         self.user_data = ctypes.addressof(self.state)
 
-    def set_sockets(self, table: dict[int, int], version: int) -> None:
+    def set_sockets(self, table: dict[int, int], version: object) -> None:
         """Which guest descriptors are plain stream sockets, and their host descriptors."""
         size = max(table, default=-1) + 1
         sockets = (ctypes.c_int32 * size)(*([-1] * size))

@@ -38,6 +38,9 @@ PIPE_BUF = 65536
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
 F_DUPFD_CLOEXEC, F_GETPIPE_SZ = 1030, 1032
 TCGETS, TIOCGWINSZ, FIONBIO, FIOCLEX, FIONCLEX, TIOCGPGRP = 0x5401, 0x5413, 0x5421, 0x5451, 0x5450, 0x540F
+FIOASYNC, FIONREAD = 0x5452, 0x541B
+O_ASYNC = 0o20000
+F_SETOWN, F_GETOWN = 8, 9
 DT_DIR, DT_REG = 4, 8
 
 
@@ -80,13 +83,14 @@ class OpenFile:
 
 
 class FileTable:
-    """The process's descriptors, its open file descriptions and its pipes."""
+    """A process's descriptors. The open file descriptions they name are shared with
+    every other descriptor (of this process or another, after a fork) that names them;
+    pipes are the kernel's."""
 
-    def __init__(self, kernel: LinuxKernel) -> None:
+    def __init__(self, kernel: LinuxKernel, process=None) -> None:
         self.k = kernel
+        self.process = process
         self.fds: dict[int, list] = {}          # fd -> [OpenFile, cloexec]
-        self.pipes: dict[int, bytearray] = {}
-        self._next_pipe = 1
         self.version = 0                        # bumped whenever a descriptor comes or goes
 
     def open_stdio(self) -> None:
@@ -111,7 +115,7 @@ class FileTable:
     @property
     def limit(self) -> int:
         """One past the highest descriptor a new file may get: RLIMIT_NOFILE's soft limit."""
-        return min(self.k.rlimits[abi.RLIMIT_NOFILE][0], abi.MAX_FDS)
+        return min(self.process.rlimits[abi.RLIMIT_NOFILE][0], abi.MAX_FDS)
 
     def get(self, fd: int) -> OpenFile | None:
         entry = self.fds.get(s32(fd))
@@ -122,39 +126,45 @@ class FileTable:
         self.version += 1
         if entry is None:
             return -EBADF
-        f = entry[0]
+        self.drop(entry[0])
+        return 0
+
+    def drop(self, f: OpenFile) -> None:
+        """One reference to ``f`` less (a descriptor closed, a passed descriptor dropped);
+        the last one releases it."""
         f.ref -= 1
         if f.ref == 0:
+            if f.kind == "socket":
+                _domain, _kind, _connecting, peer, inbox = f.data
+                if peer is not None and peer.data[3] is f:
+                    peer.data[3] = None
+                f.data[3], f.data[4] = None, []
+                for message in inbox:               # sent to it, never received: closed
+                    for passed in message:
+                        self.drop(passed)
             if f.kind in ("host", "socket", "epoll") and f.handle:
-                self.k.host("close", f.handle)
+                if self.k.in_syscall:
+                    self.k.host("close", f.handle)
+                else:
+                    self.k.boundary.release(f.handle)
             elif f.kind == "pipe":
-                if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe for o in self.fds.values()):
-                    self.pipes.pop(f.pipe, None)
+                if not any(o.kind == "pipe" and o.pipe == f.pipe for o in self.k.open_files()):
+                    self.k.pipes.pop(f.pipe, None)
                 from vmm.linux.poll import wake
+                # the other end sees EOF or EPIPE now
                 wake(self.k, lambda o, pipe=f.pipe: o.kind == "pipe" and o.pipe == pipe)
-                self.k.retry_waiters()                   # the other end sees EOF or EPIPE now
-            from vmm.linux.poll import forget_fd
-            forget_fd(self.k, s32(fd))
-        return 0
+            from vmm.linux.poll import forget_file
+            forget_file(self.k, f)
 
     # -- state -----------------------------------------------------------------------
 
-    def state(self) -> list:
-        files, ids = [], {}
-        for fd in sorted(self.fds):
-            f = self.fds[fd][0]
-            if id(f) not in ids:
-                ids[id(f)] = len(files)
-                files.append(f.as_list())
-        table = [[fd, ids[id(self.fds[fd][0])], self.fds[fd][1]] for fd in sorted(self.fds)]
-        return [files, table, sorted([n, bytes(b)] for n, b in self.pipes.items()), self._next_pipe]
+    def state(self, description_index: dict[int, int]) -> list:
+        """[[fd, index of its description in the kernel's list, cloexec], ...]"""
+        return [[fd, description_index[id(self.fds[fd][0])], self.fds[fd][1]] for fd in sorted(self.fds)]
 
-    def load_state(self, state: list) -> None:
-        files, table, pipes, self._next_pipe = state
-        objs = [OpenFile.from_list(raw) for raw in files]
-        self.fds = {fd: [objs[i], bool(cloexec)] for fd, i, cloexec in table}
+    def load_state(self, table: list, descriptions: list[OpenFile]) -> None:
+        self.fds = {fd: [descriptions[i], bool(cloexec)] for fd, i, cloexec in table}
         self.version += 1
-        self.pipes = {n: bytearray(b) for n, b in pipes}
 
     # -- paths -----------------------------------------------------------------------
 
@@ -193,6 +203,18 @@ def _open(k: LinuxKernel, dirfd: int, path: str | None, flags: int, mode: int) -
     if not path:
         return -ENOENT
     cloexec = bool(flags & O_CLOEXEC)
+    target = procfs.fd_target(k, full)
+    if target is not None:                     # /dev/fd/N: the file descriptor N has open
+        f = k.files.get(target)
+        if f is None:
+            return -ENOENT
+        if f.kind in ("blob", "host", "dir"):
+            full = f.path                      # a new description of the same file
+        elif f.kind in ("pipe", "stdout", "stderr", "null", "zero", "random"):
+            return k.files.install(OpenFile(f.kind, f.path, flags & ~O_CLOEXEC, stat=f.stat, data=f.data,
+                                            pipe=f.pipe), cloexec=cloexec)
+        else:
+            return -abi.ENXIO                  # a socket, an epoll, an eventfd (as Linux)
     special = procfs.open(k, full, flags)
     if special is not None:
         if isinstance(special, int):
@@ -230,7 +252,7 @@ def _writable(f: OpenFile) -> bool:
 
 def pipe_ends(k: LinuxKernel, pipe: int) -> tuple[bool, bool]:
     """Whether pipe ``pipe`` has a read end and a write end open."""
-    ends = [o[0] for o in k.files.fds.values() if o[0].kind == "pipe" and o[0].pipe == pipe]
+    ends = [f for f in k.open_files() if f.kind == "pipe" and f.pipe == pipe]
     return any(not _writable(f) for f in ends), any(_writable(f) for f in ends)
 
 
@@ -262,7 +284,7 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
     elif kind == "pipe":
         if offset is not None:
             return -ESPIPE
-        buf = k.files.pipes.get(f.pipe, bytearray())
+        buf = k.pipes.get(f.pipe, bytearray())
         if not buf:
             if not pipe_ends(k, f.pipe)[1]:
                 return b""
@@ -272,7 +294,6 @@ def read_from(k: LinuxKernel, f: OpenFile, count: int, offset: int | None = None
         data = bytes(buf[:count])
         del buf[:count]
         _wake_pipe(k, f.pipe, reader=False)
-        k.retry_waiters()
         return data
     elif kind == "host":
         data = k.host("read", f.handle, count) if offset is None else k.host("pread", f.handle, count, offset)
@@ -304,10 +325,10 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
     if kind in ("null", "zero", "random"):
         return len(data)
     if kind == "pipe":
-        if not any(o[0].kind == "pipe" and o[0].pipe == f.pipe and not _writable(o[0]) for o in k.files.fds.values()):
+        if not any(o.kind == "pipe" and o.pipe == f.pipe and not _writable(o) for o in k.open_files()):
             k.signals.raise_signal(abi.SIGPIPE, abi.SI_USER, 0)       # no reader left: EPIPE and SIGPIPE
             return -abi.EPIPE
-        buffer = k.files.pipes.setdefault(f.pipe, bytearray())
+        buffer = k.pipes.setdefault(f.pipe, bytearray())
         if f.flags & O_NONBLOCK or len(k.tasks) > 1:
             # Linux's pipe holds PIPE_BUF bytes; writes of up to 4096 bytes are all or nothing.
             room = PIPE_BUF - len(buffer)
@@ -318,7 +339,6 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
             data = data[:room]
         buffer.extend(data)
         _wake_pipe(k, f.pipe, reader=True)
-        k.retry_waiters()
         return len(data)
     if kind == "host":
         if offset is None:
@@ -343,7 +363,7 @@ def _refresh_readers(k: LinuxKernel, path: str) -> None:
     """The program changed ``path`` through a writable descriptor: descriptors reading it from
     the content captured at their open see the new content, as on Linux. Deterministic (only
     the program's own descriptors decide it); the new content is one more host answer."""
-    readers = [entry[0] for entry in k.files.fds.values() if entry[0].kind == "blob" and entry[0].path == path]
+    readers = [f for f in k.open_files() if f.kind == "blob" and f.path == path]
     if not readers:
         return
     answer = k.host("open", path, 0, 0)
@@ -558,8 +578,12 @@ def sys_fcntl(k, fd, cmd, arg):
     if cmd == F_GETFL:
         return f.flags | (0o100000 if f.kind in ("blob", "host") else 0)     # O_LARGEFILE
     if cmd == F_SETFL:
-        keep = ~(O_APPEND | O_NONBLOCK | 0o40000 | 0o1000000)
+        keep = ~(O_APPEND | O_NONBLOCK | O_ASYNC | 0o40000 | 0o1000000)
         f.flags = (f.flags & keep) | (arg & ~keep)
+        return 0
+    if cmd == F_SETOWN:              # O_ASYNC's owner: SIGIO is not sent (docs/linux.md)
+        return 0
+    if cmd == F_GETOWN:
         return 0
     if cmd in (F_GETLK, F_SETLK, F_SETLKW, 36, 37, 38):             # locks: one process holds them all
         return 0
@@ -608,9 +632,9 @@ def sys_pipe(k, fds):
 def sys_pipe2(k, fds, flags):
     if flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000):
         return -EINVAL
-    number = k.files._next_pipe
-    k.files._next_pipe += 1
-    k.files.pipes[number] = bytearray()
+    number = k.next_pipe
+    k.next_pipe += 1
+    k.pipes[number] = bytearray()
     stat = [0, 0x10000 + number, S_IFIFO | 0o600, 1, 0, 0, 0, 0, 4096, 0, 0, 0, 0]
     cloexec = bool(flags & O_CLOEXEC)
     r = k.files.install(OpenFile("pipe", f"pipe:[{number}]", (flags & O_NONBLOCK), stat=stat, pipe=number),
@@ -625,11 +649,11 @@ def sys_pipe2(k, fds, flags):
 
 # -- metadata ------------------------------------------------------------------------
 
-def _fstat_list(k, f: OpenFile):
+def fstat_list(k, f: OpenFile):
     if f.kind == "host":
         return k.host("fstat", f.handle)
     if f.kind in ("stdout", "stderr"):
-        return procfs.STDIO_STAT
+        return k.host("stdio_stat", 1 if f.kind == "stdout" else 2)
     return f.stat or procfs.SYNTH_STAT
 
 
@@ -637,7 +661,7 @@ def sys_fstat(k, fd, buf):
     f = _file(k, fd)
     if isinstance(f, int):
         return f
-    st = _fstat_list(k, f)
+    st = fstat_list(k, f)
     if isinstance(st, int):
         return st
     k.write(buf, abi.pack_stat(st))
@@ -653,7 +677,7 @@ def _stat_path(k, dirfd, path, flags):
         f = _file(k, dirfd) if s32(dirfd) != AT_FDCWD else None
         if f is None:
             return _stat_of(k, k.cwd)
-        return f if isinstance(f, int) else _fstat_list(k, f)
+        return f if isinstance(f, int) else fstat_list(k, f)
     full = k.files.resolve(dirfd, path)
     if isinstance(full, int):
         return full
@@ -769,9 +793,13 @@ def sys_ioctl(k, fd, request, arg):
     if request == FIOCLEX or request == FIONCLEX:
         k.files.fds[s32(fd)][1] = request == FIOCLEX
         return 0
-    if request == FIONBIO:
+    if request == FIONBIO or request == FIOASYNC:
         on = struct.unpack("<i", k.read(arg, 4))[0]
-        f.flags = (f.flags | O_NONBLOCK) if on else (f.flags & ~O_NONBLOCK)
+        bit = O_NONBLOCK if request == FIONBIO else O_ASYNC
+        f.flags = (f.flags | bit) if on else (f.flags & ~bit)
+        return 0
+    if request == FIONREAD and f.kind == "pipe" and not f.flags & O_ACCMODE:
+        k.write(arg, struct.pack("<i", len(k.pipes.get(f.pipe, b""))))
         return 0
     if request in (TCGETS, TIOCGWINSZ, TIOCGPGRP):
         handle = {"host": f.handle, "stdout": 1, "stderr": 2}.get(f.kind)
@@ -783,6 +811,23 @@ def sys_ioctl(k, fd, request, arg):
         k.write(arg, answer)
         return 0
     return -ENOTTY
+
+
+MFD_CLOEXEC, MFD_ALLOW_SEALING = 1, 2
+
+
+def sys_memfd_create(k, name, flags):
+    """An anonymous file in memory. It is a host file (one the host unlinks at once):
+    reads, writes, ftruncate and a fork's MAP_SHARED mappings behave as Linux's."""
+    if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING):
+        return -abi.EINVAL
+    label = k.space.read_cstr(name, 250).decode("utf-8", "surrogateescape")
+    answer = k.host("memfd")
+    if isinstance(answer, int):
+        return answer
+    _kind, handle, stat = answer
+    f = OpenFile("host", f"/memfd:{label} (deleted)", abi.O_RDWR, stat=stat, handle=handle)
+    return k.files.install(f, cloexec=bool(flags & MFD_CLOEXEC))
 
 
 # -- the directory tree ----------------------------------------------------------------

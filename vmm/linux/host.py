@@ -20,6 +20,7 @@ import resource
 import select
 import socket
 import stat as statmod
+import tempfile
 import time
 
 from vmm.linux import abi
@@ -234,6 +235,7 @@ class HostOS(HostSockets):
         self.epolls: dict[int, select.epoll] = {}
         self.epoll_members: dict[int, dict[int, int]] = {}  # epoll handle -> {host fd: handle}
         self._ops: dict[str, object] = {}                   # op name -> bound op_ method
+        self.pids_given: set[int] = {os.getpid()}           # ids of guest processes and threads
 
     def call(self, op: str, params: list):
         method = self._ops.get(op)
@@ -295,6 +297,16 @@ class HostOS(HostSockets):
         self.handles[handle] = fd
         return ["host", handle, stat_list(st)]
 
+    def op_memfd(self):
+        """An anonymous file (memfd_create): unlinked from birth, in /dev/shm when the host
+        has one, so it lives in memory as Linux's does."""
+        where = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        fd = os.open(where, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        handle = self._next
+        self._next += 1
+        self.handles[handle] = fd
+        return ["host", handle, stat_list(os.fstat(fd))]
+
     def _fd(self, handle: int) -> int:
         fd = self.handles.get(handle)
         if fd is None:
@@ -330,6 +342,11 @@ class HostOS(HostSockets):
 
     def op_fstat(self, handle: int):
         return stat_list(os.fstat(self._fd(handle)))
+
+    def op_stdio_stat(self, fd: int):
+        """fstat of vmrr's own stdout or stderr, which the program's are: a terminal, a
+        pipe, a file — glibc buffers stdout by what it finds there."""
+        return stat_list(os.fstat(fd if fd in (1, 2) else 1))
 
     def op_fsync(self, handle: int):
         os.fsync(self._fd(handle))
@@ -402,9 +419,29 @@ class HostOS(HostSockets):
     def op_random(self, count: int):
         return os.urandom(count)
 
+    def op_newpid(self, after: int):
+        """An id for a new guest process or thread: the first at or after ``after`` that no
+        process on this host has now (wrapping below pid_max, as Linux allocates)."""
+        limit = _pid_max()
+        candidate = after if 1 < after < limit else 300
+        for _ in range(limit):
+            if candidate not in self.pids_given and not os.path.exists(f"/proc/{candidate}"):
+                self.pids_given.add(candidate)
+                return candidate
+            candidate = candidate + 1 if candidate + 1 < limit else 300
+        return -errno.EAGAIN
+
     def op_uname(self):
         u = os.uname()
         return [u.sysname, u.nodename, u.release, u.version, u.machine]
+
+
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return max(1024, min(int(f.read()), 1 << 22))
+    except (OSError, ValueError):
+        return 32768
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -1,8 +1,8 @@
 """The process and its identity: ids, uname, limits, sysinfo, exit, arch_prctl.
 
-The process has a virtual pid (the same on every run, so that output compares) and
-runs as root (uid and gid 0; the recording user is not kept). uname's node name and release describe the host that
-recorded: they are host answers.
+Pids are the host's (the first process has vmrr's own pid, the others what the host
+answered, vmm/linux/kernel.py alloc_pid); user and group ids are vmm/linux/creds.py's.
+uname's node name and release describe the host that recorded: they are host answers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from vmm.linux.files import s32
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
-PR_SET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_NAME, PR_GET_NAME = 1, 3, 4, 15, 16
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_NAME, PR_GET_NAME = 1, 2, 3, 4, 15, 16
 PR_SET_TIMERSLACK, PR_GET_TIMERSLACK, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_READ = 29, 30, 38, 23
 PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
 
@@ -25,65 +25,24 @@ def sys_zero(k, *_args):
     return 0
 
 
-def sys_eperm(k, *_args):
-    return -abi.EPERM
-
-
 def sys_getpid(k, *_args):
     return k.pid
-
-
-def sys_getppid(k):
-    return 1
 
 
 def sys_gettid(k):
     return k.tid
 
 
-def sys_getuid(k):
-    return 0
-
-
-def sys_getgid(k):
-    return 0
-
-
-def sys_getgroups(k, size, lst):
-    return 0
-
-
-def sys_getresuid(k, ruid, euid, suid):
-    for ptr in (ruid, euid, suid):
-        k.write(ptr, struct.pack("<I", 0))
-    return 0
-
-
-sys_getresgid = sys_getresuid
-
-
 def sys_exit(k, status):
     """exit: the calling thread ends (the process with its last thread)."""
     k.task_exit(status & 0xFF)
-    from vmm.linux.kernel import NO_RETURN
+    from vmm.linux.tasks import NO_RETURN
     return NO_RETURN
 
 
 def sys_exit_group(k, status):
-    from vmm.linux.kernel import SyscallExit
+    from vmm.linux.tasks import SyscallExit
     raise SyscallExit(status & 0xFF)
-
-
-def sys_fork(k):
-    return -abi.ENOSYS
-
-
-def sys_execve(k, path, argv, envp):
-    return -abi.ENOSYS
-
-
-def sys_wait4(k, pid, status, options, rusage):
-    return -abi.ECHILD
 
 
 def sys_uname(k, buf):
@@ -161,7 +120,15 @@ def sys_prctl(k, option, a2, a3, a4, a5):
     if option == PR_GET_NAME:
         k.write(a2, k.current.name.encode()[:15].ljust(16, b"\0"))
         return 0
-    if option in (PR_SET_TIMERSLACK, PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS,
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= a2 <= abi.NSIG:
+            return -abi.EINVAL
+        k.proc.pdeathsig = a2                 # sent when its parent ends (kernel.exit_process)
+        return 0
+    if option == PR_GET_PDEATHSIG:
+        k.write(a2, struct.pack("<i", k.proc.pdeathsig))
+        return 0
+    if option in (PR_SET_TIMERSLACK, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS,
                   PR_SET_THP_DISABLE):
         return 0
     if option == PR_GET_DUMPABLE:

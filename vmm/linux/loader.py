@@ -105,9 +105,9 @@ def load_program(space: AddressSpace, program: LinuxProgram, hwcap: int, minsigs
         space.write(sp, data)
         return sp
 
-    execfn = push_bytes(exe.path.encode() + b"\0")
-    env_ptrs = [push_bytes(e.encode() + b"\0") for e in reversed(program.env)][::-1]
-    arg_ptrs = [push_bytes(a.encode() + b"\0") for a in reversed(program.argv)][::-1]
+    execfn = push_bytes(exe.path.encode("utf-8", "surrogateescape") + b"\0")
+    env_ptrs = [push_bytes(e.encode("utf-8", "surrogateescape") + b"\0") for e in reversed(program.env)][::-1]
+    arg_ptrs = [push_bytes(a.encode("utf-8", "surrogateescape") + b"\0") for a in reversed(program.argv)][::-1]
     sp &= ~0xF                                        # arch_align_stack, randomisation off
     platform = push_bytes(b"x86_64\0")
     random = push_bytes(program.at_random)

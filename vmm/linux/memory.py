@@ -26,6 +26,7 @@ PAGE_SHIFT = 12
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
 PTE_NX = 1 << 63
 PTE_KEPT = 1 << 9                    # software bit: a PROT_NONE page that keeps its frame (P clear)
+PTE_COW = 1 << 10                    # software bit: writable by its mapping, shared since a fork
 PTE_ADDR = 0x000F_FFFF_FFFF_F000
 USER_END = 0x7FFF_FFFF_F000          # TASK_SIZE on x86-64 with 4-level paging
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -62,7 +63,9 @@ def page_up(value: int) -> int:
 class Frames:
     """Physical page frames: the lowest free frame first, so allocation is deterministic.
 
-    Free frames are kept as sorted, disjoint [start, end) runs.
+    Free frames are kept as sorted, disjoint [start, end) runs. A frame mapped in more
+    than one place (two processes after a fork, a shared mapping and its object) has a
+    count in ``refs``; ``free`` then only drops one reference.
     """
 
     def __init__(self, end: int) -> None:
@@ -70,6 +73,14 @@ class Frames:
         self.runs: list[list[int]] = [[FIRST_FRAME, end]]
         self.high = FIRST_FRAME          # one past the highest frame ever handed out
         self.used = 0
+        self.refs: dict[int, int] = {}   # frame -> references, for frames with two or more
+
+    def share(self, frame: int) -> None:
+        """One more reference to ``frame``."""
+        self.refs[frame] = self.refs.get(frame, 1) + 1
+
+    def count(self, frame: int) -> int:
+        return self.refs.get(frame, 1)
 
     def alloc(self) -> int:
         if not self.runs:
@@ -85,6 +96,13 @@ class Frames:
         return frame
 
     def free(self, frame: int) -> None:
+        refs = self.refs.get(frame)
+        if refs is not None:
+            if refs > 2:
+                self.refs[frame] = refs - 1
+            else:
+                del self.refs[frame]
+            return
         runs = self.runs
         i = bisect.bisect_left(runs, [frame + 1]) - 1
         self.used -= 1
@@ -104,11 +122,12 @@ class Frames:
         return sum(end - start for start, end in self.runs)
 
     def state(self) -> list:
-        return [self.high, self.used, [list(r) for r in self.runs]]
+        return [self.high, self.used, [list(r) for r in self.runs], sorted([f, n] for f, n in self.refs.items())]
 
     def load_state(self, state: list) -> None:
-        self.high, self.used, runs = state
+        self.high, self.used, runs, refs = state
         self.runs = [[int(a), int(b)] for a, b in runs]
+        self.refs = {int(f): int(n) for f, n in refs}
 
 
 @dataclass(slots=True)
@@ -139,6 +158,7 @@ class AddressSpace:
 
     Args:
         ram: the machine's RAM (guest-physical address 0 is byte 0).
+        frames: the machine's physical frames, shared by every address space.
         write_phys: writes bytes at a guest-physical address through Unicorn, so that
             translated code cached for that page is invalidated.
         file_content: returns the bytes of a backing file by its content id.
@@ -146,16 +166,18 @@ class AddressSpace:
             was among them (translated blocks of it must go too).
     """
 
-    def __init__(self, ram, mem_size: int, write_phys: Callable[[int, bytes], None],
-                 file_content: Callable[[str], bytes], flush_tlb: Callable[[], None]) -> None:
+    def __init__(self, ram, frames: Frames, write_phys: Callable[[int, bytes], None],
+                 file_content: Callable[[str], bytes], flush_tlb: Callable[[], None], *,
+                 empty: bool = True) -> None:
         self.ram = memoryview(ram)
-        self.frames = Frames(mem_size // PAGE)
+        self.frames = frames
         self.write_phys = write_phys
         self.file_content = file_content
         self.flush_tlb = flush_tlb
         self.vmas: list[Vma] = []
         self._starts: list[int] = []
-        self.root = self._new_table()
+        # empty=False: no root table yet (load_state gives the one of a saved state)
+        self.root = self._new_table() if empty else 0
 
     # -- page tables -----------------------------------------------------------------
 
@@ -365,8 +387,13 @@ class AddressSpace:
             return False
         flags = self.pte_flags(prot)
         ram = self.ram
-        for _va, slot, entry in list(self.present_pages(start, end)):
-            _Q.pack_into(ram, slot, (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D)))
+        for va, slot, entry in list(self.present_pages(start, end)):
+            new = (entry & PTE_ADDR) | flags | (entry & (PTE_A | PTE_D))
+            if new & PTE_W and self.frames.count((entry & PTE_ADDR) >> PAGE_SHIFT) > 1:
+                vma = self.find(va)
+                if vma is not None and not vma.flags & MAP_SHARED:
+                    new = (new & ~PTE_W) | PTE_COW        # still shared since a fork
+            _Q.pack_into(ram, slot, new)
         self.flush_tlb(was_code)
         self._merge_around(start, end)
         if prot & PROT_EXEC:
@@ -399,7 +426,11 @@ class AddressSpace:
         vma = self.find(va)
         if vma is None or not vma.prot & (PROT_READ | PROT_WRITE | PROT_EXEC):
             return False
-        if self.pte(va) & (PTE_P | PTE_KEPT):
+        entry = self.pte(va)
+        if entry & PTE_COW and entry & PTE_P and vma.prot & PROT_WRITE:
+            self._break_cow(va, entry, vma)    # a write to a page shared since a fork
+            return True
+        if entry & (PTE_P | PTE_KEPT):
             return False                       # present, so the access broke its protection
         self._populate(vma, page_down(va))
         # Fault-around: the next pages of the mapping too (each fault costs a return to Python).
@@ -408,6 +439,61 @@ class AddressSpace:
             if not self.pte(page) & (PTE_P | PTE_KEPT) and self.frames.runs:
                 self._populate(vma, page)
         return True
+
+    def _break_cow(self, va: int, entry: int, vma: Vma) -> None:
+        """The page at ``va`` is written: a copy of its own if another mapping still holds
+        the frame, else the frame itself, writable again."""
+        frame = (entry & PTE_ADDR) >> PAGE_SHIFT
+        if self.frames.count(frame) > 1:
+            new = self.frames.alloc()
+            self.write_phys(new * PAGE, self.ram[frame * PAGE:(frame + 1) * PAGE].tobytes())
+            self.frames.free(frame)
+            frame = new
+        _Q.pack_into(self.ram, self._slot(page_down(va), True), frame * PAGE | self.pte_flags(vma.prot))
+        self.flush_tlb(False)                 # the read-only translation may be cached
+
+    def populate_shared(self) -> None:
+        """Before a fork: every page of a MAP_SHARED mapping now, so that parent and child
+        share one copy of all of it (a page first touched after the fork would otherwise
+        be each one's own)."""
+        for vma in list(self.vmas):
+            if vma.flags & MAP_SHARED:
+                self.populate(vma.start, vma.end)
+
+    def copy_to(self, child: "AddressSpace") -> None:
+        """Fork: ``child`` (empty) gets every mapping and page of this space. Private pages
+        are shared copy-on-write (read-only in both until one writes), shared ones shared."""
+        child.vmas = [Vma(*vma.as_list()) for vma in self.vmas]
+        child._starts = list(self._starts)
+        ram, frames, made_strict = self.ram, self.frames, False
+        for va, slot, entry in list(self.present_pages(PAGE, USER_END)):
+            vma = self.find(va)
+            if vma is None:
+                continue
+            if not vma.flags & MAP_SHARED and entry & PTE_W:
+                entry = (entry & ~PTE_W) | PTE_COW
+                _Q.pack_into(ram, slot, entry)
+                made_strict = True
+            frames.share((entry & PTE_ADDR) >> PAGE_SHIFT)
+            _Q.pack_into(ram, child._slot(va, True), entry)
+        if made_strict:
+            self.flush_tlb(False)
+
+    def destroy(self) -> None:
+        """Exit or exec: every page and page table of this space goes back to the frames."""
+        for vma in list(self.vmas):
+            self._drop_pages(vma.start, vma.end)
+        self.vmas, self._starts = [], []
+        self._free_tables(self.root, 3)
+        self.root = 0
+
+    def _free_tables(self, table: int, level: int) -> None:
+        if level > 0:
+            for i in range(512):
+                entry = _Q.unpack_from(self.ram, table + i * 8)[0]
+                if entry & PTE_P:
+                    self._free_tables(entry & PTE_ADDR, level - 1)
+        self.frames.free(table // PAGE)
 
     def _populate(self, vma: Vma, page: int) -> None:
         frame = self.frames.alloc()
@@ -431,6 +517,11 @@ class AddressSpace:
                 raise GuestFault(va)
             self._populate(vma, page_down(va))
             entry = self.pte(va)
+        if write and entry & PTE_COW:
+            vma = self.find(va)
+            if vma is not None and vma.prot & PROT_WRITE:
+                self._break_cow(va, entry, vma)
+                entry = self.pte(va)
         if write and not entry & PTE_W:
             raise GuestFault(va)
         return (entry & PTE_ADDR) | (va & (PAGE - 1))
@@ -512,11 +603,10 @@ class AddressSpace:
         return self.frames.high * PAGE
 
     def state(self) -> list:
-        return [self.root, self.frames.state(), [v.as_list() for v in self.vmas]]
+        return [self.root, [v.as_list() for v in self.vmas]]
 
     def load_state(self, state: list) -> None:
-        root, frames, vmas = state
+        root, vmas = state
         self.root = int(root)
-        self.frames.load_state(frames)
         self.vmas = [Vma(*v) for v in vmas]
         self._starts = [v.start for v in self.vmas]

@@ -26,6 +26,8 @@ AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_WAITALL, MSG_NOSIGNAL = 1, 2, 0x20, 0x40, 0x100, 0x4000
+MSG_CTRUNC, MSG_CMSG_CLOEXEC = 0x8, 0x40000000
+SOL_SOCKET, SCM_RIGHTS, SCM_MAX_FD = 1, 1, 253
 HOST_MSG_FLAGS = MSG_OOB | MSG_PEEK | MSG_TRUNC
 ENOTSOCK, EDESTADDRREQ, EAFNOSUPPORT, EINPROGRESS, EALREADY, EISCONN = 88, 89, 97, 115, 114, 106
 ESOCKTNOSUPPORT, EOPNOTSUPP, EMSGSIZE = 94, 95, 90
@@ -102,7 +104,9 @@ def _socket(k, fd: int) -> OpenFile | int:
 
 def _install(k, handle: int, domain: int, kind: int, flags: int) -> int:
     f = OpenFile("socket", f"socket:[{handle}]", abi.O_RDWR | (flags & SOCK_NONBLOCK),
-                 stat=list(SOCKET_STAT), handle=handle, data=[domain, kind, 0])
+                 stat=list(SOCKET_STAT), handle=handle, data=[domain, kind, 0, None, []])
+    # data: domain, type, a connect in progress, the other end of a socketpair (its
+    # description), and the descriptors sent to this end with SCM_RIGHTS, not yet received.
     fd = k.files.install(f, cloexec=bool(flags & SOCK_CLOEXEC))
     if fd < 0:
         k.host("close", handle)
@@ -165,6 +169,9 @@ def sys_socketpair(k, domain, kind, protocol, sv):
     if isinstance(pair, int):
         return pair
     a, b = _install(k, pair[0], domain, base, flags), _install(k, pair[1], domain, base, flags)
+    if a >= 0 and b >= 0:
+        ends = k.files.get(a), k.files.get(b)
+        ends[0].data[3], ends[1].data[3] = ends[1], ends[0]      # SCM_RIGHTS go to the other end
     k.write(sv, struct.pack("<ii", a, b))
     return 0
 
@@ -325,12 +332,75 @@ def _message(k, fd: int, msg: int) -> tuple[OpenFile, int, int, list[tuple[int, 
     return f, name, namelen, [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovlen)]
 
 
+def _rights_sent(k, msg: int) -> list | int:
+    """The open files a sendmsg's SCM_RIGHTS messages name (other control messages, such
+    as SCM_CREDENTIALS, are not kept), or -errno."""
+    control, length = struct.unpack("<QQ", k.read(msg + 32, 16))
+    if not control or length < 16:
+        return []
+    if length > 1 << 16:
+        return -abi.EINVAL
+    raw, at, files = k.read(control, length), 0, []
+    while at + 16 <= length:
+        size, level, kind = struct.unpack_from("<Qii", raw, at)
+        if size < 16 or at + size > length:
+            return -abi.EINVAL
+        if level == SOL_SOCKET and kind == SCM_RIGHTS:
+            for (fd,) in struct.iter_unpack("<i", raw[at + 16:at + 16 + (size - 16) // 4 * 4]):
+                f = k.files.get(fd)
+                if f is None:
+                    return -abi.EBADF
+                files.append(f)
+        at += (size + 7) & ~7
+    return -abi.EINVAL if len(files) > SCM_MAX_FD else files
+
+
+def _rights_received(k, f: OpenFile, msg: int, flags: int) -> int:
+    """recvmsg: the descriptors sent to this end with the data it read, installed, and
+    their control message written; the msg_flags to report."""
+    control, room = struct.unpack("<QQ", k.read(msg + 32, 16))
+    if not f.data[4]:
+        k.write(msg + 40, struct.pack("<Q", 0))
+        return 0
+    passed = f.data[4].pop(0)
+    needed = 16 + 4 * len(passed)
+    fds = []
+    if control and room >= needed:
+        for p in passed:
+            fd = k.files.install(p, cloexec=bool(flags & MSG_CMSG_CLOEXEC))
+            if fd < 0:
+                break
+            fds.append(fd)
+    for p in passed:
+        k.files.drop(p)                              # the reference the message held
+    if not fds:
+        k.write(msg + 40, struct.pack("<Q", 0))
+        return MSG_CTRUNC
+    k.write(control, struct.pack("<Qii", 16 + 4 * len(fds), SOL_SOCKET, SCM_RIGHTS)
+            + struct.pack(f"<{len(fds)}i", *fds))
+    k.write(msg + 40, struct.pack("<Q", (16 + 4 * len(fds) + 7) & ~7))
+    return MSG_CTRUNC if len(fds) < len(passed) else 0
+
+
 def sys_sendmsg(k, fd, msg, flags):
     message = _message(k, fd, msg)
     if isinstance(message, int):
         return message
     f, name, namelen, vecs = message
     data = b"".join(k.read(base, length) for base, length in vecs if length)
+    rights = _rights_sent(k, msg)
+    if isinstance(rights, int):
+        return rights
+    if rights:
+        peer = f.data[3]
+        if peer is None:                 # only between the ends of a socketpair (docs/linux.md)
+            return -EOPNOTSUPP
+        sent = send(k, f, fd, data, flags)
+        if isinstance(sent, int) and sent > 0:
+            for p in rights:
+                p.ref += 1                 # the message holds them until received
+            peer.data[4].append(rights)
+        return sent
     if name and f.data[1] != SOCK_STREAM:
         where = read_sockaddr(k, name, namelen)
         if isinstance(where, int):
@@ -362,8 +432,10 @@ def sys_recvmsg(k, fd, msg, flags):
         raw = pack_sockaddr(peer)
         k.write(name, raw[:namelen])
         k.write(msg + 8, struct.pack("<I", len(raw) if peer else 0))
-    k.write(msg + 40, struct.pack("<Q", 0))               # msg_controllen: no ancillary data
-    k.write(msg + 48, struct.pack("<i", 0))               # msg_flags
+    msg_flags = _rights_received(k, f, msg, flags) if data else 0
+    if not data:
+        k.write(msg + 40, struct.pack("<Q", 0))           # msg_controllen: no ancillary data
+    k.write(msg + 48, struct.pack("<i", msg_flags))      # msg_flags
     return len(data)
 
 

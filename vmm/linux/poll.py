@@ -29,6 +29,7 @@ from typing import Callable
 
 from vmm.linux import abi
 from vmm.linux.files import PIPE_BUF, OpenFile, pipe_ends, s32
+from vmm.linux.signals import call_mask
 from vmm.linux.tasks import Blocked
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -66,7 +67,7 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
     kind = f.kind
     if kind == "pipe":
         readers, writers = pipe_ends(k, f.pipe)
-        buffered = len(k.files.pipes.get(f.pipe, b""))
+        buffered = len(k.pipes.get(f.pipe, b""))
         if f.flags & abi.O_ACCMODE == 0:
             return (POLLIN if buffered else 0) | (0 if writers else POLLHUP)
         return (POLLOUT if buffered < PIPE_BUF else 0) | (0 if readers else POLLERR)
@@ -78,11 +79,14 @@ def ready_inside(k, f: OpenFile, events: int) -> int:
     return POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
 
 
-def wait_targets(k, fds: list) -> tuple[list[tuple[int, int]], bool]:
-    """For the scheduler: ([(host handle, events)], whether something inside is ready now)."""
+def wait_targets(k, fds: list, files=None) -> tuple[list[tuple[int, int]], bool]:
+    """For the scheduler: ([(host handle, events)], whether something inside is ready now).
+    ``files``: the descriptor table the numbers are in (the waiting task's process's; by
+    default the one on the CPU)."""
     targets: list[tuple[int, int]] = []
+    files = k.files if files is None else files
     for fd, events in fds:
-        f = k.files.get(fd)
+        f = files.get(fd)
         if f is None:
             return targets, True
         if f.kind == "epoll":
@@ -155,7 +159,8 @@ def sys_poll(k, fds, nfds, timeout):
 
 def sys_ppoll(k, fds, nfds, tsp, sigmask, size):
     try:
-        return _poll(k, fds, nfds, _timespec_ns(k, tsp))
+        timeout = _timespec_ns(k, tsp)
+        return call_mask(k, sigmask, size, lambda: _poll(k, fds, nfds, timeout))
     except _BadTimeout:
         return -abi.EINVAL
 
@@ -203,16 +208,20 @@ def sys_select(k, nfds, readfds, writefds, exceptfds, timeout):
 
 def sys_pselect6(k, nfds, readfds, writefds, exceptfds, timeout, sigmask):
     try:
-        return _select(k, nfds, readfds, writefds, exceptfds, _timespec_ns(k, timeout))
+        timeout_ns = _timespec_ns(k, timeout)
+        mask, size = struct.unpack("<QQ", k.read(sigmask, 16)) if sigmask else (0, 0)
+        return call_mask(k, mask, size, lambda: _select(k, nfds, readfds, writefds, exceptfds, timeout_ns))
     except _BadTimeout:
         return -abi.EINVAL
 
 
 # -- epoll ---------------------------------------------------------------------------------------
-# An epoll file's data: its interest list, [[fd, events, data, host handle or None, ready], ...];
-# ready is None, or the item's place on the ready list (the list is the items in that order).
+# An epoll file's data: its interest list, [[fd, events, data, host handle or None, ready, file], ...];
+# ready is None, or the item's place on the ready list (the list is the items in that order);
+# file is the open file description watched (as Linux's epitem names the file, not the
+# number: the item outlives the descriptor until the file itself is released).
 EP_PRIVATE_BITS = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE
-_READY = 4
+_READY, _FILE = 4, 5
 
 
 def _link_tail(ep: OpenFile, entry: list) -> bool:
@@ -229,17 +238,20 @@ def wake(k, woken: Callable[[OpenFile], bool], flags: int = 0, depth: int = 0) -
     an epoll whose list grew wakes the epolls watching it in turn."""
     if depth > 4:                                # Linux's EP_MAX_NESTS
         return
-    for ep in {id(e[0]): e[0] for e in k.files.fds.values() if e[0].kind == "epoll"}.values():
+    if depth == 0:
+        k.retry_waiters(woken)
+    for ep in [f for f in k.open_files() if f.kind == "epoll"]:
         joined = False
         for entry in reversed(ep.data):          # newest first, as on the file's wait queue
             if entry[3] is not None or not entry[1] & ~EP_PRIVATE_BITS:
                 continue                         # a host member, or a disabled one-shot
             if flags and not flags & entry[1]:
                 continue
-            f = k.files.get(entry[0])
+            f = entry[_FILE]
             if f is not None and woken(f):
                 joined |= _link_tail(ep, entry)
         if joined:
+            k.retry_waiters(lambda f, ep=ep: f is ep)
             wake(k, lambda f, ep=ep: f is ep, POLLIN, depth + 1)
 
 
@@ -274,7 +286,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
     if target.kind in ("blob", "dir", "synth", "null", "zero"):
         return -abi.EPERM                                  # regular files cannot be watched
     fd, op = s32(fd), s32(op)
-    entry = next((e for e in ep.data if e[0] == fd), None)
+    entry = next((e for e in ep.data if e[0] == fd and e[_FILE] is target), None)
     events = data = 0
     if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
         events, data = struct.unpack("<IQ", k.read(event, 12))
@@ -287,7 +299,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
             result = k.host("epctl", ep.handle, EPOLL_CTL_ADD, handle, events & ~(EPOLLEXCLUSIVE | EPOLLWAKEUP))
             if result < 0:
                 return result
-        entry = [fd, events, data, handle, None]
+        entry = [fd, events, data, handle, None, target]
         ep.data.append(entry)
         if handle is None and _entry_ready(k, entry):
             _link_tail(ep, entry)
@@ -313,7 +325,7 @@ def sys_epoll_ctl(k, epfd, op, fd, event):
 
 
 def _entry_ready(k, entry: list) -> int:
-    f = k.files.get(entry[0])
+    f = entry[_FILE]
     if f is None or entry[1] & 0xFFFF == 0:
         return 0
     return ready_inside(k, f, entry[1]) & (entry[1] | POLLERR | POLLHUP)
@@ -368,22 +380,23 @@ def sys_epoll_wait(k, epfd, events, maxevents, timeout):
 
 
 def sys_epoll_pwait(k, epfd, events, maxevents, timeout, sigmask, size):
-    return _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout))
+    return call_mask(k, sigmask, size, lambda: _epoll_wait(k, epfd, events, maxevents, _timeout_ms(timeout)))
 
 
 def sys_epoll_pwait2(k, epfd, events, maxevents, timeout, sigmask, size):
     try:
-        return _epoll_wait(k, epfd, events, maxevents, _timespec_ns(k, timeout))
+        timeout_ns = _timespec_ns(k, timeout)
+        return call_mask(k, sigmask, size, lambda: _epoll_wait(k, epfd, events, maxevents, timeout_ns))
     except _BadTimeout:
         return -abi.EINVAL
 
 
-def forget_fd(k, fd: int) -> None:
-    """The last descriptor of a file closed: Linux drops it from every epoll's interest list."""
-    for entry in list(k.files.fds.values()):
-        f = entry[0]
+def forget_file(k, gone: OpenFile) -> None:
+    """The last descriptor of a file closed (in every process): Linux drops it from every
+    epoll's interest list."""
+    for f in k.open_files():
         if f.kind == "epoll":
-            f.data[:] = [e for e in f.data if e[0] != fd]
+            f.data[:] = [e for e in f.data if e[_FILE] is not gone]
 
 
 # -- eventfd -----------------------------------------------------------------------------------
@@ -412,7 +425,6 @@ def eventfd_read(k, f: OpenFile, fd: int, count: int) -> bytes | int:
     taken = 1 if semaphore else value
     f.data[0] = value - taken
     wake(k, lambda o: o is f, POLLOUT)
-    k.retry_waiters()
     return struct.pack("<Q", taken)
 
 
@@ -428,5 +440,4 @@ def eventfd_write(k, f: OpenFile, fd: int, data: bytes) -> int:
         raise Blocked(["fds", [[s32(fd), POLLOUT]]])
     f.data[0] += add
     wake(k, lambda o: o is f, POLLIN)
-    k.retry_waiters()
     return 8

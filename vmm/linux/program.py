@@ -118,6 +118,23 @@ def _read_file(path: str, what: str) -> bytes:
     return data
 
 
+DEFAULT_IDENTITY = (1000, 1, 0, 0, [])       # a program made by hand (tests, fuzz corpora)
+PID_MAX = 1 << 22                             # Linux's PID_MAX_LIMIT
+
+
+def host_identity() -> list:
+    """vmrr's pid and parent, the recording user's uid, gid and supplementary groups."""
+    return [os.getpid(), os.getppid(), os.getuid(), os.getgid(), sorted(set(os.getgroups()))]
+
+
+def _identity_ok(value: list) -> bool:
+    def small(v, hi):
+        return type(v) is int and 0 <= v < hi
+    return (len(value) == 5 and small(value[0], PID_MAX) and value[0] > 1 and small(value[1], PID_MAX)
+            and small(value[2], 1 << 32) and small(value[3], 1 << 32) and type(value[4]) is list
+            and len(value[4]) <= 65536 and all(small(g, 1 << 32) for g in value[4]))
+
+
 @dataclass
 class LinuxProgram:
     """An unmodified x86-64 Linux executable and how it was started."""
@@ -130,6 +147,9 @@ class LinuxProgram:
     at_random: bytes
     name: str = ""
     files: dict[str, str] = field(default_factory=dict)   # path -> sha256 of what boot read
+    # Who ran it: [pid, ppid, uid, gid, groups] -- vmrr's own pid (unique on the host while
+    # it records), its parent and the recording user's ids.
+    identity: list = field(default_factory=lambda: list(DEFAULT_IDENTITY))
 
     platform = "linux"
 
@@ -148,22 +168,36 @@ class LinuxProgram:
             if found is None:
                 raise ImageError(f"{path}: no such program on PATH")
             path = found
-        path = os.path.abspath(path)
-        exe = parse_elf(_read_file(path, "program"), path)
-        if not os.access(path, os.X_OK):
-            raise ImageError(f"{path}: permission denied (not executable)")
+        argv = list(argv)
+        for _depth in range(5):                    # a #! script's interpreter, as the kernel finds it
+            path = os.path.abspath(path)
+            data = _read_file(path, "program")
+            if not os.access(path, os.X_OK):
+                raise ImageError(f"{path}: permission denied (not executable)")
+            if data[:2] != b"#!":
+                break
+            line = data[2:256].split(b"\n", 1)[0].strip(b" \t").split(None, 1)
+            if not line:
+                raise ImageError(f"{path}: a #! line that names no interpreter")
+            interpreter = line[0].decode("utf-8", "surrogateescape")
+            extra = [line[1].decode("utf-8", "surrogateescape").strip()] if len(line) > 1 else []
+            argv = [interpreter, *extra, argv[0], *argv[1:]]
+            path = interpreter
+        else:
+            raise ImageError(f"{argv[0]}: too many levels of #! interpreters")
+        exe = parse_elf(data, path)
         interp = None
         if exe.interp:
             interp = parse_elf(_read_file(exe.interp, "ELF interpreter"), exe.interp)
             if interp.interp:
                 raise ImageError(f"{exe.interp}: the ELF interpreter itself asks for an interpreter")
         return cls(exe, interp, list(argv), list(env), cwd or os.getcwd(), os.urandom(16),
-                   name=argv[0])
+                   name=argv[0], identity=host_identity())
 
     def header_map(self) -> dict:
         """What the trace header keeps besides the executable (the embedded image)."""
         return {"exe": self.exe.path, "argv": self.argv, "env": self.env, "cwd": self.cwd,
-                "at_random": self.at_random,
+                "at_random": self.at_random, "identity": self.identity,
                 "interp": None if self.interp is None else self.interp.path,
                 "interp_image": None if self.interp is None else self.interp.data}
 
@@ -200,7 +234,10 @@ class LinuxProgram:
             interp = ElfFile(interp_path, *[getattr(parsed, f) for f in
                                             ("data", "elf_type", "entry", "phoff", "phnum",
                                              "segments", "interp", "phdr_vaddr")])
-        return cls(exe, interp, argv, env, need("cwd", str), at_random, name=name)
+        identity = need("identity", list)
+        if not _identity_ok(identity):
+            raise ImageError(f"{where}: header field linux.identity must be [pid, ppid, uid, gid, [groups]]")
+        return cls(exe, interp, argv, env, need("cwd", str), at_random, name=name, identity=identity)
 
     # What the rest of vmrr asks of an image (gdb, the TUI, symbols).
 

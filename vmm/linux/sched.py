@@ -158,7 +158,10 @@ class LiveScheduler:
                 continue
             if kind != "fds":
                 continue
-            targets, inside = wait_targets(k, task.wait[1])
+            proc = k.processes.get(task.pid)
+            if proc is None:
+                continue
+            targets, inside = wait_targets(k, task.wait[1], proc.files)
             if inside:
                 out.append((task.tid, RESUME_RETRY))
                 continue

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 SIG_DFL, SIG_IGN = 0, 1
+SA_NOCLDSTOP, SA_NOCLDWAIT = 1, 2
 SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = 4, 0x08000000, 0x10000000, 0x40000000, 0x80000000, 0x04000000
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 SS_ONSTACK, SS_DISABLE = 1, 2
@@ -65,10 +66,12 @@ def signame(signo: int) -> str:
 
 
 class SignalState:
-    """Per-process actions, the thread's mask and alternate stack, and pending signals."""
+    """A process's actions and pending signals, and the mask and alternate stack of its
+    thread on the CPU (each other thread keeps its own in its Task)."""
 
-    def __init__(self, kernel: LinuxKernel) -> None:
+    def __init__(self, kernel: LinuxKernel, process=None) -> None:
         self.k = kernel
+        self.process = process
         self.actions: dict[int, list[int]] = {}     # signo -> [handler, flags, restorer, mask]
         self.mask = 0
         self.altstack = [0, SS_DISABLE, 0]          # ss_sp, ss_flags, ss_size
@@ -88,6 +91,11 @@ class SignalState:
         self.pending = [list(p) for p in pending]
         itimer = state[4] if len(state) > 4 else None          # traces before itimers: none
         self.itimer = None if itimer is None else list(itimer)
+
+    def fatal_by_default(self, signo: int) -> bool:
+        """``signo`` would end the process: SIGKILL, or a default action that terminates."""
+        return signo == abi.SIGKILL or (self.action(signo)[0] == SIG_DFL and signo not in IGNORED_BY_DEFAULT
+                                        and signo != abi.SIGCONT)
 
     def action(self, signo: int) -> list[int]:
         return self.actions.get(signo, [SIG_DFL, 0, 0, 0])
@@ -110,7 +118,7 @@ class SignalState:
         """A signal for the process (or thread ``tid``): pending, and a waiting thread that
         can take it is interrupted (EINTR, or restarted under SA_RESTART)."""
         k = self.k
-        masks = {t.tid: (self.mask if t is k.current else t.sigmask) for t in k.live_tasks()}
+        masks = {t.tid: (self.mask if t is k.current else t.sigmask) for t in self.process.live_threads()}
         if self.ignores(signo) and all(m & (1 << (signo - 1)) == 0 for m in masks.values()):
             return
         if not any(p[0] == signo for p in self.pending):
@@ -118,13 +126,16 @@ class SignalState:
         bit = 1 << (signo - 1)
         candidates = [tid] if tid in masks else [k.current.tid] + sorted(masks)
         target = next((k.tasks[t] for t in candidates if t in masks and not masks[t] & bit), None)
-        if target is not None and target.state == WAIT and not self.ignores(signo):
+        if target is not None and target is not k.current and self.fatal_by_default(signo):
+            k.exit_process(self.process, signo)        # killed where it stands, running or not
+            return
+        if target is not None and target.state == WAIT and target.wait != ["retry"] and not self.ignores(signo):
             self._interrupt(target, signo)
 
     def _interrupt(self, task, signo: int) -> None:
         k = self.k
         nr = task.call[0]
-        restart = bool(self.action(signo)[1] & SA_RESTART) and nr in RESTARTABLE
+        restart = self.restarts(signo, nr)
         k.wake(task, -abi.EINTR)
         if restart:                                   # back to the syscall instruction, RAX = nr
             k.set_task_regs(task, rax=nr, rip_delta=-2)
@@ -133,7 +144,7 @@ class SignalState:
         """SIGNAL_IN: the user signalled the recorder; the program gets it here, between
         instructions, as if another process had sent it."""
         self.post(signo, abi.SI_USER, 0)
-        if self.k.can_run():
+        if self.k.can_run() and self.process is self.k.proc:
             self.deliver_pending(in_syscall=False)
 
     def timer_fired(self) -> None:
@@ -146,7 +157,7 @@ class SignalState:
         else:
             self.itimer = None
         self.post(abi.SIGALRM, abi.SI_KERNEL, 0)
-        if self.k.can_run():
+        if self.k.can_run() and self.process is self.k.proc:
             self.deliver_pending(in_syscall=False)
 
     def arm_timer(self, now: int, value_ns: int, interval_ns: int) -> None:
@@ -159,12 +170,45 @@ class SignalState:
             return 0, 0
         return max(1000, self.itimer[0] - now), self.itimer[1]
 
-    def deliver_pending(self, *, in_syscall: bool) -> None:
+    def interrupting(self) -> int | None:
+        """A pending signal that would interrupt a call of the thread on the CPU now (not
+        blocked, not ignored): a call that would wait returns instead, as Linux checks
+        signal_pending before it sleeps."""
+        for signo, _code, _value in self.pending:
+            if not self.mask & (1 << (signo - 1)) and not self.ignores(signo):
+                return signo
+        return None
+
+    def restarts(self, signo: int, nr: int) -> bool:
+        """The call ``nr`` interrupted by ``signo`` starts again after the handler (SA_RESTART)."""
+        return bool(self.action(signo)[1] & SA_RESTART) and nr in RESTARTABLE
+
+    def use_mask(self, new: int) -> bool:
+        """ppoll, pselect6, epoll_pwait and rt_sigsuspend run with mask ``new``; the thread's
+        own comes back as the call returns — after the handler of the signal that
+        interrupted it, whose frame keeps the thread's own mask (Linux's saved_sigmask).
+        True: a signal ``new`` lets through is pending already (the call fails with EINTR)."""
+        task = self.k.current
+        if task.saved_mask is None:                   # not again when the call runs again
+            task.saved_mask = self.mask
+        self.mask = new & ~UNBLOCKABLE
+        return any(not self.mask & (1 << (p[0] - 1)) for p in self.pending)
+
+    def deliver_pending(self, *, in_syscall: bool, interrupted: bool = True) -> None:
+        """A handler for the first signal the mask lets through, if any. After a call made
+        with a mask of its own (``use_mask``), the thread's mask comes back first unless
+        the call was ``interrupted`` (EINTR), then after the handler (its frame keeps it)."""
+        task = self.k.current
+        saved, task.saved_mask = task.saved_mask, None
+        if saved is not None and not interrupted:
+            self.mask, saved = saved, None
         for i, (signo, code, value) in enumerate(self.pending):
             if not self.mask & (1 << (signo - 1)) or signo in (abi.SIGKILL, abi.SIGSTOP):
                 del self.pending[i]
-                self._deliver(signo, code, value, in_syscall=in_syscall, fault_rip=None)
+                self._deliver(signo, code, value, in_syscall=in_syscall, fault_rip=None, frame_mask=saved)
                 return
+        if saved is not None:
+            self.mask = saved
 
     def fault(self, signo: int, code: int, address: int, rip: int, vector: int) -> None:
         """A synchronous signal from a CPU exception at ``rip``: a handler, or the end of the run."""
@@ -186,12 +230,23 @@ class SignalState:
             detail = f"{what} (CPU exception {vector})"
         else:
             detail = f"{what} (sent by the program itself)"
-        k.machine.crash_program(signame(signo), signo, rip, detail,
+        if self.process.pid != k.first_pid:
+            # A child's crash ends the child, not the run: its parent sees the signal in
+            # wait4's status; the report says where, in recording and replay alike.
+            pid, program = k.who(self.process)
+            k.notice(f"process {pid} ({program}) crashed: {signame(signo)} at "
+                     f"rip={rip:#x} icount={k.machine.icount}: {detail}")
+            k.exit_process(self.process, signo)
+            return
+        k.machine.crash_program(signame(signo), signo, rip, detail, process=k.who(self.process),
                                 fault_address=address if signo in (abi.SIGSEGV, abi.SIGBUS) else None,
                                 vector=vector)
 
-    def _deliver(self, signo: int, code: int, value: int, *, in_syscall: bool, fault_rip: int | None) -> None:
+    def _deliver(self, signo: int, code: int, value: int, *, in_syscall: bool, fault_rip: int | None,
+                 frame_mask: int | None = None) -> None:
         k = self.k
+        if frame_mask is None:
+            frame_mask = self.mask
         uc = k.uc
         handler, flags, restorer, sa_mask = self.action(signo)
         if handler == SIG_IGN:
@@ -203,7 +258,7 @@ class SignalState:
             if signo in CORE_BY_DEFAULT:
                 self._die(signo, code, value, rip, None)
             else:
-                k.machine.note_signal_exit(signo)
+                k.exit_process(self.process, signo)
             return
         k.boundary.note(k.machine.icount, EventKind.SIGNAL, [k.tid, signo, code & 0xFFFFFFFF, value])
         values = uc.reg_read_batch(_MC_IDS)
@@ -222,11 +277,11 @@ class SignalState:
         k.write(fpstate, self._fxsave())
         mcontext = struct.pack("<18Q", *[regs[n] & (1 << 64) - 1 for n in _MCONTEXT])
         mcontext += struct.pack("<HHHH", uc.reg_read(x86.UC_X86_REG_CS), 0, 0, uc.reg_read(x86.UC_X86_REG_SS))
-        mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, self.mask,
+        mcontext += struct.pack("<QQQQQ", 0, 14 if signo == abi.SIGSEGV else 0, frame_mask,
                                 value if signo in (abi.SIGSEGV, abi.SIGBUS) else 0, fpstate) + bytes(64)
         ucontext = struct.pack("<QQQiiQ", UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS, 0, self.altstack[0],
                                self.altstack[1], 0, self.altstack[2])
-        ucontext += mcontext + struct.pack("<Q", self.mask)
+        ucontext += mcontext + struct.pack("<Q", frame_mask)
         info = struct.pack("<iii4x", signo, 0, code)
         if signo in (abi.SIGSEGV, abi.SIGBUS, abi.SIGILL, abi.SIGFPE, abi.SIGTRAP):
             info += struct.pack("<Q", value)
@@ -319,7 +374,7 @@ def sys_rt_sigprocmask(k, how, new, old, size):
 
 
 def sys_rt_sigreturn(k):
-    from vmm.linux.kernel import NO_RETURN
+    from vmm.linux.tasks import NO_RETURN
     k.signals.sigreturn()
     return NO_RETURN
 
@@ -350,32 +405,52 @@ def sys_sigaltstack(k, new, old):
     return 0
 
 
-def _to_self(k, pid: int, signo: int, code: int, thread: bool = False) -> int:
-    task = k.tasks.get(pid) if thread else None
-    if pid not in (k.pid, 0, -1) and (task is None or task.state == "done"):
-        return -abi.ESRCH
-    if not 0 <= signo <= abi.NSIG:
-        return -abi.EINVAL
-    if signo:
-        if task is not None and task is not k.current:
-            k.signals.post(signo, code, k.pid, task.tid)
-        else:
-            k.signals.raise_signal(signo, code, k.pid)
-    return 0
+def send(k, proc, signo: int, code: int, tid: int | None = None) -> None:
+    """``signo`` from the running thread to process ``proc`` (or its thread ``tid``)."""
+    if not signo:
+        return
+    if tid == k.tid or tid is None and proc is k.proc:
+        k.signals.raise_signal(signo, code, k.pid)      # delivered as the call returns
+    else:
+        proc.signals.post(signo, code, k.pid, tid)
 
 
 def sys_kill(k, pid, signo):
-    return _to_self(k, s32(pid), s32(signo), abi.SI_USER)
+    from vmm.linux.process import ALIVE
+    pid, signo = s32(pid), s32(signo)
+    if not 0 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    me = k.proc
+    if pid > 0:
+        targets = [p for p in k.processes.values() if p.pid == pid and p.state == ALIVE]
+    elif pid == -1:                                  # every process but init and the caller
+        targets = [p for p in k.processes.values() if p.state == ALIVE and p is not me] or [me]
+    else:
+        group = me.pgid if pid == 0 else -pid
+        targets = [p for p in k.processes.values() if p.pgid == group and p.state == ALIVE]
+    if not targets:
+        return -abi.ESRCH
+    for proc in sorted(targets, key=lambda p: p is me):  # the caller last: others act first
+        send(k, proc, signo, abi.SI_USER)
+    return 0
+
+
+def _thread(k, tgid: int | None, tid: int, signo: int) -> int:
+    task = k.tasks.get(tid)
+    if task is None or task.state == "done" or tgid is not None and task.pid != tgid:
+        return -abi.ESRCH
+    if not 0 <= signo <= abi.NSIG:
+        return -abi.EINVAL
+    send(k, k.processes[task.pid], signo, abi.SI_TKILL, tid)
+    return 0
 
 
 def sys_tkill(k, tid, signo):
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
+    return _thread(k, None, s32(tid), s32(signo))
 
 
 def sys_tgkill(k, tgid, tid, signo):
-    if s32(tgid) != k.pid:
-        return -abi.ESRCH
-    return _to_self(k, s32(tid), s32(signo), abi.SI_TKILL, thread=True)
+    return _thread(k, s32(tgid), s32(tid), s32(signo))
 
 
 # -- SIGALRM: setitimer, getitimer, alarm, and pause ------------------------------------
@@ -431,3 +506,30 @@ def sys_alarm(k, seconds):
 def sys_pause(k):
     """Wait for a signal: only delivery ends it, with EINTR (never restarted)."""
     raise Blocked(["signal"])
+
+
+def sys_rt_sigsuspend(k, mask, size):
+    """Wait for a signal with ``mask`` in place of the thread's own: it ends with EINTR
+    once a handler has run, the thread's own mask back (sigsuspend(2))."""
+    if size != 8:
+        return -abi.EINVAL
+    if k.signals.use_mask(struct.unpack("<Q", k.read(mask, 8))[0]):
+        return -abi.EINTR
+    raise Blocked(["signal"])
+
+
+def call_mask(k, mask: int, size: int, call) -> int:
+    """ppoll, pselect6, epoll_pwait: ``call()`` with the mask argument in place of the
+    thread's (``use_mask``). A call that would wait while a signal it lets through is
+    pending fails with EINTR instead (ready descriptors win, as on Linux)."""
+    if not mask:
+        return call()
+    if size != 8:
+        return -abi.EINVAL
+    pending = k.signals.use_mask(struct.unpack("<Q", k.read(mask, 8))[0])
+    try:
+        return call()
+    except Blocked:
+        if pending:
+            return -abi.EINTR
+        raise

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
 
 RUN, WAIT, DONE = "run", "wait", "done"
+# A process: running, ended but not yet waited for, or reaped (vmm/linux/process.py).
+ALIVE, ZOMBIE, REAPED = "alive", "zombie", "reaped"
 RESUME_RUN, RESUME_RETRY, RESUME_TIMEOUT = 0, 1, 2
 HOW_NAMES = {RESUME_RUN: "run", RESUME_RETRY: "retry", RESUME_TIMEOUT: "timeout"}
 
@@ -55,6 +57,17 @@ RIP = CTX_NAMES.index("rip")
 FS_BASE = CTX_NAMES.index("fs_base")
 
 
+NO_RETURN = object()          # a handler that set every register itself (rt_sigreturn, exit)
+
+
+class SyscallExit(Exception):
+    """Raised by exit/exit_group handlers: the process ended with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class Blocked(Exception):
     """Raised by a handler whose call cannot complete now.
 
@@ -75,10 +88,11 @@ class Task:
     """One thread. ``ctx`` is None while the task is on the CPU."""
 
     __slots__ = ("tid", "state", "ctx", "wait", "call", "timeout", "seq", "sigmask", "altstack",
-                 "clear_child_tid", "robust_list", "name")
+                 "clear_child_tid", "robust_list", "name", "pid", "saved_mask")
 
-    def __init__(self, tid: int, name: str) -> None:
+    def __init__(self, tid: int, name: str, *, pid: int | None = None) -> None:
         self.tid = tid
+        self.pid = tid if pid is None else pid      # the process (thread group) it belongs to
         self.state = RUN
         self.ctx: list | None = None        # [ints (CTX_NAMES), Cpu.vector_state() bytes]
         self.wait: list | None = None
@@ -90,16 +104,20 @@ class Task:
         self.clear_child_tid = 0
         self.robust_list = [0, 0]
         self.name = name
+        # The thread's own mask while a call runs with another (ppoll, pselect6,
+        # epoll_pwait, rt_sigsuspend): back when the call returns (Linux's saved_sigmask).
+        self.saved_mask: int | None = None
 
     def as_list(self) -> list:
         return [self.tid, self.state, self.ctx, self.wait, self.call, self.timeout, self.seq, self.sigmask,
-                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name]
+                list(self.altstack), self.clear_child_tid, list(self.robust_list), self.name, self.pid,
+                self.saved_mask]
 
     @classmethod
     def from_list(cls, raw: list) -> "Task":
-        task = cls(raw[0], raw[11])
+        task = cls(raw[0], raw[11], pid=raw[12])
         (_, task.state, task.ctx, task.wait, task.call, task.timeout, task.seq, task.sigmask, altstack,
-         task.clear_child_tid, robust, _) = raw
+         task.clear_child_tid, robust, _, _, task.saved_mask) = raw
         task.altstack, task.robust_list = list(altstack), list(robust)
         return task
 
@@ -132,9 +150,11 @@ def load_context(kernel: LinuxKernel, ctx: list) -> None:
 # -- the system calls -----------------------------------------------------------------
 
 def sys_clone(k, flags, newsp, parent_tid, child_tid, tls):
+    if not flags & CLONE_THREAD:
+        from vmm.linux.proc_calls import fork
+        return fork(k, flags, newsp, parent_tid, child_tid, tls)
     if flags & THREAD_FLAGS != THREAD_FLAGS:
-        k.note_unsupported("fork" if not flags & CLONE_VM else "clone without CLONE_THREAD")
-        return -abi.ENOSYS                     # a new process: out of scope (one process per trace)
+        return -abi.EINVAL
     if flags & ~(ALLOWED_FLAGS | 0xFF):
         return -abi.EINVAL
     if len(k.tasks) >= MAX_TASKS:
