@@ -644,12 +644,4 @@ class InstructionCounter:
         self._current.clear()
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
-        if self._running:
-            # Stopped before the next block runs: a block looked up after this hook (the
-            # next one after a SYSCALL) would otherwise be a stale translation of the old
-            # code whose frame now holds other code (a process exec'd, or ended).
-            self._flush_pending = True
-            self.stop_soon()
-            self.uc.emu_stop()
-        else:
-            self.uc.ctl_flush_tb()
+        self._flush_all()

@@ -19,10 +19,9 @@ import subprocess
 
 import pytest
 
-from conftest import VmrrProcess, describe, replay_verify, vmrr
+from conftest import describe, replay_verify, vmrr
+from gdb_helpers import gdbserver, run_gdb, syscall_events  # noqa: F401  (fixture)
 from gdbstub.protocol import frame
-from trace_format.events import EventKind
-from trace_format.reader import TraceReader
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -33,7 +32,6 @@ pytestmark = [
 GDB_TIMEOUT = 45.0
 IO_TIMEOUT = 20.0
 NO_HISTORY = "No more reverse-execution history."
-_SERVING = re.compile(r"vmrr: gdbserver listening on 127\.0\.0\.1:(\d+) \(trace .*, icount (\d+)\)")
 
 PROGRAM = r"""
 #include <stdio.h>
@@ -88,8 +86,7 @@ def traces(tmp_path_factory):
 
 
 def _syscalls(trace) -> list:
-    with TraceReader(trace) as reader:
-        return [event.payload for event in reader.events(kinds=[EventKind.SYSCALL])]
+    return [event.payload for event in syscall_events(trace)]
 
 
 def _pid(trace) -> int:
@@ -97,37 +94,8 @@ def _pid(trace) -> int:
     return _syscalls(trace)[0][0]
 
 
-@pytest.fixture
-def gdbserver():
-    """Factory: ``gdbserver(trace) -> port`` of a fresh ``vmrr gdbserver TRACE --port 0``."""
-    started: list[VmrrProcess] = []
-
-    def start(trace, *options) -> int:
-        proc = VmrrProcess(["gdbserver", trace, "--port", "0", *options])
-        started.append(proc)
-        return int(proc.wait_for_stderr(_SERVING, timeout=40).group(1))
-
-    yield start
-    for proc in started:
-        assert "Traceback" not in proc.stderr_text(), proc.stderr_text()
-        assert "replay error" not in proc.stderr_text(), proc.stderr_text()
-        proc.terminate_quietly()
-
-
 def gdb(port: int, *commands: str, timeout: float = GDB_TIMEOUT) -> str:
-    """gdb in batch mode against the server, no file argument; everything it printed."""
-    args = ["gdb", "-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off",
-            "-ex", "set debuginfod enabled off", "-ex", "set breakpoint pending on",
-            "-ex", f"target remote 127.0.0.1:{port}"]
-    for command in commands:
-        args += ["-ex", command]
-    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    output = done.stdout
-    assert "Remote connection closed" not in output, output
-    assert "internal-error" not in output, output
-    assert "vmrr: replay" not in output, output                    # no divergence reported
-    return output
+    return run_gdb(port, *commands, timeout=timeout)
 
 
 def _pcs(output: str) -> list[int]:

@@ -20,11 +20,9 @@ import subprocess
 
 import pytest
 
-from conftest import VmrrProcess
+from gdb_helpers import gdbserver, run_gdb, syscall_events  # noqa: F401  (fixture)
 from gdbstub.protocol import frame
 from linux_helpers import linux_prog, record_replay_linux  # noqa: F401  (fixture)
-from trace_format.events import EventKind
-from trace_format.reader import TraceReader
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -33,7 +31,6 @@ pytestmark = [
 
 GDB_TIMEOUT = 60.0
 IO_TIMEOUT = 20.0
-_SERVING = re.compile(r"vmrr: gdbserver listening on 127\.0\.0\.1:(\d+) \(trace .*, icount (\d+)\)")
 FOLLOW_BOTH = "set detach-on-fork off"  # gdb keeps the fork's child as an inferior too
 
 
@@ -63,43 +60,11 @@ def traces(linux_prog, tmp_path_factory):
 
 
 def _syscalls(trace) -> list:
-    with TraceReader(trace) as reader:
-        return list(reader.events(kinds=[EventKind.SYSCALL]))
+    return syscall_events(trace)
 
 
-@pytest.fixture
-def gdbserver():
-    """Factory: ``gdbserver(trace, *options) -> port`` of a fresh ``vmrr gdbserver``."""
-    started: list[VmrrProcess] = []
-
-    def start(trace, *options) -> int:
-        proc = VmrrProcess(["gdbserver", trace, "--port", "0", *options])
-        started.append(proc)
-        return int(proc.wait_for_stderr(_SERVING, timeout=40).group(1))
-
-    yield start
-    for proc in started:
-        assert "Traceback" not in proc.stderr_text(), proc.stderr_text()
-        assert "internal error" not in proc.stderr_text(), proc.stderr_text()
-        assert "replay error" not in proc.stderr_text(), proc.stderr_text()
-        proc.terminate_quietly()
-
-
-def gdb(port: int, *commands: str) -> str:
-    """gdb in batch mode against the server, no file argument; everything it printed."""
-    args = ["gdb", "-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off",
-            "-ex", "set debuginfod enabled off", "-ex", "set breakpoint pending on",
-            "-ex", f"target remote 127.0.0.1:{port}"]
-    for command in commands:
-        args += ["-ex", command]
-    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=GDB_TIMEOUT, stdin=subprocess.DEVNULL)
-    output = done.stdout
-    assert "Remote connection closed" not in output, output
-    assert "internal-error" not in output, output
-    assert "Truncated register" not in output, output
-    assert "vmrr: replay" not in output, output
-    return output
+def gdb(port: int, *commands: str, timeout: float = GDB_TIMEOUT) -> str:
+    return run_gdb(port, *commands, timeout=timeout)
 
 
 def _thread_rows(out: str) -> list[tuple[str, int, int]]:

@@ -174,12 +174,16 @@ def sys_getppid(k):
     return k.proc.ppid
 
 
-def sys_getpgid(k, pid):
+def _named(k, pid: int) -> Process | None:
+    """The process ``pid`` names (0: the caller), None if there is none."""
     pid = s32(pid)
     proc = k.proc if pid == 0 else k.processes.get(pid)
-    if proc is None or proc.state == REAPED:
-        return -abi.ESRCH
-    return proc.pgid
+    return None if proc is None or proc.state == REAPED else proc
+
+
+def sys_getpgid(k, pid):
+    proc = _named(k, pid)
+    return -abi.ESRCH if proc is None else proc.pgid
 
 
 def sys_getpgrp(k):
@@ -187,11 +191,8 @@ def sys_getpgrp(k):
 
 
 def sys_getsid(k, pid):
-    pid = s32(pid)
-    proc = k.proc if pid == 0 else k.processes.get(pid)
-    if proc is None or proc.state == REAPED:
-        return -abi.ESRCH
-    return proc.sid
+    proc = _named(k, pid)
+    return -abi.ESRCH if proc is None else proc.sid
 
 
 def sys_setpgid(k, pid, pgid):
