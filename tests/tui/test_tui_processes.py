@@ -218,9 +218,20 @@ def test_tree_panel_status_and_keys_with_pilot(shell_trace, truth):
             assert lines[shell_line + 3].startswith("▶") and f"tid {truth.cat}" in lines[shell_line + 3], panel
             assert "ended before icount" in panel and f"{truth.echo}" in panel and "exited 0" in panel
 
-            # Tab to the tree, up twice to the shell's thread, Enter shows it.
+            # Tab to the tree; from cat's thread down past the heading to the echo subshell,
+            # which ended: Enter goes back to its last instruction.
             await pilot.press("tab", "tab")
             assert app.focused is app.main.query_one("#processes")
+            await pilot.press("down", "enter")
+            await settle(app, pilot)
+            moment = app.session.moment
+            assert moment.icount == truth.by_pid[truth.echo]["end_icount"] - 1, app.last_error
+            assert moment.cpu[0] == truth.echo == truth.pid_at(moment.icount)
+            await pilot.press("g", *str(here), "enter")
+            await settle(app, pilot)
+            assert app.session.moment.icount == here
+
+            # Up twice from cat's thread to the shell's, Enter shows it.
             await pilot.press("up", "up", "enter")
             await settle(app, pilot)
             moment = app.session.moment
@@ -263,7 +274,7 @@ def test_process_tree_in_a_real_terminal(shell_trace, truth, request):
     tmux.keys(str(here), "Enter")
     screen = tmux.wait_for(lambda s: shown_icount(s) == here, f"icount {here}")
     screen = tmux.wait_for(lambda s: f"pid {truth.cat} tid {truth.cat} cat" in s, "the status line naming cat")
-    write_capture(request, screen)
+    write_capture(screen)
     assert re.search(rf"\b{truth.shell}\s+alive\s+/bin/sh -c 'echo a \| cat; /bin/true'", screen), screen
     assert re.search(rf"tid {truth.shell}\s+sh\s+wait4", screen), screen
     assert re.search(rf"└ {truth.cat}\s+running\s+cat", screen), screen
@@ -285,7 +296,7 @@ def test_process_tree_in_a_real_terminal(shell_trace, truth, request):
     assert not tmux.alive(), "q did not quit the debugger"
 
 
-def write_capture(request, screen: str) -> None:
+def write_capture(screen: str) -> None:
     """Keep the screen for a person to look at: VMRR_TUI_CAPTURE=FILE."""
     path = os.environ.get("VMRR_TUI_CAPTURE")
     if path:
