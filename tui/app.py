@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.commands import DebuggerCommands
 from tui.keys import bindings
-from tui.messages import EventChosen, RunToAddress, SeekRequested
+from tui.messages import EventChosen, ProcessChosen, RunToAddress, SeekRequested, ThreadChosen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
@@ -41,7 +41,8 @@ BUSY_LABELS = {
     "prev_event": "going to the previous event", "crash": "going to the crash",
     "start": "going to the start", "end": "going to the end", "seek": "seeking",
     "seek_event": "going to the event", "goto": "going", "last_write": "looking for the last write",
-    "search": "searching",
+    "search": "searching", "next_process": "going to the next process switch",
+    "prev_process": "going to the previous process switch",
 }
 # Actions that need the session, refused while another screen (help, a prompt) is up.
 MAIN_ONLY = frozenset({"move", "goto", "scrub", "breakpoint", "watch", "last_write", "memory",
@@ -231,6 +232,12 @@ class VmrrApp(App[None]):
     def on_run_to_address(self, message: RunToAddress) -> None:
         self.start_move("goto", Target(TargetKind.ADDRESS, message.address))
 
+    def on_thread_chosen(self, message: ThreadChosen) -> None:
+        self._apply(self.session.view_thread, message.tid)
+
+    def on_process_chosen(self, message: ProcessChosen) -> None:
+        self.start_move("goto", Target(TargetKind.PROCESS, message.pid))
+
     # -- changes that do not move -----------------------------------------------------------
 
     def _apply(self, change, *args) -> bool:
@@ -285,7 +292,7 @@ class VmrrApp(App[None]):
 
     def action_goto(self) -> None:
         self._ask("Go to", self.goto_text,
-                  placeholder="icount | 0xADDRESS (next time RIP is there) | symbol[+off] | e N | t N (thread) | crash | start | end")
+                  placeholder="icount | 0xADDRESS (next time RIP is there) | symbol[+off] | e N | t N (thread) | p N (process) | crash | start | end")
 
     def goto_text(self, text: str) -> None:
         target = parse_target(text)

@@ -32,10 +32,12 @@ KEYS: tuple[Key, ...] = (
     Key("F", "F", "move('finish_back')", "caller", "finish backward: back to the call that entered this function", MOVING),
     Key("e", "e", "move('next_event')", "event", "next event (of the kinds the event list shows)", MOVING),
     Key("E", "E", "move('prev_event')", "prev event", "previous event (of the kinds the event list shows)", MOVING),
+    Key("p", "p", "move('next_process')", "process", "next process switch: where another process gets the CPU", MOVING),
+    Key("P", "P", "move('prev_process')", "prev process", "previous process switch", MOVING),
     Key("x", "x", "move('crash')", "crash", "jump to the crash", MOVING, True),
     Key("less_than_sign", "<", "move('start')", "start", "go to the start of the recording", MOVING),
     Key("greater_than_sign", ">", "move('end')", "end", "go to the end of the recording", MOVING),
-    Key("g", "g", "goto", "go to", "go to an icount, 0xADDRESS (next time RIP is there), a symbol, 'e N' (event N), or 't N' (back to where thread N last ran)", MOVING, True),
+    Key("g", "g", "goto", "go to", "go to an icount, 0xADDRESS (next time RIP is there), a symbol, 'e N' (event N), 't N' / 'p N' (back to where thread / process N last ran)", MOVING, True),
     Key("left_square_bracket", "[", "scrub(-1)", "scrub", "timeline: back one column", MOVING),
     Key("right_square_bracket", "]", "scrub(1)", "scrub", "timeline: forward one column", MOVING),
     Key("left_curly_bracket", "{", "scrub(-10)", "scrub", "timeline: back ten columns", MOVING),
@@ -57,9 +59,10 @@ def bindings() -> list[Binding]:
 
 
 EXTRA_HELP = (
-    ("↑ ↓ PgUp PgDn", "move the cursor in the focused panel (code or events)"),
-    ("Enter", "code: continue to the selected line; events: go to the selected event"),
-    ("Tab", "move focus between the code and the event list"),
+    ("↑ ↓ PgUp PgDn", "move the cursor in the focused panel (code, events or processes)"),
+    ("Enter", "code: continue to the selected line; events: go to the selected event; "
+              "processes: show the selected thread (an ended process: back to its last instruction)"),
+    ("Tab", "move focus between the code, the event list and the processes"),
     ("mouse", "click the timeline to go there, an event to go to it, a code line to select it"),
     ("Ctrl+P", "command palette: every command by name"),
 )

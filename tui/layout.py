@@ -39,6 +39,9 @@ class ApplianceLayout:
         self._ram = [(0, timetravel.header.config.mem_size)]
         self.lines = LineTable.from_elf(image.elf)
 
+    def lines_now(self) -> LineTable:
+        return self.lines
+
     def image_span(self) -> Span:
         return self._image
 
@@ -60,9 +63,13 @@ class ApplianceLayout:
 class LinuxLayout:
     """A Linux program: the executable, its libraries and its memory, from the VMAs now.
 
+    Every question is about the process the personality's ``proc`` names: the one whose
+    thread is on the CPU, or another one the debugger shows (tui/session.py view_thread).
+
     Attributes:
-        program: the command line (argv), shortened for the status bar.
-        lines: the executable's DWARF line table at its load address (empty without -g).
+        program: the command line (argv) of the program vmrr started, shortened for the
+            status bar.
+        lines: that program's DWARF line table at its load address (empty without -g).
     """
 
     linux = True
@@ -73,7 +80,18 @@ class LinuxLayout:
         self._exe_id = program.exe.sha256
         self.program = _command_line(list(program.argv) or [program.exe.path])
         search_dirs = (Path(program.exe.path).parent, *DEFAULT_SEARCH_DIRS)
-        self.lines = LineTable.from_elf(program.elf, search_dirs=search_dirs, bias=self.kernel.exe_base)
+        self._exe_base = self.kernel.exe_base
+        self.lines = LineTable.from_elf(program.elf, search_dirs=search_dirs, bias=self._exe_base)
+        self._no_lines = LineTable([])
+
+    def lines_now(self) -> LineTable:
+        """The source lines of the code of the process now: the program's, in a process
+        that runs it where it was loaded (the first one, a fork of it); none in a process
+        that runs another program (a child that exec'd ``cat``)."""
+        kernel = self.kernel
+        if kernel.exe_base == self._exe_base and any(v.file == self._exe_id for v in kernel.space.vmas):
+            return self.lines
+        return self._no_lines
 
     def image_span(self) -> Span:
         """[lowest, highest) address the executable's own mappings cover."""

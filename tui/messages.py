@@ -30,3 +30,17 @@ class RunToAddress(Message):
     """Continue until RIP is at this address (Enter on a disassembly line)."""
 
     address: int
+
+
+@dataclass
+class ThreadChosen(Message):
+    """Show this thread (Enter or a click on it in the process tree)."""
+
+    tid: int
+
+
+@dataclass
+class ProcessChosen(Message):
+    """Go back to where this process last ran (an ended process in the tree)."""
+
+    pid: int

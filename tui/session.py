@@ -42,6 +42,7 @@ QUIET_KINDS = frozenset({EventKind.DIGEST, EventKind.OUTPUT, EventKind.CHECKPOIN
 # A Linux program's trace also holds the content of the files it read: hidden as well.
 LINUX_QUIET_KINDS = QUIET_KINDS | {EventKind.BLOB}
 EVENT_STRING_LIMIT = 24      # bytes of a system call's data shown in the event list
+ENDED_SHOWN = 1000           # ended processes in a Moment (the latest), however many a long run had
 FLAG_BITS = (("CF", 0), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9),
              ("DF", 10), ("OF", 11))
 
@@ -99,6 +100,54 @@ class ThreadRow:
     last_ran: int | None       # off the CPU: the icount of its last instruction so far
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    """One process of a Linux program at the current position: in the process table
+    (running, or a zombie its parent has not reaped yet), or one that ended before now.
+
+    Attributes:
+        command: its argv as a shell would take it (printable).
+        state: "alive", "zombie" or "reaped" (vmm/linux/process.py).
+        status: the wait status once it ended (``code << 8`` for an exit, else the signal).
+        on_cpu: one of its threads is on the CPU.
+        depth: how deep in the tree of live processes (0: its parent is not in the table).
+        threads: its live threads (the one on the CPU first), for a live process.
+    """
+
+    pid: int
+    ppid: int | None
+    command: str
+    comm: str
+    state: str
+    status: int | None
+    on_cpu: bool
+    depth: int = 0
+    threads: tuple[ThreadRow, ...] = ()
+    start_icount: int | None = None
+    end_icount: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state == "alive"
+
+    def state_text(self) -> str:
+        """``running``, ``alive``, ``zombie, exited 0``, ``exited 1``, ``killed by SIGKILL``."""
+        if self.alive:
+            return "running" if self.on_cpu else "alive"
+        ended = exit_words(self.status)
+        return f"zombie, {ended}" if self.state == "zombie" else ended
+
+
+def exit_words(status: int | None) -> str:
+    """A wait status in words: ``exited 0``, ``killed by SIGSEGV`` (``+core`` when dumped)."""
+    if status is None:
+        return "ended"
+    if status & 0x7F:
+        from vmm.linux.names import signal_name
+        return f"killed by {signal_name(status & 0x7F)}" + (" (core)" if status & 0x80 else "")
+    return f"exited {(status >> 8) & 0xFF}"
+
+
 @dataclass(frozen=True)
 class Moment:
     """Everything the screen shows about one position. Built by ``DebugSession``."""
@@ -123,6 +172,13 @@ class Moment:
     hits: tuple[int, ...]                      # positions where a breakpoint or watchpoint stopped us
     threads: tuple[ThreadRow, ...] = ()        # a Linux program's live threads (the running one first)
     note: str = ""                             # what the last operation wants the user to know
+    # A Linux program's processes: the tree of those in the process table (depth first,
+    # each with its threads), and those that ended and were reaped before now (latest first).
+    processes: tuple[ProcessRow, ...] = ()
+    ended: tuple[ProcessRow, ...] = ()
+    ended_total: int = 0                       # processes reaped before now (``ended`` holds the latest)
+    cpu: tuple[int, int, str, str] | None = None   # (pid, tid, process comm, thread name) on the CPU
+    viewing: tuple[int, int] | None = None     # (pid, tid) shown instead of the CPU's thread
 
     @property
     def rip(self) -> int:
@@ -163,6 +219,7 @@ class _Listing:
     end: int
     rows: tuple[CodeRow, ...]
     index: dict[int, int] = field(default_factory=dict)   # insn address → row
+    space: object = None       # whose code: a Linux process and the program it runs (_code_space)
 
 
 class DebugSession:
@@ -186,8 +243,10 @@ class DebugSession:
         self.layout = layout_for(timetravel)
         self.linux = self.layout.linux
         self.program = self.layout.program        # the command line of a Linux program, else None
-        self.lines = self.layout.lines
-        self.symbols = timetravel.symbols
+        self.lines = self.layout.lines              # a Linux program's: of the process shown (_build)
+        self._kernel = getattr(timetravel.machine, "kernel", None) if self.linux else None
+        self._symbols = timetravel.symbols          # a Linux program's: of the process shown (_build)
+        self._view_tid: int | None = None           # a thread off the CPU shown instead (view_thread)
         self.mem_size = timetravel.header.config.mem_size
         self.last_icount = timetravel.last_icount
         self.crash_icount = timetravel.crash_icount
@@ -198,6 +257,11 @@ class DebugSession:
         self._event_icounts = [e.icount for e in self.events]
         self.thread_runs = self._thread_runs()      # [(icount, tid)]: who is on the CPU from then
         self._run_icounts = [icount for icount, _tid in self.thread_runs]
+        self.thread_owners = self._thread_owners()  # tid -> pid, every thread of the trace
+        self.process_runs = self._process_runs()    # [(icount, pid)]: whose thread is on the CPU from then
+        self._process_icounts = [icount for icount, _pid in self.process_runs]
+        # More than one process: the tree names the program, the status bar the one on the CPU.
+        self.multiprocess = len(set(self.thread_owners.values()) | {p for _i, p in self.process_runs}) > 1
         self.density: list[int] = timetravel.event_density(min(DENSITY_BUCKETS, self.last_icount + 1))
         self.default_event_filter = frozenset(EventKind) - (LINUX_QUIET_KINDS if self.linux else QUIET_KINDS)
         self.event_filter: frozenset[EventKind] | None = self.default_event_filter
@@ -212,6 +276,7 @@ class DebugSession:
         self._last_found: int | None = None         # the last memory match (a repeat goes past it)
         self.moment: Moment = self._build(None, None)
         self._before: Moment = self.moment          # the Moment at the previous position
+        self._cpu_moment: Moment = self.moment      # the last Moment of the CPU's own thread
 
     @classmethod
     def open(cls, path: str, *, start_at_crash: bool = True, max_mem: int | None = None) -> DebugSession:
@@ -237,6 +302,13 @@ class DebugSession:
             session._before = session.moment        # nothing "changed": we did not step here
             session.refresh()
         return session
+
+    @property
+    def symbols(self):
+        """The symbols of the code shown: an appliance's image; a Linux program's process on
+        the CPU (or the one ``view_thread`` shows), its program and libraries, as of the
+        current Moment."""
+        return self._symbols
 
     @property
     def image_start(self) -> int:
@@ -288,7 +360,7 @@ class DebugSession:
 
     MOVES = ("step", "step_back", "step_over", "step_over_back", "cont", "cont_back",
              "finish", "finish_back", "next_event", "prev_event", "crash", "start", "end",
-             "seek", "goto", "last_write", "search", "seek_event")
+             "seek", "goto", "last_write", "search", "seek_event", "next_process", "prev_process")
 
     def move(self, op: str, *args, cancel: threading.Event | None = None) -> Moment:
         """Run one move and return the new Moment (also kept as ``self.moment``).
@@ -296,7 +368,8 @@ class DebugSession:
         Args:
             op: one of ``MOVES``; ``seek`` takes an icount, ``goto`` a Target or text,
                 ``last_write`` (address, length), ``search`` a SearchSpec or None (again),
-                ``seek_event`` an event number.
+                ``seek_event`` an event number. Every move shows the CPU's thread again
+            (it ends ``view_thread``).
             cancel: set it to stop a long move early (where TimeTravel supports it).
 
         Raises:
@@ -309,8 +382,10 @@ class DebugSession:
         with self._guard():
             self.progress = 0.0
             try:
-                before = self.moment
+                # A view of another thread ends with a move: changes are the CPU's, since its own last Moment.
+                before = self.moment if self.moment.viewing is None else self._cpu_moment
                 stop, note = getattr(self, f"_op_{op}")(*args, cancel=cancel)
+                self._view_tid = None
                 if stop is not None and stop.reason.name == "WATCHPOINT" and self.linux:
                     stop = replace(stop, address=self._virtual(stop.address))
                 if stop is not None and stop.reason.name == "WATCHPOINT" and not note:
@@ -410,6 +485,8 @@ class DebugSession:
             return self._op_end()
         if kind is TargetKind.THREAD:
             return self._op_thread(target.value, cancel=cancel)
+        if kind is TargetKind.PROCESS:
+            return self._op_process(target.value, cancel=cancel)
         address, label = target.value, f"{target.value:#x}"
         if kind is TargetKind.SYMBOL:
             base = self.symbols.address_of(target.name)
@@ -434,6 +511,61 @@ class DebugSession:
             raise BadInput(f"thread {tid} has not run before icount {now}")
         stop = self._call(self.tt.seek, icount, cancel=cancel)
         return stop, f"thread {tid}: its last instruction before icount {now}"
+
+    def _op_process(self, pid: int, cancel=None):
+        """Back to where process ``pid`` last ran: just before the last instruction one of
+        its threads ran before the current position."""
+        now = self.moment.icount
+        if not self.process_runs:
+            raise BadInput("processes are a Linux program's; this trace is an appliance's")
+        ran = {who for _icount, who in self.process_runs}
+        if pid not in ran:
+            known = ", ".join(str(p) for p in sorted(ran))
+            raise BadInput(f"no process {pid} ran in this trace (processes that ran: {known})")
+        if self.process_at(now) == pid:
+            return self._call(self.tt.seek, now, cancel=cancel), f"process {pid} is on the CPU here"
+        icount = self._last_in(self.process_runs, self._process_icounts, pid, now)
+        if icount is None:
+            first = next(start for start, who in self.process_runs if who == pid)
+            raise BadInput(f"process {pid} has not run before icount {now} (it first runs at icount {first})")
+        stop = self._call(self.tt.seek, icount, cancel=cancel)
+        return stop, f"process {pid}: its last instruction before icount {now}"
+
+    def _op_next_process(self, cancel=None):
+        """To the next process switch: the first position after now where another process's
+        thread is on the CPU."""
+        if not self.process_runs:
+            raise BadInput("processes are a Linux program's; this trace is an appliance's")
+        now = self.moment.icount
+        i = bisect.bisect_right(self._process_icounts, now)
+        if i >= len(self.process_runs):
+            return None, f"no process switch after icount {now}"
+        stop = self._call(self.tt.seek, self.process_runs[i][0], cancel=cancel)
+        return stop, self._switch_words(self.process_runs[i - 1][1] if i else None)
+
+    def _op_prev_process(self, cancel=None):
+        """To the previous process switch: the last position before now where a process got
+        the CPU from another (the start of the recording is not one)."""
+        if not self.process_runs:
+            raise BadInput("processes are a Linux program's; this trace is an appliance's")
+        now = self.moment.icount
+        i = bisect.bisect_left(self._process_icounts, now) - 1
+        if i <= 0:
+            return None, f"no process switch before icount {now}"
+        stop = self._call(self.tt.seek, self.process_runs[i][0], cancel=cancel)
+        return stop, self._switch_words(self.process_runs[i - 1][1])
+
+    def _switch_words(self, before: int | None) -> str:
+        """At a process switch: who has the CPU now, and who had it."""
+        kernel = self._kernel
+        words = f"process switch: pid {kernel.pid} ({self._comm(kernel.pid)}) runs"
+        return words + (f", after pid {before}" if before is not None else "")
+
+    def _comm(self, pid: int) -> str:
+        proc = self._kernel.processes.get(pid)
+        if proc is not None:
+            return proc.comm
+        return self._kernel.current.name if pid == self._kernel.pid else "?"
 
     def _run_to(self, address: int, label: str, cancel):
         """The next time RIP is at ``address``: a temporary breakpoint and a continue."""
@@ -654,6 +786,43 @@ class DebugSession:
                     return virtual + (watched - start)
         return watched
 
+    def view_thread(self, tid: int | None) -> Moment:
+        """Show thread ``tid`` as it is at this position although it is off the CPU: its
+        saved registers, and code, stack and memory read through its own process's page
+        tables (not the CPU's CR3). None, or the thread on the CPU, shows the CPU's thread
+        again; so does the next move. Nothing in the machine changes. Raises BadInput."""
+        with self._guard():
+            kernel = self._kernel
+            if kernel is None:
+                raise BadInput("threads are a Linux program's; this trace is an appliance's")
+            if tid is None or tid == kernel.tid:
+                self._view_tid = None
+                note = f"showing the thread on the CPU: pid {kernel.pid}, tid {kernel.tid}"
+            else:
+                self._viewed(tid)                          # raises BadInput unless it can be shown
+                self._view_tid = tid
+                task = kernel.tasks[tid]
+                note = (f"tid {tid} ({task.name}) is off the CPU: {task.describe_wait()}; "
+                        f"any move shows the CPU's thread again")
+            self.moment = self._build(self.moment.stop, self._before, note)
+            return self.moment
+
+    def _viewed(self, tid: int):
+        """(process, task) of a thread off the CPU that can be shown, or BadInput."""
+        from vmm.linux.process import ALIVE
+        from vmm.linux.tasks import DONE
+
+        kernel = self._kernel
+        task = kernel.tasks.get(tid)
+        if task is None or task.state == DONE:
+            raise BadInput(f"no live thread {tid} at icount {self.tt.icount}")
+        proc = kernel.processes.get(task.pid)
+        if proc is None or proc.state != ALIVE or not proc.space.root:
+            raise BadInput(f"thread {tid}'s process {task.pid} has ended: its memory is gone")
+        if task.ctx is None:
+            raise BadInput(f"thread {tid} has no saved registers at icount {self.tt.icount}")
+        return proc, task
+
     def set_memory_address(self, address: int) -> Moment:
         self.memory_address = address & ~0xF
         return self.refresh(f"memory at {address:#x}")
@@ -669,10 +838,51 @@ class DebugSession:
     # -- building a Moment ---------------------------------------------------------------
 
     def _build(self, stop, before: Moment | None, note: str = "") -> Moment:
+        """The Moment here: of the CPU's thread, or of the thread ``view_thread`` chose."""
+        kernel = self._kernel
+        viewed = None
+        if kernel is not None and self._view_tid is not None:
+            try:
+                viewed = self._viewed(self._view_tid)
+            except BadInput:
+                self._view_tid = None
+        if viewed is None:
+            moment = self._build_here(stop, before, note, self.tt.registers())
+            self._cpu_moment = moment
+            return moment
+        # The personality's per-process attributes (space, symbols, ...) are the viewed
+        # process's while this Moment is built: every read goes through its page tables.
+        # Nothing runs meanwhile (the session's lock), and the machine is as it was after.
+        proc, task = viewed
+        saved = kernel.proc
+        kernel.proc = proc
+        try:
+            return self._build_here(stop, None, note, self._task_registers(task, proc),
+                                    viewing=(proc.pid, task.tid))
+        finally:
+            kernel.proc = saved
+
+    def _task_registers(self, task, proc) -> dict[str, int]:
+        """A thread's registers off the CPU: those it saved when it left (vmm/linux/tasks.py),
+        over the CPU's (segments and control registers are every user thread's), CR3 its
+        process's page tables (as gdbstub/linux.py shows them to gdb)."""
+        from vmm.linux.tasks import CTX_NAMES
+
+        values = dict(self.tt.registers())
+        ints, _vector = task.ctx
+        values.update(zip(CTX_NAMES, ints))
+        if "cr3" in values:
+            values["cr3"] = proc.space.root
+        return values
+
+    def _build_here(self, stop, before: Moment | None, note: str, regs: dict[str, int], *,
+                    viewing: tuple[int, int] | None = None) -> Moment:
         tt = self.tt
+        if self.linux:
+            self._symbols = tt.machine.symbols
+            self.lines = self.layout.lines_now()
         self._image_span = self.layout.image_span()
         self._modules = self.layout.modules()
-        regs = tt.registers()
         rip = regs["rip"]
         code, current = self._code_around(rip)
         access = self._memory_operand(rip, regs)
@@ -694,7 +904,9 @@ class DebugSession:
             console=bytes(console[-CONSOLE_TAIL:]), console_total=len(console),
             sockets=tuple(sockets[-SOCKET_TAIL:]), sockets_total=len(sockets),
             breakpoints=frozenset(tt.breakpoints), watchpoints=self._shown_watchpoints(),
-            hits=tuple(self._hits), threads=self._threads(tt.icount), note=note)
+            hits=tuple(self._hits), threads=self._threads(tt.icount), note=note,
+            processes=self._process_tree(tt.icount), ended=self._ended(), cpu=self._cpu(), viewing=viewing,
+            ended_total=len(self._kernel.ended) if self._kernel is not None else 0)
 
     # -- threads (a Linux program) --------------------------------------------------------
 
@@ -711,6 +923,34 @@ class DebugSession:
                     runs.append((event.icount, tid))
         return runs
 
+    def _thread_owners(self) -> dict[int, int]:
+        """tid -> pid for every thread of the trace: from the END record's process list, or
+        rebuilt from the events (replay/pstree.py, as ``vmrr ps`` does)."""
+        if self._kernel is None:
+            return {}
+        from replay.pstree import process_tree, thread_owners
+        from vmm.errors import VmrrError
+
+        try:
+            return thread_owners(self.tt.reader, process_tree(self.tt.reader))
+        except (VmrrError, ValueError, TypeError, KeyError):
+            return {self._kernel.tid: self._kernel.pid}
+
+    def _process_runs(self) -> list[tuple[int, int]]:
+        """Each stretch of one process's threads on the CPU: (first icount, pid). A thread
+        the owners do not know is taken for a process of its own (its tid, its pid)."""
+        runs: list[tuple[int, int]] = []
+        for icount, tid in self.thread_runs:
+            pid = self.thread_owners.get(tid, tid)
+            if not runs or runs[-1][1] != pid:
+                runs.append((icount, pid))
+        return runs
+
+    def process_at(self, icount: int) -> int | None:
+        """The process whose thread is on the CPU at ``icount`` (None for an appliance)."""
+        i = bisect.bisect_right(self._process_icounts, icount) - 1
+        return self.process_runs[i][1] if i >= 0 else None
+
     def thread_at(self, icount: int) -> int | None:
         """The thread on the CPU at ``icount`` (None for an appliance)."""
         i = bisect.bisect_right(self._run_icounts, icount) - 1
@@ -718,13 +958,15 @@ class DebugSession:
 
     def last_ran(self, tid: int, before: int) -> int | None:
         """The position just before the last instruction thread ``tid`` ran before ``before``."""
-        runs = self.thread_runs
-        i = bisect.bisect_right(self._run_icounts, before) - 1
+        return self._last_in(self.thread_runs, self._run_icounts, tid, before)
+
+    def _last_in(self, runs: list[tuple[int, int]], starts: list[int], who: int, before: int) -> int | None:
+        i = bisect.bisect_right(starts, before) - 1
         while i >= 0:
-            start, who = runs[i]
+            start, owner = runs[i]
             end = runs[i + 1][0] if i + 1 < len(runs) else self.last_icount
             end = min(end, before)
-            if who == tid and end > start:
+            if owner == who and end > start:
                 return end - 1
             i -= 1
         return None
@@ -740,6 +982,66 @@ class DebugSession:
             rows.append(ThreadRow(task.tid, task.name, on_cpu,
                                   "on the CPU" if on_cpu else task.describe_wait(),
                                   None if on_cpu else self.last_ran(task.tid, icount)))
+        return tuple(rows)
+
+    def _cpu(self) -> tuple[int, int, str, str] | None:
+        """(pid, tid, process comm, thread name) of the thread on the CPU."""
+        kernel = self._kernel
+        if kernel is None:
+            return None
+        return kernel.pid, kernel.tid, self._comm(kernel.pid), kernel.current.name
+
+    def _process_tree(self, icount: int) -> tuple[ProcessRow, ...]:
+        """The processes in the table now, depth first from those whose parent is not (the
+        program vmrr started, orphans init took), children in the order they started."""
+        from vmm.linux.process import REAPED
+        from vmm.linux.tasks import DONE
+
+        kernel = self._kernel
+        if kernel is None:
+            return ()
+        current = kernel.current
+        table = {pid: p for pid, p in kernel.processes.items() if p.state != REAPED}
+        children: dict[int | None, list] = {}
+        for proc in sorted(table.values(), key=lambda p: (p.start_icount, p.pid)):
+            parent = proc.ppid if proc.ppid in table and proc.ppid != proc.pid else None
+            children.setdefault(parent, []).append(proc)
+        rows: list[ProcessRow] = []
+
+        def add(proc, depth: int) -> None:
+            threads = [t for t in kernel.tasks.values()
+                       if t.pid == proc.pid and (t.state != DONE or t is current)]
+            threads.sort(key=lambda t: (t is not current, t.tid))
+            thread_rows = tuple(
+                ThreadRow(t.tid, t.name, t is current, "on the CPU" if t is current else t.describe_wait(),
+                          None if t is current else self.last_ran(t.tid, icount))
+                for t in threads)
+            rows.append(ProcessRow(proc.pid, proc.ppid, _command(proc.argv, proc.exe), proc.comm, proc.state,
+                                   proc.exit, proc.pid == current.pid, depth, thread_rows,
+                                   proc.start_icount, proc.end_icount))
+            for child in children.get(proc.pid, ()):
+                add(child, depth + 1)
+
+        for root in children.get(None, ()):
+            add(root, 0)
+        return tuple(rows)
+
+    def _ended(self) -> tuple[ProcessRow, ...]:
+        """The processes that ended and were reaped before now (the kernel's history), the
+        latest first (at most ENDED_SHOWN)."""
+        kernel = self._kernel
+        if kernel is None:
+            return ()
+        from vmm.linux.process import REAPED
+
+        on_cpu = kernel.processes.get(kernel.pid)
+        cpu_gone = on_cpu is None or on_cpu.state == REAPED   # the very end: its last thread still holds the CPU
+        rows: list[ProcessRow] = []
+        for pid, ppid, argv, exe, status, start, end, _tids in reversed(kernel.ended[-ENDED_SHOWN:]):
+            comm = (argv[0].rsplit("/", 1)[-1] if argv else exe.rsplit("/", 1)[-1])[:15]
+            rows.append(ProcessRow(pid, ppid, _command(argv, exe), comm, "reaped", status,
+                                   cpu_gone and pid == kernel.pid and not any(r.pid == pid for r in rows),
+                                   start_icount=start, end_icount=end))
         return tuple(rows)
 
     def _first_memory_address(self, access: int | None, regs: dict[str, int]) -> int:
@@ -817,11 +1119,22 @@ class DebugSession:
 
     # -- code ---------------------------------------------------------------------------
 
+    def _code_space(self) -> object:
+        """What tells one process's code from another's at the same addresses: a Linux
+        process (the one shown), the program it runs, its page tables. None for an appliance."""
+        kernel = self._kernel
+        if kernel is None:
+            return None
+        proc = kernel.proc
+        return proc.pid, proc.exe, proc.exe_base, proc.space.root
+
     def _code_around(self, rip: int) -> tuple[tuple[CodeRow, ...], int]:
+        space = self._code_space()
         for listing in self._listings:
-            if listing.start <= rip < listing.end and rip in listing.index:
+            if listing.space == space and listing.start <= rip < listing.end and rip in listing.index:
                 return listing.rows, listing.index[rip]
         listing = self._make_listing(rip)
+        listing.space = space
         self._listings = [listing] + self._listings[:15]
         return listing.rows, listing.index.get(rip, -1)
 
@@ -923,6 +1236,15 @@ class DebugSession:
         return None
 
 
+def _command(argv: list[str], exe: str) -> str:
+    """A process's command line as a shell would take it back, printable."""
+    import shlex
+
+    from replay.pstree import printable
+
+    return printable(shlex.join(argv)) if argv else f"({printable(exe)})"
+
+
 _WATCH_WORDS = {"w": "writes", "r": "reads", "a": "reads and writes"}
 _SUBREGISTERS = {f"e{r}": f"r{r}" for r in ("ax", "bx", "cx", "dx", "si", "di", "bp", "sp")}
 _SUBREGISTERS.update({f"r{n}d": f"r{n}" for n in range(8, 16)})
@@ -959,7 +1281,8 @@ def _short_bytes(data: bytes, limit: int = 40) -> str:
     return text + ("…" if len(data) > limit else "")
 
 
-_LINUX_KINDS = frozenset({EventKind.SYSCALL, EventKind.SIGNAL, EventKind.BLOB})
+_LINUX_KINDS = frozenset({EventKind.SYSCALL, EventKind.SIGNAL, EventKind.BLOB, EventKind.SWITCH,
+                          EventKind.SIGNAL_IN})
 
 
 def format_payload(event: Event, *, string_limit: int = EVENT_STRING_LIMIT) -> str:

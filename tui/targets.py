@@ -23,6 +23,7 @@ class TargetKind(enum.Enum):
     SYMBOL = "symbol"          # the next time RIP enters the symbol (plus an offset)
     EVENT = "event"            # the position of event number N
     THREAD = "thread"          # back to where thread N last ran
+    PROCESS = "process"        # back to where process N last ran
     CRASH = "crash"
     START = "start"
     END = "end"
@@ -31,7 +32,7 @@ class TargetKind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: TargetKind
-    value: int = 0             # icount, address, offset (SYMBOL), event number or thread id
+    value: int = 0             # icount, address, offset (SYMBOL), event number, thread or process id
     name: str = ""             # SYMBOL only
 
 
@@ -53,8 +54,8 @@ def parse_number(text: str) -> int:
 
 def parse_target(text: str) -> Target:
     """The ``g`` prompt: a number is an icount, ``0x…`` an address, ``e N`` event N,
-    ``t N`` (``thread N``) where thread N last ran, ``crash``/``start``/``end`` those
-    places, anything else a symbol (``name`` or ``name+0x10``).
+    ``t N`` (``thread N``) where thread N last ran, ``p N`` (``pid N``, ``process N``)
+    where process N last ran, ``crash``/``start``/``end`` those places, anything else a symbol (``name`` or ``name+0x10``).
 
     Raises:
         BadInput: empty or malformed.
@@ -72,11 +73,14 @@ def parse_target(text: str) -> Target:
     thread = re.match(r"(?:t|thread)\s*#?\s*([0-9]+)\Z", lowered)
     if thread:
         return Target(TargetKind.THREAD, parse_number(thread.group(1)))
+    process = re.match(r"(?:p|pid|process)\s*#?\s*([0-9]+)\Z", lowered)
+    if process:
+        return Target(TargetKind.PROCESS, parse_number(process.group(1)))
     if lowered in ("crash", "start", "end"):
         return Target(TargetKind(lowered))
     match = _SYMBOL.match(text)
     if not match:
-        raise BadInput(f"expected an icount, 0xADDRESS, a symbol, 'e N' or 't N': {text!r}")
+        raise BadInput(f"expected an icount, 0xADDRESS, a symbol, 'e N', 't N' or 'p N': {text!r}")
     offset = parse_number(match.group(2)) if match.group(2) else 0
     return Target(TargetKind.SYMBOL, offset, match.group(1))
 

@@ -5,6 +5,7 @@ system calls as strace prints them, memory search over the program's mappings.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -288,8 +289,10 @@ def test_threads_panel_and_going_back_to_a_thread(threads_trace):
             assert set(rows) == {"threads", "waiter", "crasher"}, moment.threads
             assert moment.threads[0].name == "crasher" and moment.threads[0].on_cpu
             assert "futex" in rows["waiter"].state and "futex" in rows["threads"].state
-            panel = panel_text(app, "#threads")
-            assert "▶ " + str(rows["crasher"].tid) in panel and "waiter" in panel, panel
+            panel = panel_text(app, "#processes")                     # the process and its threads
+            assert re.search(r"▶\s+tid %d\s+crasher\s+on the CPU" % rows["crasher"].tid, panel), panel
+            assert re.search(r"tid %d\s+waiter\s+futex" % rows["waiter"].tid, panel), panel
+            assert re.search(r"^\s+%d\s+running\s+\S*threads" % main_tid_of(session), panel, re.M), panel
             assert session.thread_at(crash) == rows["crasher"].tid
             main_tid = rows["threads"].tid
             assert main_tid == session.thread_runs[0][1]
@@ -311,6 +314,11 @@ def test_threads_panel_and_going_back_to_a_thread(threads_trace):
             await settle(app, pilot)
             assert "no thread 4242" in status_text(app) + str(app.last_error)
     run(scenario())
+
+
+def main_tid_of(session) -> int:
+    """The program's pid: the thread that ran first."""
+    return session.thread_runs[0][1]
 
 
 def test_switches_and_outside_signals_read_as_words():

@@ -24,6 +24,12 @@ from tui.targets import (BadInput, SearchKind, TargetKind, parse_kinds, parse_se
     ("malloc.part.0", TargetKind.SYMBOL, 0, "malloc.part.0"),
     ("end", TargetKind.END, 0, ""),
     ("e", TargetKind.SYMBOL, 0, "e"),
+    ("t 1002", TargetKind.THREAD, 1002, ""),
+    ("p 4242", TargetKind.PROCESS, 4242, ""),
+    ("pid 4242", TargetKind.PROCESS, 4242, ""),
+    ("process #7", TargetKind.PROCESS, 7, ""),
+    ("p", TargetKind.SYMBOL, 0, "p"),
+    ("pipe", TargetKind.SYMBOL, 0, "pipe"),
 ])
 def test_parse_target(text, kind, value, name):
     target = parse_target(text)

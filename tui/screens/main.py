@@ -1,4 +1,7 @@
-"""The debugger screen: code, registers, stack, memory, timeline, events, outputs, status."""
+"""The debugger screen: code, registers, stack, memory, timeline, events, outputs, status.
+
+A Linux program's screen has the process tree where an appliance's has its socket
+output (a Linux program's sockets are the host's: nothing shows there)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ from tui.widgets.disassembly import Disassembly
 from tui.widgets.events import Events
 from tui.widgets.memory import Memory
 from tui.widgets.output import ConsoleOutput, SocketOutput
+from tui.widgets.processes import Processes
 from tui.widgets.registers import Registers
 from tui.widgets.stack import Stack
 from tui.widgets.statusbar import StatusBar
-from tui.widgets.threads import Threads
 from tui.widgets.timeline import Timeline
 
 
@@ -34,8 +37,6 @@ class MainScreen(Screen):
             yield Disassembly(id="code")
             with Vertical(id="side"):
                 yield Registers(symbolize=describe, id="registers")
-                if session.linux:
-                    yield Threads(id="threads")
                 yield Breakpoints(symbolize=describe, id="breakpoints")
         with Horizontal(id="middle"):
             yield Memory(id="memory")
@@ -45,23 +46,32 @@ class MainScreen(Screen):
         with Horizontal(id="bottom"):
             yield Events(session.events, id="events")
             with Vertical(id="outputs"):
-                yield ConsoleOutput(id="console")
-                yield SocketOutput(id="sockets")
+                if session.linux:
+                    yield Processes(id="processes")
+                    yield ConsoleOutput(id="console")
+                else:
+                    yield ConsoleOutput(id="console")
+                    yield SocketOutput(id="sockets")
         yield StatusBar(trace_name=session.trace_name, last_icount=session.last_icount,
-                        end_text=session.end_text, program=session.program, id="status")
+                        end_text=session.end_text, linux=session.linux,
+                        program=None if session.multiprocess else session.program, id="status")
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.session.linux:
+            self.add_class("linux")
         self.query_one(Disassembly).focus()
         self.show(self.session.moment)
 
     def show(self, moment: Moment) -> None:
         for widget_type in (Disassembly, Registers, Stack, Memory, Timeline, ConsoleOutput,
-                            SocketOutput, Breakpoints, StatusBar):
+                            Breakpoints, StatusBar):
             self.query_one(widget_type).show(moment)
         self.query_one(Events).show(moment, self.session.event_filter)
         if self.session.linux:
-            self.query_one(Threads).show(moment)
+            self.query_one(Processes).show(moment)
+        else:
+            self.query_one(SocketOutput).show(moment)
 
     @property
     def status(self) -> StatusBar:

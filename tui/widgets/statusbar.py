@@ -1,6 +1,7 @@
-"""One line, always there: the position (``icount N``), the trace (and the program, for
-a Linux program's trace), how the run ended, and what is going on (the last stop, or the
-progress of a long operation)."""
+"""One line, always there: the position (``icount N``), for a Linux program's trace the
+process and thread on the CPU there (``pid 4242 tid 4242 cat``, and the thread shown
+instead of it, if any), the trace (and the program), how the run ended, and what is going
+on (the last stop, or the progress of a long operation)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ class StatusBar(Widget):
     """
 
     def __init__(self, *, trace_name: str, last_icount: int, end_text: str, program: str | None = None,
-                 id: str | None = None) -> None:
+                 linux: bool | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.trace_name = trace_name
-        self.program = program
+        self.program = program            # a Linux program's command line (None: not shown)
+        self.linux = bool(program) if linux is None else linux
         self.last_icount = last_icount
         self.end_text = end_text
         self.moment: Moment | None = None
@@ -53,11 +55,14 @@ class StatusBar(Widget):
         text.append(f"icount {icount}", style="bold")
         text.append(f" / {self.last_icount}", style="dim")
         text.append("  │  ")
+        if self.moment is not None and self.moment.cpu is not None:
+            text.append_text(cpu_text(self.moment))
+            text.append("  │  ")
         text.append(self.trace_name, style="bold cyan")
         if self.program:                  # a Linux program: its command line, and it "exited"/"crashed"
             text.append(f": {self.program}", style="cyan")
         text.append("  │  ")
-        ending = self.end_text if self.program else f"ended: {self.end_text}"
+        ending = self.end_text if self.linux else f"ended: {self.end_text}"
         text.append(ending, style="red" if self.end_text.startswith("crash") else "green")
         text.append("  │  ")
         if self.busy_label is not None:
@@ -67,3 +72,15 @@ class StatusBar(Widget):
         else:
             text.append(self.message, style=self.message_style)
         return text
+
+
+def cpu_text(moment: Moment) -> Text:
+    """``pid 4242 tid 4242 cat``: who is on the CPU (the thread's name after the process's
+    when they differ), then ``showing tid N (pid P)`` when another thread is shown."""
+    pid, tid, comm, name = moment.cpu
+    text = Text()
+    text.append(f"pid {pid} tid {tid} ", style="bold")
+    text.append(comm if name == comm else f"{comm}/{name}", style="bold green")
+    if moment.viewing is not None:
+        text.append(f"  showing tid {moment.viewing[1]} (pid {moment.viewing[0]})", style="bold magenta")
+    return text
