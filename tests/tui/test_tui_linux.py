@@ -28,7 +28,7 @@ __attribute__((noinline)) void store_through_null(int value)
 
 int main(void)
 {
-    store_through_null(42);
+    setvbuf(stdout, NULL, _IOLBF, 0); store_through_null(42);   /* as on a terminal: stdout may be a pipe */
     return 0;
 }
 """
@@ -99,7 +99,8 @@ def test_opens_at_the_crash_with_the_programs_symbols_and_lines(linux_trace):
             # The stack's return address into main; the memory window on the stack mapping.
             stack = panel_text(app, "#stack")
             assert "main+" in stack
-            assert "libc.so.6+0x" in stack          # __libc_start_call_main: libc has no .symtab
+            symbols = [slot.symbol or "" for slot in moment.stack]   # the panel shows the first rows
+            assert any(s.startswith("libc.so.6+0x") for s in symbols), symbols   # __libc_start_call_main
             stack_vma = [v for v in session.tt.machine.kernel.space.vmas if v.name == "[stack]"][0]
             assert stack_vma.start <= moment.memory.address < stack_vma.end
             assert None not in moment.memory.data
