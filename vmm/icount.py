@@ -192,6 +192,8 @@ def have_toolchain() -> bool:
     return version.split(".")[0].strip() == NATIVE_GCC
 
 
+MAX_SHAPES = 1 << 18                 # decoded blocks kept (a few tens of MB at most)
+
 class _Entry(ctypes.Structure):
     _fields_ = [("pc", ctypes.c_uint64), ("size", ctypes.c_uint16), ("icount", ctypes.c_uint16),
                 ("kind", ctypes.c_uint8), ("pad", ctypes.c_uint8), ("last_off", ctypes.c_uint16),
@@ -274,7 +276,7 @@ class InstructionCounter:
         self._state = _CounterState(0, NO_LIMIT, stop_addr, 0, 0, ctypes.addressof(self._table),
                                     TABLE_SLOTS - 1)
         self._state_ptr = ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p)
-        self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes)
+        self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes), kept across invalidations
         self._current: dict[tuple[int, int, int], BlockShape] = {}  # by (address, size, space)
         self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
         self._tail: tuple[int, int, list, int] | None = None
@@ -640,7 +642,10 @@ class InstructionCounter:
         for handle in self._ranges.values():
             self._hook_del(handle)
         self._ranges.clear()
-        self._shapes.clear()
+        # Shapes stay: one is a function of the block's address and bytes alone, and the
+        # same code comes back (a shell's children exec the same programs at the same places).
+        if len(self._shapes) > MAX_SHAPES:
+            self._shapes.clear()
         self._current.clear()
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
