@@ -189,3 +189,14 @@ def test_proc_shows_the_programs_other_processes(tmp_path, linux_prog):
     assert "child's PPid is me: 1" in expected and "/proc lists me 1 and my child 1" in expected
     replay = replay_verify(trace)
     assert replay.stdout == record.stdout
+
+
+def test_futexes_are_per_process_unless_the_memory_is_shared(tmp_path, linux_prog):
+    """A condition variable at the same address in parent and child is two futexes (keyed
+    by address alone, the parent's signal woke the child's earlier waiter and both hung);
+    a process-shared semaphore in MAP_SHARED memory is one (the child's post wakes the parent)."""
+    program = linux_prog("futexfork", "pie", "-pthread")
+    record, trace = record_like_native(tmp_path, "futexfork", [program])
+    assert "PASS futexfork" in record.stdout and "child killed: 1" in record.stdout, describe(record)
+    replay = replay_verify(trace)
+    assert replay.stdout == record.stdout

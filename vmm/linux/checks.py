@@ -210,7 +210,8 @@ def _wait(wait: object) -> bool:
     if type(wait) is not list or not wait:
         return False
     if wait[0] == "futex":
-        return len(wait) == 3 and _u(wait[1], USER_END) and _u(wait[2], 1 << 32)
+        return (len(wait) == 5 and _u(wait[1], USER_END) and _u(wait[2], 1 << 32) and _u(wait[3], 1 << 31)
+                and _u(wait[4], USER_END if wait[3] else 1 << 40))
     if wait[0] == "fds":
         return len(wait) == 2 and type(wait[1]) is list and len(wait[1]) <= MAX_FILES and all(
             type(w) is list and len(w) == 2 and _u(w[0], 1 << 31) and _u(w[1], 1 << 32) for w in wait[1])

@@ -3,8 +3,10 @@
 A WAIT whose word no longer holds the expected value fails with EAGAIN, as on Linux;
 otherwise the task waits (vmm/linux/tasks.py) until a WAKE with a matching bitset
 wakes it — waiters are woken in the order they began waiting — or until its timeout,
-measured against the recorded clock. Waits are keyed by the word's virtual address:
-one process, so private and shared futexes are the same thing. A wait nobody can end
+measured against the recorded clock. Waits are keyed as Linux keys them: a private
+futex, or a shared one in private memory, by the process and the word's address; a
+shared futex in MAP_SHARED memory by the word's physical address, so that processes
+sharing the memory (at any addresses) wake each other. A wait nobody can end
 (every thread waiting, none with a timeout, nothing outside to wait for) is reported
 as a deadlock by the scheduler instead of hanging.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import struct
 
 from vmm.linux import abi
+from vmm.linux.memory import MAP_SHARED
 from vmm.linux.tasks import WAIT, Blocked
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 2, 3, 4, 5
@@ -29,15 +32,25 @@ def _word(k, uaddr: int) -> int:
     return struct.unpack("<I", k.read(uaddr, 4))[0]
 
 
-def waiters(k, uaddr: int) -> list:
-    """Tasks waiting on the futex at ``uaddr``, in the order they began waiting."""
-    found = [t for t in k.tasks.values() if t.state == WAIT and t.wait[0] == "futex" and t.wait[1] == uaddr]
+def futex_key(k, uaddr: int, private: bool) -> list[int]:
+    """[space, address]: [pid, uaddr] for a private futex or a word in private memory,
+    [0, physical address] for a shared futex in MAP_SHARED memory (get_futex_key)."""
+    if not private:
+        vma = k.space.find(uaddr)
+        if vma is not None and vma.flags & MAP_SHARED:
+            return [0, k.space._phys(uaddr, False)]
+    return [k.pid, uaddr]
+
+
+def waiters(k, key: list[int]) -> list:
+    """Tasks waiting on the futex ``key``, in the order they began waiting."""
+    found = [t for t in k.tasks.values() if t.state == WAIT and t.wait[0] == "futex" and t.wait[3:] == key]
     return sorted(found, key=lambda t: t.seq)
 
 
-def wake_waiters(k, uaddr: int, count: int, bitset: int) -> int:
+def wake_waiters(k, key: list[int], count: int, bitset: int) -> int:
     woken = 0
-    for task in waiters(k, uaddr):
+    for task in waiters(k, key):
         if woken >= count:
             break
         if task.wait[2] & bitset:
@@ -48,6 +61,7 @@ def wake_waiters(k, uaddr: int, count: int, bitset: int) -> int:
 
 def sys_futex(k, uaddr, op, val, timeout, uaddr2, val3):
     cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+    private = bool(op & FUTEX_PRIVATE_FLAG)
     val &= 0xFFFFFFFF
     if uaddr & 3:
         return -abi.EINVAL
@@ -67,32 +81,36 @@ def sys_futex(k, uaddr, op, val, timeout, uaddr2, val3):
             if cmd == FUTEX_WAIT_BITSET:           # an absolute deadline on the chosen clock
                 clock = 0 if op & FUTEX_CLOCK_REALTIME else 1
                 ns = max(0, ns - int(k.host("clock", clock)))
-        raise Blocked(["futex", uaddr, bitset], ns)
+        raise Blocked(["futex", uaddr, bitset, *futex_key(k, uaddr, private)], ns)
     if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
         bitset = FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAKE else val3 & 0xFFFFFFFF
         if bitset == 0:
             return -abi.EINVAL
-        return wake_waiters(k, uaddr, min(val, INT_MAX), bitset)
+        _word(k, uaddr)                          # EFAULT unless mapped (and the page present)
+        return wake_waiters(k, futex_key(k, uaddr, private), min(val, INT_MAX), bitset)
     if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
         if cmd == FUTEX_CMP_REQUEUE and _word(k, uaddr) != val3 & 0xFFFFFFFF:
             return -abi.EAGAIN
         if uaddr2 & 3:
             return -abi.EINVAL
-        woken = wake_waiters(k, uaddr, val, FUTEX_BITSET_MATCH_ANY)
+        _word(k, uaddr2)
+        key, key2 = futex_key(k, uaddr, private), futex_key(k, uaddr2, private)
+        woken = wake_waiters(k, key, val, FUTEX_BITSET_MATCH_ANY)
         moved, limit = 0, timeout & INT_MAX          # the fourth argument is val2: how many to move
-        for task in waiters(k, uaddr):
+        for task in waiters(k, key):
             if moved >= limit:
                 break
-            task.wait = ["futex", uaddr2, task.wait[2]]
+            task.wait = ["futex", uaddr2, task.wait[2], *key2]
             moved += 1
         return woken + moved
     if cmd == FUTEX_WAKE_OP:
         if uaddr2 & 3:
             return -abi.EINVAL
         old = _wake_op(k, uaddr2, val3)
-        woken = wake_waiters(k, uaddr, val, FUTEX_BITSET_MATCH_ANY)
+        _word(k, uaddr)
+        woken = wake_waiters(k, futex_key(k, uaddr, private), val, FUTEX_BITSET_MATCH_ANY)
         if _compare(old, val3):
-            woken += wake_waiters(k, uaddr2, timeout & INT_MAX, FUTEX_BITSET_MATCH_ANY)
+            woken += wake_waiters(k, futex_key(k, uaddr2, private), timeout & INT_MAX, FUTEX_BITSET_MATCH_ANY)
         return woken
     if cmd in (FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI):
         return -abi.ENOSYS

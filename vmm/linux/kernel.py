@@ -592,8 +592,8 @@ class LinuxKernel:
         if task.clear_child_tid:
             try:
                 self.write(task.clear_child_tid, b"\0\0\0\0")
-                from vmm.linux.futex import wake_waiters
-                wake_waiters(self, task.clear_child_tid, 1, 0xFFFFFFFF)
+                from vmm.linux.futex import futex_key, wake_waiters
+                wake_waiters(self, futex_key(self, task.clear_child_tid, False), 1, 0xFFFFFFFF)
             except GuestFault:
                 pass
         self.boundary.task_woken(task.tid)

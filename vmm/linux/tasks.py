@@ -72,7 +72,7 @@ class Blocked(Exception):
     """Raised by a handler whose call cannot complete now.
 
     Args:
-        wait: what the task waits for — ``["futex", uaddr, bitset]`` (woken by a futex
+        wait: what the task waits for — ``["futex", uaddr, bitset, space, key]`` (woken by a futex
             wake), ``["fds", [[fd, events], ...]]`` (readiness of descriptors; an
             empty list for a wait on the host's clock alone) or ``["signal"]``.
         timeout_ns: how long it may wait, or None for ever.
