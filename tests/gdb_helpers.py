@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 
 import pytest
 
 from conftest import VmrrProcess
+from gdbstub.protocol import frame
 from trace_format.events import EventKind
 from trace_format.reader import TraceReader
 
@@ -53,3 +55,14 @@ def run_gdb(port: int, *commands: str, timeout: float = 60.0) -> str:
     for bad in ("Remote connection closed", "internal-error", "Truncated register", "vmrr: replay"):
         assert bad not in output, output
     return output
+
+
+def request_packet(sock: socket.socket, payload: bytes) -> bytes:
+    """Send one remote-protocol packet and return the payload of the reply (any leading "+" skipped)."""
+    sock.sendall(frame(payload))
+    got = b""
+    while not re.search(rb"\$.*#[0-9a-f]{2}", got, re.S):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed; got {got!r}"
+        got += chunk
+    return re.search(rb"\$(.*)#[0-9a-f]{2}", got, re.S).group(1)

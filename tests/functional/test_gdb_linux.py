@@ -20,7 +20,7 @@ import subprocess
 import pytest
 
 from conftest import describe, replay_verify, vmrr
-from gdb_helpers import gdbserver, run_gdb, syscall_events  # noqa: F401  (fixture)
+from gdb_helpers import gdbserver, request_packet, run_gdb, syscall_events  # noqa: F401  (fixture)
 from gdbstub.protocol import frame
 
 pytestmark = [
@@ -203,15 +203,7 @@ def test_watchpoint_on_a_global_both_directions(traces, gdbserver):
 
 # -- the protocol directly ------------------------------------------------------------------------
 
-def _request(sock: socket.socket, payload: bytes) -> bytes:
-    """Send one packet and return the payload of the reply (any leading "+" skipped)."""
-    sock.sendall(frame(payload))
-    got = b""
-    while not re.search(rb"\$.*#[0-9a-f]{2}", got, re.S):
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed; got {got!r}"
-        got += chunk
-    return re.search(rb"\$(.*)#[0-9a-f]{2}", got, re.S).group(1)
+_request = request_packet
 
 
 def test_host_io_serves_only_files_of_the_trace(traces, gdbserver):

@@ -20,8 +20,7 @@ import subprocess
 
 import pytest
 
-from gdb_helpers import gdbserver, run_gdb, syscall_events  # noqa: F401  (fixture)
-from gdbstub.protocol import frame
+from gdb_helpers import gdbserver, request_packet, run_gdb, syscall_events  # noqa: F401  (fixture)
 from linux_helpers import linux_prog, record_replay_linux  # noqa: F401  (fixture)
 
 pytestmark = [
@@ -183,15 +182,7 @@ def test_vfork_then_exec_of_the_child(traces, gdbserver):
 
 # -- the protocol directly --------------------------------------------------------------------------
 
-def _request(sock: socket.socket, payload: bytes) -> bytes:
-    """Send one packet and return the payload of the reply (any leading "+" skipped)."""
-    sock.sendall(frame(payload))
-    got = b""
-    while not re.search(rb"\$.*#[0-9a-f]{2}", got, re.S):
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed; got {got!r}"
-        got += chunk
-    return re.search(rb"\$(.*)#[0-9a-f]{2}", got, re.S).group(1)
+_request = request_packet
 
 
 def _symbol(program: str, name: str) -> int:
