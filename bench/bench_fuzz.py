@@ -81,7 +81,7 @@ def worker(args) -> dict:
     # states at the positions the action visits.
     key = sidecar.sidecar_key()
     sides = {}
-    for kind in [k for k in ("checkpoints", "linux", "linux-threads") if k in traces]:
+    for kind in [k for k in ("checkpoints", "linux", "linux-threads", "linux-processes") if k in traces]:
         side_trace = os.path.join(work_dir, f"side-{kind}.vmrr")
         Path(side_trace).write_bytes(originals[kind])
         with TimeTravel(side_trace, memory_budget=64 << 20, max_mem=MAX_MEM) as tt:

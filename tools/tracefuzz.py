@@ -391,9 +391,64 @@ int main(void) {
 """
 
 
-def record_linux(path: str, directory: Path, *, threads: bool = False) -> str | None:
+LINUX_PROCESSES_PROGRAM = r"""
+#define _GNU_SOURCE
+#include <semaphore.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    int sv[2], p[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    pipe(p);
+    sem_t *sem = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    sem_init(sem, 1, 0);
+    pid_t kid = fork();
+    if (kid == 0) {                       /* receives a descriptor, reads through it */
+        char c, buf[CMSG_SPACE(sizeof(int))];
+        struct iovec io = {&c, 1};
+        struct msghdr m = {0};
+        m.msg_iov = &io; m.msg_iovlen = 1; m.msg_control = buf; m.msg_controllen = sizeof buf;
+        recvmsg(sv[1], &m, 0);
+        int fd;
+        memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+        char got[8] = {0};
+        read(fd, got, 5);
+        sem_post(sem);
+        _exit(got[0] == 'h' ? 3 : 4);
+    }
+    pid_t zombie = fork();
+    if (zombie == 0)
+        _exit(7);
+    for (volatile long i = 0; i < 300000; i++) ;   /* checkpoints with three processes */
+    char c = 'x', buf[CMSG_SPACE(sizeof(int))];
+    struct iovec io = {&c, 1};
+    struct msghdr m = {0};
+    m.msg_iov = &io; m.msg_iovlen = 1; m.msg_control = buf; m.msg_controllen = sizeof buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS; cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &p[0], sizeof(int));
+    sendmsg(sv[0], &m, 0);
+    write(p[1], "hello", 5);
+    sem_wait(sem);
+    int st1, st2;
+    waitpid(kid, &st1, 0);
+    waitpid(zombie, &st2, 0);
+    printf("%d %d\n", WEXITSTATUS(st1), WEXITSTATUS(st2));
+    return 0;
+}
+"""
+
+
+def record_linux(path: str, directory: Path, *, threads: bool = False, processes: bool = False) -> str | None:
     """A Linux program's trace (a small static C program: SYSCALL, BLOB events; with
-    ``threads``, three pthreads on a mutex and a pipe: SWITCH events too), or None without gcc."""
+    ``threads``, three pthreads on a mutex and a pipe: SWITCH events too; with
+    ``processes``, a fork tree passing a descriptor over a socketpair, a zombie and a
+    shared semaphore: processes, descriptors in flight and futexes in checkpoints), or
+    None without gcc."""
     import shutil
     import subprocess
 
@@ -403,9 +458,9 @@ def record_linux(path: str, directory: Path, *, threads: bool = False) -> str | 
     gcc = shutil.which("gcc")
     if gcc is None:
         return None
-    name = "linux-threads" if threads else "linux"
+    name = "linux-threads" if threads else "linux-processes" if processes else "linux"
     source, exe = directory / f"{name}.c", directory / f"{name}-prog"
-    source.write_text(LINUX_THREADS_PROGRAM if threads else LINUX_PROGRAM)
+    source.write_text(LINUX_THREADS_PROGRAM if threads else LINUX_PROCESSES_PROGRAM if processes else LINUX_PROGRAM)
     subprocess.run([gcc, "-O1", "-static", "-pthread", "-o", str(exe), str(source)], check=True)
     program = LinuxProgram.from_host([str(exe)], ["LANG=C"], cwd=str(directory))
     session = RecordSession(program, path, mem_size=64 << 20, checkpoint_every=100_000, console_output=None)
@@ -443,6 +498,7 @@ def build_corpus(directory: str) -> dict[str, str]:
     if linux is not None:
         traces["linux"] = linux
         traces["linux-threads"] = record_linux(str(d / "linux-threads.vmrr"), d, threads=True)
+        traces["linux-processes"] = record_linux(str(d / "linux-processes.vmrr"), d, processes=True)
     # A killed recording: the trace as it was on disk before the footer was written,
     # with a chunk cut short after it.
     decoded = decode(Path(traces["checkpoints"]).read_bytes())

@@ -72,7 +72,7 @@ def trace_targets(path: str, ref: tf.Reference):
 
 
 @pytest.mark.parametrize("kind", ["poweroff", "checkpoints", "crash", "sockets", "exceptions", "killed", "linux",
-                                  "linux-threads"])
+                                  "linux-threads", "linux-processes"])
 def test_mutated_traces_never_crash_or_fool_vmrr(corpus, tmp_path, kind):
     if kind not in corpus:
         pytest.skip("no gcc to build the Linux program")
@@ -85,7 +85,8 @@ def test_mutated_traces_never_crash_or_fool_vmrr(corpus, tmp_path, kind):
     runs = dict((t[0], t[2]) for t in targets)
     mutant = tmp_path / Path(path).name                       # .incomplete stays .incomplete
     outcomes = []
-    count = {"linux": LINUX_MUTANTS, "linux-threads": LINUX_MUTANTS // 2}.get(kind, MUTANTS_PER_KIND)
+    count = {"linux": LINUX_MUTANTS, "linux-threads": LINUX_MUTANTS // 2,
+             "linux-processes": LINUX_MUTANTS // 2}.get(kind, MUTANTS_PER_KIND)
     for _ in range(count):
         roll = rng.random()
         if roll < 0.6:
