@@ -785,9 +785,6 @@ class LinuxKernel:
             values = self._args.read()
             self._syscall(values[0], values[1:], in_hook=True)
             self.arm_fast()
-            # Unicorn calls made here (a new CR3, hooks deleted, blocks dropped) can leave
-            # QEMU believing a fault is in flight: the program's next fault would be a #DF.
-            self.machine.cpu.forget_exception()
         except BaseException as exc:       # a raw ctypes callback would print and swallow it
             self.machine._hook_failed(exc, None)
 
