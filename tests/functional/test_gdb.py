@@ -22,6 +22,7 @@ import time
 import pytest
 
 from conftest import VmrrProcess, describe, free_port, guest, replay_verify, vmrr
+from gdb_helpers import run_gdb
 from gdbstub.protocol import frame
 from vmm.symbols import SymbolTable
 
@@ -92,16 +93,7 @@ def gdbserver(request):
 
 def gdb(port: int, *commands: str, timeout: float = GDB_TIMEOUT) -> str:
     """Run gdb in batch mode against the server; return everything it printed."""
-    args = ["gdb", "-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off",
-            "-ex", f"target remote 127.0.0.1:{port}"]
-    for command in commands:
-        args += ["-ex", command]
-    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    output = done.stdout
-    assert "Remote connection closed" not in output, output
-    assert "internal-error" not in output, output
-    return output
+    return run_gdb(port, *commands, timeout=timeout)
 
 
 def _registers(output: str) -> dict[str, int]:
