@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     linux_epilog = ("A Linux program: put it and its arguments after --, e.g. "
-                    "'%(prog)s -- /usr/bin/python3 -c \"print(1)\"' (docs/linux.md).")
+                    "'%(prog)s -- /usr/bin/python3 -c \"print(1)\"' (docs/linux.md); a #! script "
+                    "and the processes it starts are recorded too. The first SIGINT/SIGTERM goes "
+                    "to the program (a second one stops), SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and "
+                    "SIGWINCH always do.")
     p = sub.add_parser("run", help="run a guest (an appliance, or a Linux program after --) without recording",
                        epilog=linux_epilog)
     _machine_options(p)
