@@ -318,7 +318,7 @@ class LinuxProcess:
                     continue
                 payload = event.payload
                 nr, args, ret = payload[1], payload[2], payload[3]
-                if nr not in _PROCESS_CALLS or nr == _CLONE and args and type(args[0]) is int \
+                if nr not in _PROCESS_CALLS or nr in _CLONES and args and type(args[0]) is int \
                         and args[0] & _CLONE_THREAD:
                     continue                 # not a process call, or a new thread
                 calls.setdefault(event.icount, []).append(payload)
@@ -370,7 +370,7 @@ class LinuxProcess:
         return sorted(out.items())
 
 
-_CLONE, _CLONE_THREAD = 56, 0x10000
-_FORK_CALLS = frozenset({56, 57, 58})                    # clone, fork, vfork
+_CLONES, _CLONE_THREAD = frozenset({56, 435}), 0x10000     # clone3's event shows its flags as clone's
+_FORK_CALLS = frozenset({56, 57, 58, 435})               # clone, fork, vfork, clone3
 _EXEC_CALLS = frozenset({59, 322})                       # execve, execveat
 _PROCESS_CALLS = _FORK_CALLS | _EXEC_CALLS | {60, 62, 200, 231, 234}   # exit, kill, tkill, exit_group, tgkill

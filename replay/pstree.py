@@ -31,6 +31,7 @@ from trace_format.events import EventKind
 
 # System call numbers (x86-64) the rebuild reads.
 NR_CLONE, NR_FORK, NR_VFORK, NR_EXECVE, NR_EXIT, NR_WAIT4, NR_KILL = 56, 57, 58, 59, 60, 61, 62
+NR_CLONE3 = 435
 NR_TKILL, NR_EXIT_GROUP, NR_TGKILL, NR_EXECVEAT = 200, 231, 234, 322
 CLONE_THREAD = 0x10000
 SIGKILL, SIGCHLD = 9, 17
@@ -205,8 +206,9 @@ class TreeBuilder:
         proc = self.processes[pid]
         args = args if type(args) is list else []
         arg = lambda i: args[i] if i < len(args) else None   # noqa: E731
-        flags = arg(0) if nr == NR_CLONE and type(arg(0)) is int else 0
-        if nr in (NR_FORK, NR_VFORK) or nr == NR_CLONE and not flags & CLONE_THREAD:
+        clone = nr in (NR_CLONE, NR_CLONE3)        # clone3's event shows its flags as clone's
+        flags = arg(0) if clone and type(arg(0)) is int else 0
+        if nr in (NR_FORK, NR_VFORK) or clone and not flags & CLONE_THREAD:
             child = _child_id(ret)
             if ret is None:                # a vfork waits for its child: the id given to it is the child's
                 given = [a[1] for a in answers if type(a) is list and len(a) == 2 and a[0] == "newpid"] \
@@ -215,7 +217,7 @@ class TreeBuilder:
                     self.highest + 1 if self.highest + 1 < MAX_ID else None
             if child is not None and child not in self.task_pid:
                 self._new(child, pid, proc.argv, proc.exe, icount)
-        elif nr == NR_CLONE:
+        elif clone:
             thread = _child_id(ret)
             if thread is not None and thread not in self.task_pid:
                 self.task_pid[thread] = pid

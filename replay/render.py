@@ -163,6 +163,7 @@ _DECODERS: dict[str, Callable[[int], str]] = {
     "rlimit": names.rlimit_resource,
     "sockdomain": names.socket_domain,
     "socktype": names.socket_type,
+    "clone_args": lambda v: "{flags=" + _hex(v) + ", ...}",
 }
 
 

@@ -22,7 +22,7 @@ import msgpack
 
 # --- from the spec -------------------------------------------------------------------
 MAGIC = b"\x89VMRR\r\n\x1a"
-SUPPORTED_VERSION = 5
+SUPPORTED_VERSION = 6
 HEADER_LEN = 28
 CHUNK_MAGIC = b"VMCK"
 CHUNK_FRAME = 40

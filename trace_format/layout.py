@@ -14,13 +14,15 @@ import msgpack
 
 # Bump on any change to the layout, the record encoding, or the order or meaning of
 # EventKind. Readers accept exactly this version.
-FORMAT_VERSION = 5          # 2: record icounts are deltas within a chunk
+FORMAT_VERSION = 6          # 2: record icounts are deltas within a chunk
                             # 3: checkpoints carry the machine's state digest; payloads checked
                             # 4: Linux programs start with Linux's FPU state and selectors, and
                             #    digests/checkpoints carry the x87 registers (older Linux traces
                             #    ran with FCW = MXCSR = 0 and would diverge)
                             # 5: Linux: processes (the kernel's state holds processes, frames
                             #    shared copy-on-write), pids are the host's (header identity)
+                            # 6: Linux: shared memory objects and System V IPC in the kernel's
+                            #    state (MAP_SHARED pages are the objects'); clone3 runs
 
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12

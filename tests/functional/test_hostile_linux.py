@@ -95,6 +95,31 @@ def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_tra
     assert [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")], outcome.stderr
 
 
+@pytest.mark.parametrize("key, value", [
+    ("shm", [2, [[1, "anon", None, [[0, 1 << 40]], [], False]]]),            # a page outside RAM
+    ("shm", [2, [[1, "file", "8:1", [], [[0, 1, "not a content id"]], True]]]),
+    ("ipc", [1, [[0, 0, 0o600, 0, 0, 0, 0, "shm:99", 4096, 1, 1, 0, 0, 0]], [], []]),   # no such object
+    ("ipc", [1, [], [[0, 0, 0o600, 0, 0, 0, 0, [1, 2], [0], 0, 0]], []]),    # values and pids differ
+    ("ipc", [1, [], [], [[1, 0, 0, "seven"]]]),
+])
+def test_malformed_shared_memory_or_ipc_in_a_checkpoint_is_refused(linux_trace, tmp_path, key, value):
+    d = tf.decode(linux_trace.read_bytes())
+    changed = 0
+    for chunk in d.chunks:
+        for record in chunk:
+            if record[1] == CHECKPOINT:
+                record[2]["devices"]["linux"][key] = value
+                changed += 1
+    assert changed, "the recording has no checkpoint"
+    trace = tmp_path / "bad.vmrr"
+    trace.write_bytes(tf.encode(d))
+    outcome = tf.run_cli(["replay", str(trace), "--verify"])
+    assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")]
+    assert errors and ("shared memory" in errors[0] or "System V" in errors[0] or "semaphore" in errors[0]
+                       or key in errors[0]), outcome.stderr
+
+
 def test_a_guest_too_small_to_load_the_program_is_one_line_naming_the_size(linux_trace, tmp_path):
     if not Path("/usr/bin/python3").exists():
         pytest.skip("needs Debian's python3")

@@ -200,3 +200,34 @@ def test_futexes_are_per_process_unless_the_memory_is_shared(tmp_path, linux_pro
     assert "PASS futexfork" in record.stdout and "child killed: 1" in record.stdout, describe(record)
     replay = replay_verify(trace)
     assert replay.stdout == record.stdout
+
+
+def test_shared_memory_between_processes_is_native(tmp_path, linux_prog):
+    """System V segments (two attachments, IPC_STAT's counts, IPC_RMID while attached, keys)
+    and semaphores (a waiter woken by another process, SEM_UNDO at exit, EIDRM); POSIX shm
+    and a memfd mapped by a child after its exec (one copy, though unrelated mappings; a
+    pwrite shows through the mapping); 256 MiB of MAP_SHARED memory a child touches first.
+    Natively equal, replayed with both counters, and under --chaos."""
+    program = linux_prog("sharedmem")
+    record, trace = record_like_native(tmp_path, "sharedmem", [program])
+    assert "PASS sharedmem" in record.stdout and "child: segsz 12388 nattch 3" in record.stdout, describe(record)
+    replay = replay_verify(trace)
+    assert replay.stdout == record.stdout, describe(replay)
+    reference = vmrr("replay", trace, "--verify", "--counter", "reference", timeout=60)
+    assert reference.returncode == 0 and reference.stdout == record.stdout, describe(reference)
+    chaos, chaos_trace = record_like_native(tmp_path, "sharedmem-chaos", [program], "--chaos", "7")
+    assert replay_verify(chaos_trace).stdout == chaos.stdout
+
+
+def test_clone3_makes_threads_and_spawns(tmp_path, linux_prog):
+    """glibc's pthread_create and posix_spawn use clone3 (no ENOSYS and fallback now); the
+    threads and the spawned child are in `vmrr ps` and the events show clone3's flags."""
+    program = linux_prog("spawn", "pie", "-pthread")
+    record, trace = record_like_native(tmp_path, "spawn", [program])
+    assert "threads sum 12" in record.stdout and "spawned" in record.stdout, describe(record)
+    assert not [line for line in record.stderr.splitlines() if "not implemented" in line and "clone3" in line]
+    assert replay_verify(trace).stdout == record.stdout
+    ps = vmrr("ps", trace)
+    assert re.search(r"\secho spawned\s*$", ps.stdout, re.M), describe(ps)
+    events = vmrr("events", trace)
+    assert re.search(r"clone3\(\{flags=0x3d0f00, \.\.\.\}, 88\) = \d+", events.stdout), describe(events)

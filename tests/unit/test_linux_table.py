@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vmm.linux.syscalls import ALL_NAMES, SYSCALLS, Support, markdown_table
 
-ARG_TYPES = {"int", "uint", "hex", "ptr", "fd", "dirfd", "path", "buf_in", "buf_out", "len", "oflags", "mode",
+ARG_TYPES = {"clone_args", "int", "uint", "hex", "ptr", "fd", "dirfd", "path", "buf_in", "buf_out", "len", "oflags", "mode",
              "prot", "mapflags", "clockid", "signo", "whence", "atflags", "fcntl", "ioctl", "sigprocmask",
              "futex", "arch_prctl", "madvise", "rlimit", "sockdomain", "socktype"}
 

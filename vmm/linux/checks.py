@@ -81,6 +81,49 @@ def _space(space: object, mem_size: int) -> str | None:
     return None
 
 
+def _shared(shm: object, mem_size: int) -> str | None:
+    """vmm/linux/shmem.py's state: [next id, [[id, kind, key, pages, sources, keep], ...]]."""
+    if not (type(shm) is list and len(shm) == 2 and _u(shm[0], 1 << 32) and type(shm[1]) is list):
+        return "shm is not [next id, objects]"
+    end = mem_size // PAGE
+    for obj in shm[1]:
+        if not (type(obj) is list and len(obj) == 6 and _u(obj[0], shm[0]) and obj[1] in ("anon", "file", "sysv")
+                and (obj[2] is None or _str(obj[2], 64)) and type(obj[3]) is list and len(obj[3]) <= end
+                and type(obj[4]) is list and obj[5] in (True, False)):
+            return "a shared memory object is malformed"
+        if not all(type(p) is list and len(p) == 2 and _u(p[0], USER_END // PAGE) and _u(p[1], end)
+                   and p[1] >= FIRST_FRAME for p in obj[3]):
+            return f"shared memory object {obj[0]} holds a page outside RAM"
+        if not all(type(s) is list and len(s) == 3 and _u(s[0], USER_END // PAGE) and _u(s[1], USER_END // PAGE)
+                   and type(s[2]) is str and _HEX_ID.match(s[2]) for s in obj[4]):
+            return f"shared memory object {obj[0]} has a malformed source"
+    return None
+
+
+def _ipc(ipc: object, shm: list) -> str | None:
+    """vmm/linux/ipc.py's state: [sequence, segments, semaphore sets, undo adjustments]."""
+    if not (type(ipc) is list and len(ipc) == 4 and _u(ipc[0], 1 << 32) and all(type(t) is list for t in ipc[1:])):
+        return "ipc is not [sequence, segments, semaphore sets, undo]"
+    objects = {f"shm:{obj[0]}" for obj in shm[1]}
+    for seg in ipc[1]:
+        if not (type(seg) is list and len(seg) == 14 and _u(seg[0], 1 << 31) and type(seg[1]) is int
+                and -(1 << 31) <= seg[1] < 1 << 31 and all(_u(v, 1 << 32) for v in seg[2:7])
+                and seg[7] in objects and _u(seg[8]) and all(_u(v, 1 << 32) for v in seg[9:11])
+                and all(_u(v, 1 << 63) for v in seg[11:])):
+            return "a System V shared memory segment is malformed"
+    for sem in ipc[2]:
+        if not (type(sem) is list and len(sem) == 11 and _u(sem[0], 1 << 31) and type(sem[1]) is int
+                and -(1 << 31) <= sem[1] < 1 << 31 and all(_u(v, 1 << 32) for v in sem[2:7])
+                and type(sem[7]) is list and 1 <= len(sem[7]) <= 32000 and all(_u(v, 32768) for v in sem[7])
+                and type(sem[8]) is list and len(sem[8]) == len(sem[7]) and all(_u(v, 1 << 31) for v in sem[8])
+                and _u(sem[9], 1 << 63) and _u(sem[10], 1 << 63)):
+            return "a System V semaphore set is malformed"
+    if not all(type(u) is list and len(u) == 4 and _u(u[0], 1 << 31) and _u(u[1], 1 << 31) and _u(u[2], 32000)
+               and type(u[3]) is int and -(1 << 20) < u[3] < 1 << 20 for u in ipc[3]):
+        return "the semaphore undo adjustments are malformed"
+    return None
+
+
 def _descriptions(descriptions: object) -> str | None:
     if type(descriptions) is not list or len(descriptions) > MAX_FILES:
         return "files is not a list of open file descriptions"
@@ -215,6 +258,8 @@ def _wait(wait: object) -> bool:
     if wait[0] == "fds":
         return len(wait) == 2 and type(wait[1]) is list and len(wait[1]) <= MAX_FILES and all(
             type(w) is list and len(w) == 2 and _u(w[0], 1 << 31) and _u(w[1], 1 << 32) for w in wait[1])
+    if wait[0] == "sem":
+        return len(wait) == 4 and _u(wait[1], 1 << 31) and _u(wait[2], 1 << 16) and wait[3] in (0, 1)
     if wait[0] in ("child", "vfork"):
         return len(wait) == 2 and type(wait[1]) is int and -(1 << 31) <= wait[1] < 1 << 31
     return wait in (["retry"], ["signal"])
@@ -263,7 +308,7 @@ def state_problem(state: object, mem_size: int) -> str | None:
         return f"linux state is malformed where no check expected it ({type(exc).__name__})"
 
 
-_STATE_KEYS = {"frames", "pipes", "files", "processes", "tasks", "proc", "history", "unimplemented"}
+_STATE_KEYS = {"frames", "shm", "ipc", "pipes", "files", "processes", "tasks", "proc", "history", "unimplemented"}
 
 
 def _state_problem(state: object, mem_size: int) -> str | None:
@@ -277,7 +322,8 @@ def _state_problem(state: object, mem_size: int) -> str | None:
     if not (type(pipes) is list and all(type(p) is list and len(p) == 2 and _u(p[0], 1 << 32)
                                         and type(p[1]) is bytes for p in pipes)):
         return "pipes is malformed"
-    problem = _frames(state["frames"], mem_size) or _descriptions(state["files"]) or _proc(state["proc"])
+    problem = (_frames(state["frames"], mem_size) or _shared(state["shm"], mem_size) or _ipc(state["ipc"], state["shm"])
+               or _descriptions(state["files"]) or _proc(state["proc"]))
     if problem:
         return problem
     processes = state["processes"]

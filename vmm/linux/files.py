@@ -346,8 +346,18 @@ def write_to(k: LinuxKernel, f: OpenFile, data: bytes, offset: int | None = None
         else:
             written = k.host("pwrite", f.handle, data, offset)
         _refresh_readers(k, f.path)
+        if type(written) is int and written > 0 and f.stat is not None and k.shm.maps_file(file_key(f)):
+            # Shared mappings of the file see the bytes, as the page cache would show them.
+            if offset is None:
+                offset = k.host("lseek", f.handle, 0, 1) - written
+            k.shm.written(file_key(f), offset, data[:written])
         return written
     return -EBADF
+
+
+def file_key(f: OpenFile) -> str:
+    """A host file's identity, as shared mappings of it are keyed (vmm/linux/shmem.py)."""
+    return f"{f.stat[0]}:{f.stat[1]}"
 
 
 def _wake_pipe(k: LinuxKernel, pipe: int, *, reader: bool) -> None:

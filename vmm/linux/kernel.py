@@ -31,13 +31,16 @@ from vmm.linux import abi
 from vmm.linux.fastsys import FastSyscalls
 from vmm.linux.files import OpenFile
 from vmm.linux.loader import load_program
+from vmm.linux.ipc import Ipc
 from vmm.linux.memory import PAGE, PTE_P, AddressSpace, Frames, GuestFault, OutOfMemory, page_down
 from vmm.linux.process import (ALIVE, REAPED, SUMMARY_ARGV, SUMMARY_BYTES, SUMMARY_PROCESSES, SUMMARY_TIDS,
                                ZOMBIE, Process)
+from vmm.linux.shmem import SharedMemory, is_shared
 from vmm.linux.program import PID_MAX, LinuxProgram, parse_elf
 from vmm.symbols import SymbolTable
 from vmm.linux.syscalls import SYSCALLS, describe
 from vmm.linux.tasks import RIP as RIP_INDEX
+from vmm.linux.tasks import clone3_flags
 from vmm.linux.tasks import (DONE, NO_RETURN, RESUME_RETRY, RESUME_RUN, RESUME_TIMEOUT, RUN, WAIT, Blocked,
                              SyscallExit, Task,
                              load_context, save_context)
@@ -132,6 +135,8 @@ class LinuxKernel:
         if program.interp is not None:
             self._blobs[program.interp.sha256] = program.interp.data
         self.frames = Frames(machine.mem_size // PAGE)
+        self.shm = SharedMemory(self.frames, self._write_phys, self.file_content)
+        self.ipc = Ipc()
         self.pipes: dict[int, bytearray] = {}       # pipe number -> bytes in it
         self.next_pipe = 1
         pid, ppid, uid, gid, groups = program.identity
@@ -160,7 +165,14 @@ class LinuxKernel:
     def new_space(self, *, empty: bool = True) -> AddressSpace:
         """An address space over the machine's RAM and frames (its own page tables)."""
         return AddressSpace(self.machine.ram, self.frames, self._write_phys, self.file_content,
-                            self._flush_tlb, empty=empty)
+                            self._flush_tlb, shared=self.shm, released=self.shared_released, empty=empty)
+
+    def shared_released(self) -> None:
+        """Mappings of shared objects went away (or a segment was removed): objects no
+        process maps any more, and nothing keeps, go; so do removed segments of them."""
+        self.shm.collect({vma.file for p in self.processes.values() for vma in p.space.vmas
+                          if is_shared(vma.file)})
+        self.ipc.segments_gone(self.shm.objects)
 
     @property
     def pid(self) -> int:
@@ -367,7 +379,7 @@ class LinuxKernel:
     def _stuck(self, task: Task) -> bool:
         """``task`` waits on something no input from outside can end."""
         kind = task.wait[0]
-        if kind in ("futex", "child", "vfork"):
+        if kind in ("futex", "sem", "child", "vfork"):
             return True
         if kind != "fds" or not task.wait[1]:
             return False                                  # a signal, a retry, the host's clock
@@ -451,6 +463,7 @@ class LinuxKernel:
                 self.boundary.task_woken(task.tid)
         for fd in sorted(proc.files.fds):
             proc.files.close(fd)
+        self.ipc.process_exited(self, proc.pid)
         if self.current.pid != proc.pid:              # else when it leaves the CPU (_left)
             self._release_space(proc)
         for child in proc.children():
@@ -715,7 +728,7 @@ class LinuxKernel:
 
     def library_mapped(self, file_id: str, start: int, offset: int) -> None:
         """An executable file mapping appeared: add the ELF's symbols at its load bias."""
-        if file_id in self.proc.symbol_files:
+        if file_id in self.proc.symbol_files or is_shared(file_id):
             return
         data = self.file_content(file_id)
         try:
@@ -732,7 +745,7 @@ class LinuxKernel:
         """(path, load bias) of every ELF mapped executable, the program first (for gdb)."""
         seen, out = set(), []
         for vma in self.space.vmas:
-            if vma.file is None or vma.file in seen or not vma.name:
+            if vma.file is None or vma.file in seen or not vma.name or is_shared(vma.file):
                 continue
             seen.add(vma.file)
             try:
@@ -754,7 +767,7 @@ class LinuxKernel:
         if self.program.interp is not None and path == self.program.interp.path:
             return self.program.interp.data
         for vma in self.space.vmas:
-            if vma.file is not None and vma.name == path:
+            if vma.file is not None and vma.name == path and not is_shared(vma.file):
                 return self.file_content(vma.file)
         return None
 
@@ -852,6 +865,8 @@ class LinuxKernel:
                     value = self.read_path(value)
                 except GuestFault:
                     value = None
+            elif kind == "clone_args":
+                value = clone3_flags(self, value)
             shown.append(value)
         return shown
 
@@ -889,7 +904,7 @@ class LinuxKernel:
     def state(self) -> dict:
         descriptions = self.open_files()
         index = {id(f): i for i, f in enumerate(descriptions)}
-        return {"frames": self.frames.state(),
+        return {"frames": self.frames.state(), "shm": self.shm.state(), "ipc": self.ipc.state(),
                 "pipes": sorted([n, bytes(b)] for n, b in self.pipes.items()),
                 "files": [_describe(f, index) for f in descriptions],
                 "processes": [self.processes[pid].as_dict(index) for pid in sorted(self.processes)],
@@ -909,6 +924,8 @@ class LinuxKernel:
     def load_state(self, state: dict) -> None:
         self.check_state(state)
         self.frames.load_state(state["frames"])
+        self.shm.load_state(state["shm"])
+        self.ipc.load_state(state["ipc"])
         self.pipes = {n: bytearray(b) for n, b in state["pipes"]}
         descriptions = [OpenFile.from_list(raw) for raw in state["files"]]
         for f in descriptions:

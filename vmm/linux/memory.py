@@ -21,6 +21,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from vmm.linux.shmem import is_shared
+
 PAGE = 0x1000
 PAGE_SHIFT = 12
 PTE_P, PTE_W, PTE_U, PTE_A, PTE_D = 0x1, 0x2, 0x4, 0x20, 0x40
@@ -138,7 +140,8 @@ class Vma:
     end: int
     prot: int
     flags: int
-    file: str | None = None          # the backing file's content id (sha256 hex), None: anonymous
+    file: str | None = None          # the backing file's content id (sha256 hex), a shared
+                                     # object ("shm:N", vmm/linux/shmem.py), None: anonymous
     offset: int = 0                  # file offset of ``start``
     name: str = ""                   # path, "[heap]", "[stack]", or "" for anonymous
 
@@ -164,16 +167,22 @@ class AddressSpace:
         file_content: returns the bytes of a backing file by its content id.
         flush_tlb: called after entries were removed or made stricter, with True when code
             was among them (translated blocks of it must go too).
+        shared: the machine's shared objects (vmm/linux/shmem.py): a VMA whose ``file`` is
+            ``shm:N`` maps the frames of object N.
+        released: called after mappings of shared objects went away (an object no mapping
+            names may go).
     """
 
     def __init__(self, ram, frames: Frames, write_phys: Callable[[int, bytes], None],
                  file_content: Callable[[str], bytes], flush_tlb: Callable[[], None], *,
-                 empty: bool = True) -> None:
+                 shared=None, released: Callable[[], None] = lambda: None, empty: bool = True) -> None:
         self.ram = memoryview(ram)
         self.frames = frames
         self.write_phys = write_phys
         self.file_content = file_content
         self.flush_tlb = flush_tlb
+        self.shared = shared
+        self.released = released
         self.vmas: list[Vma] = []
         self._starts: list[int] = []
         # empty=False: no root table yet (load_state gives the one of a saved state)
@@ -358,6 +367,8 @@ class AddressSpace:
         self._remove(inside)
         if dropped:
             self.flush_tlb(any(vma.prot & PROT_EXEC for vma in inside))
+        if any(is_shared(vma.file) for vma in inside):
+            self.released()
         return True
 
     def _drop_pages(self, start: int, end: int) -> int:
@@ -452,17 +463,10 @@ class AddressSpace:
         _Q.pack_into(self.ram, self._slot(page_down(va), True), frame * PAGE | self.pte_flags(vma.prot))
         self.flush_tlb(False)                 # the read-only translation may be cached
 
-    def populate_shared(self) -> None:
-        """Before a fork: every page of a MAP_SHARED mapping now, so that parent and child
-        share one copy of all of it (a page first touched after the fork would otherwise
-        be each one's own)."""
-        for vma in list(self.vmas):
-            if vma.flags & MAP_SHARED:
-                self.populate(vma.start, vma.end)
-
     def copy_to(self, child: "AddressSpace") -> None:
         """Fork: ``child`` (empty) gets every mapping and page of this space. Private pages
-        are shared copy-on-write (read-only in both until one writes), shared ones shared."""
+        are shared copy-on-write (read-only in both until one writes); the pages of shared
+        objects are the objects' (a page first touched after the fork is both's too)."""
         child.vmas = [Vma(*vma.as_list()) for vma in self.vmas]
         child._starts = list(self._starts)
         ram, frames, made_strict = self.ram, self.frames, False
@@ -481,11 +485,14 @@ class AddressSpace:
 
     def destroy(self) -> None:
         """Exit or exec: every page and page table of this space goes back to the frames."""
+        held = any(is_shared(vma.file) for vma in self.vmas)
         for vma in list(self.vmas):
             self._drop_pages(vma.start, vma.end)
         self.vmas, self._starts = [], []
         self._free_tables(self.root, 3)
         self.root = 0
+        if held:
+            self.released()
 
     def _free_tables(self, table: int, level: int) -> None:
         if level > 0:
@@ -496,6 +503,10 @@ class AddressSpace:
         self.frames.free(table // PAGE)
 
     def _populate(self, vma: Vma, page: int) -> None:
+        if is_shared(vma.file):                # the shared object's frame, for every mapping
+            frame = self.shared.frame(vma.file, (vma.offset + page - vma.start) >> PAGE_SHIFT)
+            _Q.pack_into(self.ram, self._slot(page, True), frame * PAGE | self.pte_flags(vma.prot))
+            return
         frame = self.frames.alloc()
         phys = frame * PAGE
         content = ZERO_PAGE

@@ -7,7 +7,7 @@ beneath is vmm/linux/memory.py.
 from __future__ import annotations
 
 from vmm.linux.abi import EACCES, EBADF, EEXIST, EINVAL, ENODEV, ENOMEM, O_ACCMODE
-from vmm.linux.files import s32, s64
+from vmm.linux.files import file_key, s32, s64
 from vmm.linux.loader import MMAP_BASE
 from vmm.linux.memory import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
                               PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, USER_END, page_up)
@@ -55,22 +55,30 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
             data = k.host("pread", f.handle, length, s64(offset))
             if isinstance(data, int):
                 return -EACCES
-            file_id = k.keep_content(data)
-            offset = 0
-        elif f.kind in ("zero",):
-            file_id = None
+            if flags & MAP_SHARED and f.stat is not None:
+                # One copy for every shared mapping of this file, in any process: the
+                # pages it does not hold yet come from what was just read.
+                file_id = k.shm.for_file(file_key(f))
+                k.shm.add_source(file_id, offset // PAGE, k.keep_content(data))
+            else:
+                file_id = k.keep_content(data)
+                offset = 0
+        elif f.kind == "zero":
+            file_id, name = None, "/dev/zero"
         else:
             return -ENODEV
         if f.kind == "blob" and (f.flags & O_ACCMODE) == 0 and flags & MAP_SHARED and prot & PROT_WRITE:
             return -EACCES
-        name = f.path
+        name = name or f.path
     elif _too_big(k, length) and prot & PROT_WRITE:
         return -ENOMEM
     start = _place(k, addr, length, flags)
     if start < 0:
         return start
+    if flags & MAP_SHARED and (flags & MAP_ANONYMOUS or name == "/dev/zero"):
+        file_id, offset = k.shm.new("anon"), 0   # one copy, shared with the children of a fork
     k.space.map(start, length, prot & _PROT_ALL, flags & 0xFFFFFFFF, file=file_id,
-                offset=offset if file_id else 0, name=name)
+                offset=offset if file_id else 0, name=name or ("/dev/zero (deleted)" if file_id else ""))
     if file_id is not None and prot & PROT_EXEC:
         k.library_mapped(file_id, start, offset)
     if prot & PROT_EXEC:

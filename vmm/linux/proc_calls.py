@@ -39,7 +39,6 @@ def fork(k, flags: int, newsp: int = 0, parent_tid: int = 0, child_tid: int = 0,
     if flags & CLONE_VM:
         space = parent_proc.space                # vfork: the same memory, the parent waits
     else:
-        parent_proc.space.populate_shared()
         space = k.new_space()
         parent_proc.space.copy_to(space)
     child = Process(k, pid, space, ppid=parent_proc.pid, cwd=parent_proc.cwd, argv=parent_proc.argv,

@@ -123,7 +123,7 @@ class LiveScheduler:
         return min(later or choices)
 
     def _has_host_waits(self) -> bool:
-        return any(t.state == WAIT and t.wait[0] != "futex" or t.tid in self.deadlines
+        return any(t.state == WAIT and t.wait[0] not in ("futex", "sem") or t.tid in self.deadlines
                    for t in self.k.tasks.values() if t.state == WAIT)
 
     def _idle_timeout(self) -> float:

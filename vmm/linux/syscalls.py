@@ -14,6 +14,8 @@ Argument types:
     len                   a byte count
     oflags, mode, prot, mapflags, clockid, signo, whence, atflags, fcntl, ioctl,
     sigprocmask, futex, arch_prctl, madvise, rlimit, sockdomain, socktype   flags and enums
+    clone_args            clone3's struct: the event stores its flags and exit signal, as
+                          clone's first argument
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from vmm.linux import creds, files, futex, identity, memory_calls, net, poll, proc_calls, signals, tasks, time_calls
+from vmm.linux import creds, files, futex, identity, ipc, memory_calls, net, poll, proc_calls, signals, tasks, time_calls
 
 
 class Support(str, enum.Enum):
@@ -129,10 +131,19 @@ SYSCALLS: dict[int, Syscall] = {
     11: _s("munmap", "ptr len", memory_calls.sys_munmap),
     12: _s("brk", "ptr", memory_calls.sys_brk),
     25: _s("mremap", "ptr len len hex ptr", memory_calls.sys_mremap),
-    26: _s("msync", "ptr len hex", memory_calls.sys_msync, P, "succeeds: nothing is written back"),
+    26: _s("msync", "ptr len hex", memory_calls.sys_msync, P, "succeeds: a shared file mapping is not written back to the host file"),
     27: _s("mincore", "ptr len ptr", memory_calls.sys_mincore),
     28: _s("madvise", "ptr len madvise", memory_calls.sys_madvise, P, "MADV_DONTNEED/FREE drop pages; others succeed"),
     149: _s("mlock", "ptr len", memory_calls.sys_ok),
+    # -- System V IPC (vmm/linux/ipc.py): the machine's own namespace ------------------------
+    29: _s("shmget", "int len hex", ipc.sys_shmget),
+    30: _s("shmat", "int ptr hex", ipc.sys_shmat),
+    31: _s("shmctl", "int int ptr", ipc.sys_shmctl),
+    67: _s("shmdt", "ptr", ipc.sys_shmdt),
+    64: _s("semget", "int int hex", ipc.sys_semget),
+    65: _s("semop", "int ptr int", ipc.sys_semop),
+    220: _s("semtimedop", "int ptr int ptr", ipc.sys_semtimedop),
+    66: _s("semctl", "int int int hex", ipc.sys_semctl),
     150: _s("munlock", "ptr len", memory_calls.sys_ok),
     # -- signals (vmm/linux/signals.py) ---------------------------------------------------
     13: _s("rt_sigaction", "signo ptr ptr len", signals.sys_rt_sigaction),
@@ -191,7 +202,7 @@ SYSCALLS: dict[int, Syscall] = {
     # -- threads (vmm/linux/tasks.py, vmm/linux/futex.py) -----------------------------------
     202: _s("futex", "ptr futex int ptr ptr int", futex.sys_futex, P, "WAIT, WAKE, BITSET, REQUEUE, CMP_REQUEUE, WAKE_OP; PI locks ENOSYS"),
     56: _s("clone", "hex ptr ptr ptr hex", tasks.sys_clone, P, "threads and processes; CLONE_FILES/CLONE_FS copy"),
-    435: _s("clone3", "ptr len", tasks.sys_clone3, E, "ENOSYS: glibc falls back to clone"),
+    435: _s("clone3", "clone_args len", tasks.sys_clone3, P, "as clone; no pidfd, set_tid or cgroup"),
     218: _s("set_tid_address", "ptr", tasks.sys_set_tid_address),
     273: _s("set_robust_list", "ptr len", tasks.sys_set_robust_list),
     274: _s("get_robust_list", "int ptr ptr", tasks.sys_get_robust_list),

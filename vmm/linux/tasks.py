@@ -28,6 +28,7 @@ from unicorn import x86_const as x86
 
 from vmm.cpu import GPR_NAMES
 from vmm.linux import abi
+from vmm.linux.memory import GuestFault
 
 if TYPE_CHECKING:
     from vmm.linux.kernel import LinuxKernel
@@ -180,8 +181,35 @@ def sys_clone(k, flags, newsp, parent_tid, child_tid, tls):
     return child.tid
 
 
+CLONE_ARGS_SIZE_VER0 = 64                      # flags .. tls: what glibc passes
+CLONE_ARGS = struct.Struct("<8Q")               # flags pidfd child_tid parent_tid exit_signal stack stack_size tls
+CLONE_PIDFD, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 0x1000, 1 << 32, 1 << 33
+
+
+def clone3_flags(k, args: int) -> int | None:
+    """What a clone3 call's event shows for its struct: the flags with the exit signal in
+    the low byte, as clone(2) takes them (None if the struct is unreadable)."""
+    try:
+        flags, _pidfd, _ctid, _ptid, exit_signal = CLONE_ARGS.unpack(k.read(args, CLONE_ARGS.size))[:5]
+    except GuestFault:
+        return None
+    return (flags | exit_signal & 0xFF) & ((1 << 64) - 1)
+
+
 def sys_clone3(k, args, size):
-    return -abi.ENOSYS                         # glibc falls back to clone
+    """clone3: glibc's pthread_create and posix_spawn. Its struct says what clone's
+    arguments say (the stack by its lowest address and size); pidfds (EINVAL), set_tid and
+    cgroups (E2BIG: the fields past the first 64 bytes must be zero) are refused."""
+    if size < CLONE_ARGS_SIZE_VER0 or size > 4096:
+        return -abi.EINVAL
+    raw = k.read(args, size)
+    if any(raw[CLONE_ARGS.size:]):
+        return -abi.E2BIG                            # set_tid, cgroup: features not offered
+    flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls = CLONE_ARGS.unpack_from(raw)
+    if flags & (0xFF | CLONE_PIDFD | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP) or exit_signal > abi.NSIG \
+            or bool(stack) != bool(stack_size):
+        return -abi.EINVAL
+    return sys_clone(k, flags | exit_signal, stack + stack_size if stack else 0, parent_tid, child_tid, tls)
 
 
 def sys_set_tid_address(k, tidptr):
