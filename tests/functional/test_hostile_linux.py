@@ -101,6 +101,7 @@ def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_tra
     ("ipc", [1, [[0, 0, 0o600, 0, 0, 0, 0, "shm:99", 4096, 1, 1, 0, 0, 0]], [], []]),   # no such object
     ("ipc", [1, [], [[0, 0, 0o600, 0, 0, 0, 0, [1, 2], [0], 0, 0]], []]),    # values and pids differ
     ("ipc", [1, [], [], [[1, 0, 0, "seven"]]]),
+    ("in_flight", [[7, [10 ** 6]]]),                                          # no such open file
 ])
 def test_malformed_shared_memory_or_ipc_in_a_checkpoint_is_refused(linux_trace, tmp_path, key, value):
     d = tf.decode(linux_trace.read_bytes())
@@ -117,7 +118,7 @@ def test_malformed_shared_memory_or_ipc_in_a_checkpoint_is_refused(linux_trace, 
     assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
     errors = [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")]
     assert errors and ("shared memory" in errors[0] or "System V" in errors[0] or "semaphore" in errors[0]
-                       or key in errors[0]), outcome.stderr
+                       or "in flight" in errors[0] or key in errors[0]), outcome.stderr
 
 
 def test_a_guest_too_small_to_load_the_program_is_one_line_naming_the_size(linux_trace, tmp_path):

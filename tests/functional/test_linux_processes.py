@@ -231,3 +231,14 @@ def test_clone3_makes_threads_and_spawns(tmp_path, linux_prog):
     assert re.search(r"\secho spawned\s*$", ps.stdout, re.M), describe(ps)
     events = vmrr("events", trace)
     assert re.search(r"clone3\(\{flags=0x3d0f00, \.\.\.\}, 88\) = \d+", events.stdout), describe(events)
+
+
+def test_descriptors_pass_over_a_named_unix_socket(tmp_path, linux_prog):
+    """SCM_RIGHTS between a server and the child that connected to its named AF_UNIX socket:
+    a pipe end (EOF only once both holders closed), a file whose offset both share, an
+    eventfd, MSG_CTRUNC, MSG_CMSG_CLOEXEC, and a read() that closes what came with the bytes."""
+    program = linux_prog("unixrights")
+    record, trace = record_like_native(tmp_path, "unixrights", [program])
+    assert "PASS unixrights" in record.stdout and "offset after the server read: 4" in record.stdout, describe(record)
+    replay = replay_verify(trace)
+    assert replay.stdout == record.stdout, describe(replay)

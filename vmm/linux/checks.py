@@ -308,7 +308,7 @@ def state_problem(state: object, mem_size: int) -> str | None:
         return f"linux state is malformed where no check expected it ({type(exc).__name__})"
 
 
-_STATE_KEYS = {"frames", "shm", "ipc", "pipes", "files", "processes", "tasks", "proc", "history", "unimplemented"}
+_STATE_KEYS = {"frames", "shm", "ipc", "pipes", "files", "in_flight", "processes", "tasks", "proc", "history", "unimplemented"}
 
 
 def _state_problem(state: object, mem_size: int) -> str | None:
@@ -324,6 +324,13 @@ def _state_problem(state: object, mem_size: int) -> str | None:
         return "pipes is malformed"
     problem = (_frames(state["frames"], mem_size) or _shared(state["shm"], mem_size) or _ipc(state["ipc"], state["shm"])
                or _descriptions(state["files"]) or _proc(state["proc"]))
+    if problem:
+        return problem
+    in_flight = state["in_flight"]
+    if not (type(in_flight) is list and len(in_flight) <= MAX_FILES and all(
+            type(m) is list and len(m) == 2 and _u(m[0]) and type(m[1]) is list and len(m[1]) <= SCM_MAX_FD
+            and all(_u(i, len(state["files"])) for i in m[1]) for m in in_flight)):
+        return "the descriptors in flight are malformed"
     if problem:
         return problem
     processes = state["processes"]

@@ -20,6 +20,7 @@ import resource
 import select
 import socket
 import stat as statmod
+import struct
 import tempfile
 import time
 
@@ -137,6 +138,47 @@ class HostSockets:
     def op_send(self, handle: int, data: bytes, flags: int):
         return self._sock(handle).send(data, flags)
 
+    def op_sendrights(self, handle: int, data: bytes, flags: int):
+        """sendmsg with SCM_RIGHTS on a connected AF_UNIX socket: the descriptors travel
+        inside the machine (the kernel keeps them); the host message carries a token with
+        the bytes — a pipe's read end, whose inode names the descriptors — so the receiver
+        gets them with exactly these bytes. Returns [bytes sent, token inode]."""
+        sock = self._sock(handle)
+        reader, writer = os.pipe()
+        try:
+            sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("<i", reader))], flags)
+            token = os.fstat(reader).st_ino
+        finally:
+            os.close(reader)
+            os.close(writer)
+        self.tokens.add(token)
+        return [sent, token]
+
+    def op_recvmsg(self, handle: int, count: int, flags: int):
+        """recvmsg on an AF_UNIX socket, with the descriptors that came with the bytes:
+        ["token", inode] for ones a recorded process sent (op_sendrights), ["fd", handle,
+        stat] for one a process outside the recording sent (kept as a host file)."""
+        sock = self._sock(handle)
+        data, ancillary, msg_flags, _addr = sock.recvmsg(count, socket.CMSG_SPACE(253 * 4), flags)
+        passed = []
+        for level, kind, raw in ancillary:
+            if level != socket.SOL_SOCKET or kind != socket.SCM_RIGHTS:
+                continue
+            for (fd,) in struct.iter_unpack("<i", raw[:len(raw) // 4 * 4]):
+                st = os.fstat(fd)
+                if statmod.S_ISFIFO(st.st_mode) and st.st_ino in self.tokens:
+                    if not flags & socket.MSG_PEEK:
+                        self.tokens.discard(st.st_ino)
+                    os.close(fd)
+                    passed.append(["token", st.st_ino])
+                else:
+                    os.set_inheritable(fd, False)
+                    handle = self._next
+                    self._next += 1
+                    self.handles[handle] = fd
+                    passed.append(["fd", handle, stat_list(st)])
+        return [data, passed, msg_flags & socket.MSG_CTRUNC]
+
     def op_sendto(self, handle: int, data: bytes, flags: int, addr: list):
         sock = self._sock(handle)
         _family, where = _sockaddr(addr, None)
@@ -236,6 +278,7 @@ class HostOS(HostSockets):
         self.epoll_members: dict[int, dict[int, int]] = {}  # epoll handle -> {host fd: handle}
         self._ops: dict[str, object] = {}                   # op name -> bound op_ method
         self.pids_given: set[int] = {os.getpid()}           # ids of guest processes and threads
+        self.tokens: set[int] = set()                       # inodes of SCM_RIGHTS tokens in flight
 
     def call(self, op: str, params: list):
         method = self._ops.get(op)

@@ -138,6 +138,9 @@ class LinuxKernel:
         self.shm = SharedMemory(self.frames, self._write_phys, self.file_content)
         self.ipc = Ipc()
         self.pipes: dict[int, bytearray] = {}       # pipe number -> bytes in it
+        # Descriptors sent with SCM_RIGHTS over a host AF_UNIX connection, by the inode of
+        # the token that travels with the bytes (vmm/linux/net.py), until received.
+        self.in_flight: dict[int, list[OpenFile]] = {}
         self.next_pipe = 1
         pid, ppid, uid, gid, groups = program.identity
         self.initial_creds = [uid, uid, uid, gid, gid, gid]     # as the recording user ran it
@@ -185,6 +188,9 @@ class LinuxKernel:
             for f, _cloexec in process.files.fds.values():
                 seen.setdefault(id(f), f)
         # Descriptors in flight (SCM_RIGHTS sent, not yet received) hold their files too.
+        for message in self.in_flight.values():
+            for passed in message:
+                seen.setdefault(id(passed), passed)
         for f in list(seen.values()):
             if f.kind == "socket":
                 for message in f.data[4]:
@@ -272,14 +278,16 @@ class LinuxKernel:
             fast.set_sockets(self._plain_sockets(), version)
 
     def _plain_sockets(self) -> dict[int, int]:
-        """Guest fd -> host fd of each read-write stream socket (the native hook's read/write)."""
-        from vmm.linux.net import SOCK_STREAM
+        """Guest fd -> host fd of each read-write stream socket (the native hook's read/write),
+        but a named AF_UNIX connection's: descriptors may come with its bytes (net.recv)."""
+        from vmm.linux.net import AF_UNIX, SOCK_STREAM
         host_fd = getattr(self.boundary, "_host_fd", None)
         out = {}
         if host_fd is None:
             return out
         for fd, (f, _cloexec) in self.files.fds.items():
-            if f.kind == "socket" and f.data[1] == SOCK_STREAM and (f.flags & abi.O_ACCMODE) == abi.O_RDWR:
+            if f.kind == "socket" and f.data[1] == SOCK_STREAM and (f.flags & abi.O_ACCMODE) == abi.O_RDWR \
+                    and not (f.data[0] == AF_UNIX and f.data[3] is None):
                 real = host_fd(f.handle)
                 if real is not None and 0 <= fd < abi.MAX_FDS:
                     out[fd] = real
@@ -907,6 +915,8 @@ class LinuxKernel:
         return {"frames": self.frames.state(), "shm": self.shm.state(), "ipc": self.ipc.state(),
                 "pipes": sorted([n, bytes(b)] for n, b in self.pipes.items()),
                 "files": [_describe(f, index) for f in descriptions],
+                "in_flight": sorted([token, [index[id(f)] for f in message]]
+                                    for token, message in self.in_flight.items()),
                 "processes": [self.processes[pid].as_dict(index) for pid in sorted(self.processes)],
                 "tasks": [t.as_list() for t in self.tasks.values()],
                 "proc": [self.tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches],
@@ -935,6 +945,7 @@ class LinuxKernel:
                 domain, kind, connecting, peer, inbox = f.data
                 f.data = [domain, kind, connecting, None if peer is None else descriptions[peer],
                           [[descriptions[i] for i in message] for message in inbox]]
+        self.in_flight = {token: [descriptions[i] for i in message] for token, message in state["in_flight"]}
         tid, self.next_tid, self.next_pipe, self.wait_seq, self.switches = state["proc"]
         self.first_pid, self.first_exit, ended = state["history"]
         self.ended = [list(row) for row in ended]

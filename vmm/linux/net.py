@@ -125,6 +125,15 @@ def _wait(fd: int, events: int):
 
 def recv(k, f: OpenFile, fd: int, count: int, flags: int) -> bytes | int:
     count = max(0, min(count, 1 << 20))
+    if f.data[0] == AF_UNIX and f.data[3] is None:
+        # Descriptors may come with the bytes (SCM_RIGHTS from another process): a read
+        # that does not take them closes them, as Linux does.
+        got = _recv_rights(k, f, fd, count, flags)
+        if isinstance(got, int):
+            return got
+        for passed in got[1]:
+            k.files.drop(passed)                     # the reference the message held
+        return got[0]
     data = k.host("recv", f.handle, count, flags & HOST_MSG_FLAGS)
     if data == -abi.EAGAIN and _blocks(f, flags):
         raise _wait(fd, POLLIN)
@@ -356,13 +365,17 @@ def _rights_sent(k, msg: int) -> list | int:
 
 
 def _rights_received(k, f: OpenFile, msg: int, flags: int) -> int:
-    """recvmsg: the descriptors sent to this end with the data it read, installed, and
-    their control message written; the msg_flags to report."""
+    """recvmsg on a socketpair's end: the descriptors sent to it with the data it read."""
+    return _install_rights(k, msg, f.data[4].pop(0) if f.data[4] else [], flags)
+
+
+def _install_rights(k, msg: int, passed: list, flags: int) -> int:
+    """Descriptors a message brought, installed, and their control message written (as
+    many as the control buffer holds; the rest close); the msg_flags to report."""
     control, room = struct.unpack("<QQ", k.read(msg + 32, 16))
-    if not f.data[4]:
+    if not passed:
         k.write(msg + 40, struct.pack("<Q", 0))
         return 0
-    passed = f.data[4].pop(0)
     needed = 16 + 4 * len(passed)
     fds = []
     if control and room >= needed:
@@ -393,8 +406,12 @@ def sys_sendmsg(k, fd, msg, flags):
         return rights
     if rights:
         peer = f.data[3]
-        if peer is None:                 # only between the ends of a socketpair (docs/linux.md)
-            return -EOPNOTSUPP
+        if f.data[0] != AF_UNIX:
+            return -abi.EINVAL
+        if peer is None:
+            if name:                     # to a named datagram socket: not offered (docs/linux.md)
+                return -EOPNOTSUPP
+            return _send_rights(k, f, fd, data, flags, rights)
         sent = send(k, f, fd, data, flags)
         if isinstance(sent, int) and sent > 0:
             for p in rights:
@@ -409,6 +426,54 @@ def sys_sendmsg(k, fd, msg, flags):
     return send(k, f, fd, data, flags)
 
 
+def _send_rights(k, f: OpenFile, fd: int, data: bytes, flags: int, rights: list) -> int:
+    """SCM_RIGHTS on a connected AF_UNIX socket that is not one end of a socketpair (a
+    server's listening socket accepted it, or it connected to one): the host carries a
+    token with the bytes, and the descriptions wait in the kernel under its name
+    (``in_flight``) until a recvmsg takes the token out of the stream."""
+    answer = k.host("sendrights", f.handle, data, flags & HOST_MSG_FLAGS)
+    if answer == -abi.EAGAIN and _blocks(f, flags):
+        raise _wait(fd, POLLOUT)
+    if answer == -abi.EPIPE and not flags & MSG_NOSIGNAL:
+        k.signals.raise_signal(abi.SIGPIPE, abi.SI_USER, 0)
+    if isinstance(answer, int):
+        return answer
+    sent, token = answer
+    if type(sent) is not int or not 0 <= sent <= len(data) or type(token) is not int or token in k.in_flight:
+        raise ValueError("a malformed answer to sendmsg with descriptors")
+    for p in rights:
+        p.ref += 1                         # the message holds them until received
+    k.in_flight[token] = rights
+    return sent
+
+
+def _recv_rights(k, f: OpenFile, fd: int, count: int, flags: int) -> tuple | int:
+    """recvmsg on an AF_UNIX socket outside a socketpair: (bytes, descriptions passed with
+    them, MSG_CTRUNC if the host cut some) or -errno."""
+    answer = k.host("recvmsg", f.handle, max(0, min(count, 1 << 20)), flags & HOST_MSG_FLAGS)
+    if answer == -abi.EAGAIN and _blocks(f, flags):
+        raise _wait(fd, POLLIN)
+    if isinstance(answer, int):
+        return answer
+    data, passed, cut = answer
+    if type(data) is not bytes or len(data) > count and not flags & MSG_TRUNC or type(passed) is not list:
+        raise ValueError("a malformed answer to recvmsg")
+    files = []
+    for item in passed:
+        if type(item) is list and len(item) == 2 and item[0] == "token" and item[1] in k.in_flight:
+            if not flags & MSG_PEEK:                 # a peek leaves them in the stream
+                files.extend(k.in_flight.pop(item[1]))
+        elif type(item) is list and len(item) == 3 and item[0] == "fd" and type(item[1]) is int:
+            # From a process outside the recording: a host file of its own.
+            outside = OpenFile("host", f"host:[{item[2][1] if type(item[2]) is list else 0}]", abi.O_RDWR,
+                               stat=item[2], handle=item[1])
+            outside.ref = 1
+            files.append(outside)
+        else:
+            raise ValueError("a malformed descriptor in a recvmsg answer")
+    return data, files, MSG_CTRUNC if cut else 0
+
+
 def sys_recvmsg(k, fd, msg, flags):
     message = _message(k, fd, msg)
     if isinstance(message, int):
@@ -416,6 +481,17 @@ def sys_recvmsg(k, fd, msg, flags):
     f, name, namelen, vecs = message
     total = sum(length for _base, length in vecs)
     peer = None
+    if f.data[0] == AF_UNIX and f.data[3] is None and not (name and f.data[1] != SOCK_STREAM):
+        got = _recv_rights(k, f, fd, total, flags)
+        if isinstance(got, int):
+            return got
+        data, passed, msg_flags = got
+        scatter(k, vecs, data)
+        if name:
+            k.write(msg + 8, struct.pack("<I", 0))
+        msg_flags |= _install_rights(k, msg, passed, flags)
+        k.write(msg + 48, struct.pack("<i", msg_flags))
+        return len(data)
     if name and f.data[1] != SOCK_STREAM:
         answer = k.host("recvfrom", f.handle, min(total, MAX_DATAGRAM), flags & HOST_MSG_FLAGS)
         if answer == -abi.EAGAIN and _blocks(f, flags):
