@@ -232,7 +232,7 @@ def report(rows: list[Row], redis_figures: RedisFigures | None, tt, tt_source: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workloads", nargs="*", choices=WORKLOADS, default=None)
+    parser.add_argument("workloads", nargs="*", help=f"some of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"subset of {','.join(MODES)}")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--loop", type=int, default=3_000_000, help="iterations of the Python loop")
@@ -248,6 +248,8 @@ def main() -> None:
     parser.add_argument("--work", help="keep traces and outputs here (default: a temporary directory)")
     opts = parser.parse_args()
     which = opts.workloads or list(WORKLOADS)
+    if set(which) - set(WORKLOADS):
+        parser.error(f"workloads: expected some of {', '.join(WORKLOADS)}")
     modes = opts.modes.split(",")
     if set(modes) - set(MODES):
         parser.error(f"--modes: expected some of {','.join(MODES)}")
