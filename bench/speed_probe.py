@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from replay import boundary as replay_boundary  # noqa: E402
 from vmm import icount, machine  # noqa: E402
 from vmm.linux import kernel  # noqa: E402
 
@@ -45,6 +46,13 @@ PROBED = [
     (machine.Machine, "_before_start"),
     (machine.Machine, "_on_interrupt"),
     (machine.Machine, "code_changed"),
+    (machine.Machine, "apply"),
+    (kernel.LinuxKernel, "_syscall"),
+    (kernel.LinuxKernel, "switch"),
+    (kernel.LinuxKernel, "exception"),
+    (replay_boundary.TraceBoundary, "slice_limit"),
+    (replay_boundary.TraceBoundary, "poll"),
+    (replay_boundary.TraceBoundary, "_fill"),
 ]
 
 
