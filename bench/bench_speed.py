@@ -18,8 +18,9 @@ Workloads (positional names; default all):
 Per repeat the modes run interleaved (native, qemu, run, record, replay, native, ...), and
 the best of the repeats counts (a shared, noisy machine). Whole processes are timed, as a
 user sees them (start-up of vmrr itself included). A program's stdout must be native's
-byte for byte in every mode, and every recording is replayed with ``--verify`` (the replay
-column is that replay, timed): no vmrr figure comes from a trace that does not replay.
+byte for byte in every mode (replay shows it again), and every recording is replayed with
+``--verify`` (the replay column is that replay, timed; ``--modes`` with record always
+brings replay): no vmrr figure comes from a trace that does not replay.
 MIPS are the guest instructions vmrr counted over the whole process's wall time; qemu's
 "MIPS" use vmrr's count of the same program (qemu reports none), so they are estimates.
 
@@ -85,7 +86,7 @@ def run_mode(mode: str, argv: list[str], trace: str, stdout_path: str) -> tuple[
     elif mode == "record":
         cmd, env = [*VMRR, "record", "-o", trace, "--force", *ENV, "--", *argv], VMRR_ENV
     else:
-        cmd, env = [*VMRR, "replay", trace, "--verify", "--quiet"], VMRR_ENV
+        cmd, env = [*VMRR, "replay", trace, "--verify"], VMRR_ENV      # the output shown again
     with open(stdout_path, "wb") as out:
         start = time.perf_counter()
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=env)
@@ -105,7 +106,7 @@ def program(row: Row, argv: list[str], work: Path, modes: list[str], repeat: int
     for _ in range(repeat):
         for mode in modes:
             if mode == "replay" and "record" not in modes:
-                continue
+                continue                        # nothing recorded to replay
             out = str(work / f"{row.key}.{mode}.out")
             seconds, err = run_mode(mode, argv, trace, out)
             row.add(mode, seconds)
@@ -114,7 +115,7 @@ def program(row: Row, argv: list[str], work: Path, modes: list[str], repeat: int
             digest = hashlib.sha256(Path(out).read_bytes()).hexdigest()
             if expected is None:
                 expected = (mode, digest)
-            elif digest != expected[1] and mode != "replay":      # replay --quiet prints nothing
+            elif digest != expected[1]:
                 raise SystemExit(f"{row.name}: stdout under {mode} differs from {expected[0]}'s")
             print(f"  {row.name:<8} {mode:<7} {seconds:8.2f} s", file=sys.stderr, flush=True)
     return trace
@@ -253,6 +254,8 @@ def main() -> None:
     modes = opts.modes.split(",")
     if set(modes) - set(MODES):
         parser.error(f"--modes: expected some of {','.join(MODES)}")
+    if "record" in modes and "replay" not in modes:
+        modes.append("replay")                  # no figure from a trace that does not replay
     if "qemu" in modes and not os.path.exists(QEMU):
         raise SystemExit("qemu-x86_64 is missing: apt-get install qemu-user")
 
