@@ -62,8 +62,9 @@ def stop(proc: subprocess.Popen) -> str:
 
 
 def benchmark(port: int, requests: int, clients: int, keyspace: int) -> dict[str, float]:
+    keys = ["-r", str(keyspace)] if keyspace else []        # 0: redis-benchmark's one key
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-c", str(clients),
-                          "-n", str(requests), "-r", str(keyspace), "-q"],
+                          "-n", str(requests), *keys, "-q"],
                          capture_output=True, text=True, timeout=300).stdout
     rates = {}
     for line in out.replace("\r", "\n").splitlines():

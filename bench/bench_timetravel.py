@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,8 +48,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if opts.trace:
             trace = opts.trace
-            if os.path.exists(trace + ".idx"):
-                os.unlink(trace + ".idx")
         else:
             trace = os.path.join(tmp, "cpu.vmrr")
             t0 = time.perf_counter()
@@ -56,19 +55,54 @@ def main() -> None:
                                     boot_args=f"rounds={opts.rounds}").run()
             print(f"recorded {summary.instructions} instructions in {time.perf_counter() - t0:.1f} s, "
                   f"trace {os.path.getsize(trace)} bytes")
-        t0 = time.perf_counter()
-        TimeTravel(trace, memory_budget=opts.budget_mib << 20).close()
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tt = TimeTravel(trace, memory_budget=opts.budget_mib << 20)
-        second = time.perf_counter() - t0
-        print(f"{tt.last_icount} instructions: first open (a pass) {first:.1f} s "
-              f"({tt.last_icount / first / 1e6:.0f} MIPS), second open "
-              f"({'from the sidecar' if tt.loaded_from_sidecar else 'sidecar NOT used'}) {second:.2f} s; "
-              f"{len(tt._snaps)} snapshots, {tt.memory_used() >> 20} MiB")
-        rng = random.Random(opts.seed)
-        seeks, backs, runs = [], [], []
-        for _ in range(opts.samples):
+        figures = measure(trace, opts.budget_mib, opts.samples, opts.seed)
+    ms = lambda v: f"{v * 1000:7.1f} ms"  # noqa: E731
+    print(f"{figures.instructions} instructions: first open (a pass) {figures.first_open:.1f} s "
+          f"({figures.open_mips:.0f} MIPS), second open "
+          f"({'from the sidecar' if figures.from_sidecar else 'sidecar NOT used'}) {figures.second_open:.2f} s; "
+          f"{figures.snapshots} snapshots, {figures.memory >> 20} MiB")
+    seeks, backs, runs = figures.seeks, figures.backs, figures.runs
+    print(f"seek          p50 {ms(statistics.median(seeks))}  p95 {ms(pct(seeks, 0.95))}   (target p95 <= 500 ms)")
+    print(f"reverse-stepi p50 {ms(statistics.median(backs))}  p95 {ms(pct(backs, 0.95))}   (target p95 <= 50 ms)")
+    print(f"  in a row    p50 {ms(statistics.median(runs))}  p95 {ms(pct(runs, 0.95))}")
+    print(f"snapshot store {figures.peak >> 20} MiB at the end (budget {opts.budget_mib} MiB), "
+          f"{figures.snapshots} snapshots")
+
+
+@dataclass
+class TimeTravelFigures:
+    instructions: int
+    first_open: float                 # seconds: the first pass over the trace
+    second_open: float                # seconds: again, from the sidecar index it left
+    from_sidecar: bool
+    snapshots: int
+    memory: int                       # snapshot store bytes after opening
+    seeks: list[float]                # seconds, one per sample
+    backs: list[float]                # reverse-stepi right after each seek
+    runs: list[float]                 # reverse-stepi in a row (mean of 5)
+    peak: int                         # snapshot store bytes at the end
+
+    @property
+    def open_mips(self) -> float:
+        return self.instructions / self.first_open / 1e6
+
+
+def measure(trace: str, budget_mib: int = 1024, samples: int = 40, seed: int = 1) -> TimeTravelFigures:
+    """Open ``trace`` with the time-travel engine (twice: the pass, then the sidecar), then
+    seek to ``samples`` random icounts and reverse-stepi from each."""
+    if os.path.exists(trace + ".idx"):
+        os.unlink(trace + ".idx")
+    t0 = time.perf_counter()
+    TimeTravel(trace, memory_budget=budget_mib << 20).close()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tt = TimeTravel(trace, memory_budget=budget_mib << 20)
+    second = time.perf_counter() - t0
+    memory = tt.memory_used()
+    rng = random.Random(seed)
+    seeks, backs, runs = [], [], []
+    try:
+        for _ in range(samples):
             target = rng.randrange(1, tt.last_icount)
             t = time.perf_counter()
             tt.seek(target)
@@ -81,13 +115,10 @@ def main() -> None:
             for _ in range(5):
                 tt.step_back()
             runs.append((time.perf_counter() - t) / 5)
-        peak = tt.memory_used()
-    ms = lambda v: f"{v * 1000:7.1f} ms"  # noqa: E731
-    print(f"seek          p50 {ms(statistics.median(seeks))}  p95 {ms(pct(seeks, 0.95))}   (target p95 <= 500 ms)")
-    print(f"reverse-stepi p50 {ms(statistics.median(backs))}  p95 {ms(pct(backs, 0.95))}   (target p95 <= 50 ms)")
-    print(f"  in a row    p50 {ms(statistics.median(runs))}  p95 {ms(pct(runs, 0.95))}")
-    print(f"snapshot store {peak >> 20} MiB at the end (budget {opts.budget_mib} MiB), "
-          f"{len(tt._snaps)} snapshots")
+        return TimeTravelFigures(tt.last_icount, first, second, tt.loaded_from_sidecar, len(tt._snaps),
+                                 memory, seeks, backs, runs, tt.memory_used())
+    finally:
+        tt.close()
 
 
 if __name__ == "__main__":
