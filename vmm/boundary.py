@@ -32,6 +32,12 @@ Input = tuple[EventKind, object]
 Tap = Callable[[int, EventKind, object], None]
 
 MAX_SLICE = 1_000_000           # instructions; bounds how late a host event is noticed
+# A Linux program's slices are sized by time instead: every slice end of a live Linux run
+# is exact (a per-instruction tail) and flushes the TLB, and a host event it waits for
+# reaches the program at its next system call anyway; SLICE_SECONDS of guest time bounds
+# how late a signal to vmrr or a thread's quantum is noticed in a CPU-bound stretch.
+SLICE_SECONDS = 0.05
+LINUX_MAX_SLICE = 64_000_000
 MIN_SLICE = 1_000
 INTERRUPT_WINDOW = 500          # short slices while an interrupt waits for IF=1
 IDLE_WAIT_MAX = 0.25            # seconds; the loop re-checks for shutdown this often
@@ -173,6 +179,8 @@ class LiveBoundary:
 
     def slice_limit(self, icount: int, interrupt_waiting: bool) -> int:
         length = MAX_SLICE
+        if self.sched is not None:
+            length = int(min(LINUX_MAX_SLICE, max(MAX_SLICE, self._ips * SLICE_SECONDS)))
         if interrupt_waiting:
             length = INTERRUPT_WINDOW
         elif self._timer_deadline is not None:

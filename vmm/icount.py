@@ -105,6 +105,11 @@ PAGE_SIZE = 4096
 # Entry kinds and stop reasons: vmm/icount_native.c.
 KIND_NEW, KIND_COUNTED, KIND_EXACT = 0, 1, 2
 STOP_NONE, STOP_MISS, STOP_LIMIT, STOP_CODE = 0, 1, 2, 3
+LAST_UNKNOWN = 0xFFFF                 # last_off of a block the edge hook classified
+LAZY_PC = 1 << 63                     # last_pc: the start of such a block (its last is found here)
+RANGES_OFF = (1 << 64) - 1            # nranges: too many ranges for the edge hook to check
+RANGES_MAX = 256
+LOG_MAX = 1 << 16
 
 # Instructions whose Unicorn hooks may read the icount or ask the VM to stop.
 HOOKED_INSNS = frozenset({
@@ -118,22 +123,41 @@ NATIVE_SOURCE = Path(__file__).with_name("icount_native.c")
 # gcc 12 -O2 build of icount_native.c (see its header; make_native() rebuilds it and
 # tests/unit/test_icount_blocks.py checks these bytes against it when gcc is present).
 NATIVE_CODE = bytes.fromhex(
-    "48837920004989f84889f70f85970000004c8b51484c8b492889d248b8157c4a7fb979379e4c31d6480faff0"
-    "48c1ee20482371304883e6fc48c1e605498d0431498db43180000000483b3874234883c0204839c675f248c7"
-    "41580100000048897960488b41104c89c748895168ffe090440fb748084c39ca75d34439501475cd0fb6700c"
-    "4084f674cd4c8b094c8b51084080fe01742a4d39ca731548c7415802000000ebb90f1f00c30f1f8000000000"
-    "4c89493848894140c30f1f8000000000440fb7580a0fb770104d01cb4d39da730f4883b9800000000074c04d"
-    "39d173bb4c894938488941404885f674bb0fb7400e4c01ce4889314801f848894118c39049b9157c4a7fb979"
-    "379e4889f7554889ce53488b5128488b0f4c8b5648440fb7470a4889c84589d34c31d0490fafc148c1e82048"
-    "2346304883e0fc48c1e005488d2c024c8d8c02800000004889eb4889e84889c2483b0874574883c0204c39c8"
-    "75ef488b46784883c00148894678488db58000000066837b08004889da7415488d5b204839f375ed83e00348"
-    "c1e005488d5405000fb7470848890a44895214c1e010c6420c004409c08942085b5dc39066443b400875a244"
-    "3b5814759c4883467801ebd066662e0f1f8400000000009048837958007523488b01483b410873204883c001"
-    "488901488b41404885c0740680780c01740448897118c30f1f44000048c7415803000000ff61100f1f440000"
-    "48837920007409c30f1f840000000000488379580075f0488b01483b410873204883c001488901488b414048"
-    "85c0740680780c0174d148897118c30f1f44000048c7415803000000ff6110"
+    "4883bf98000000004c8b8f900000004989f80f8490000000488b5748b92700000049ba00f0ffffffff0f0048"
+    "c1e20c488d82001000004939c1723c4889f7498b808800000048d3ef81e7ff010000488d3cf8488b1417f6c2"
+    "01741c83f90c7420f6c28075124c21d283e909488d82001000004939c173c431c0c3660f1f44000048b900f0"
+    "ffffffff0f004821ca488d8a001000004801d031d24939c9480f42c2c30f1f800000000031c04c39ce73ca48"
+    "8b87880000004881e600f0ffff4801f0c366662e0f1f8400000000000f1f400048837920004989f84889f70f"
+    "85970000004c8b51484c8b492889d248b8157c4a7fb979379e4c31d6480faff048c1ee20482371304883e6fc"
+    "48c1e605498d0431498db43180000000483b3874234883c0204839c675f248c741580100000048897960488b"
+    "41104c89c748895168ffe090440fb748084c39ca75d34439501475cd0fb6700c4084f674cd4c8b51084c8b09"
+    "4080fe01742a4d39ca731548c7415802000000ebb90f1f00c30f1f80000000004c89493848894140c30f1f80"
+    "00000000440fb7580a0fb770104d01cb4d39da730f4883b9800000000074c04d39d173bb4c89493848894140"
+    "4885f674bb0fb7500e4c01ce4889f8488931480fbae83f4889d64801fa6683feff480f45c248894118c36666"
+    "2e0f1f8400000000000f1f0049b9157c4a7fb979379e41574889f241564155415455534889cb4883ec08488b"
+    "2e488b71484c8b4128440fb7620a4889e889f74831f04c89e1490fafc148c1e820482343304883e0fc48c1e0"
+    "054d8d14004d8d8400800000004d89d14c89d04989c3483b280f849d0100004883c0204c39c075eb488b4378"
+    "498dba800000004883c001488943786641837908004d89cb74144d8d49204939f975ec83e00348c1e0054d8d"
+    "1c02440fb76a080fb7c149892b418973144489e941c6430c00c1e11009c141894b08664585ed0f84ac010000"
+    "4c8bb3b80000004c3bb3c00000000f83980100004883bb88000000000f848a010000488b8ba80000004883f9"
+    "ff0f8479010000498d4424ff483dff0f00000f87680100004885c97433488b83a00000004a8d74250031d266"
+    "0f1f840000000000483930730a483b68080f823d0100004883c2014883c0104839d175e44889ee4889dfe8b9"
+    "fcffff4885c00f841c0100004889ea41bf0010000081e2ff0f00004929d74c8d04104d39e70f820c01000049"
+    "83fc010f84a00000004d89e731d24c29fab80200000048bedfffffffffffedffeb4c660f1f440000410fb64c"
+    "00fe80f90f754c488d48ff4c39f90f83f0000000410fb64c00ff80f9340f86ee00000080f9a2752b4939c40f"
+    "859f000000498d4c24014883c2014939c4743e4889c8488d48fe4c39f972b10fb60a80f90f74b4488d4801eb"
+    "dd0f1f00440fb768084d39ec0f8555feffff3978140f854cfeffff4883437801e97dfeffff41c6430c01488b"
+    "8bb0000000b8ffffffff49c1e60448be0000ffffffff0000664189430e6645896b104a892c31488b4348488b"
+    "93b800000048c1e0104821f048c1e2044c09e04889441108488383b8000000014883c4085b5d415c415d415e"
+    "415fc34a8d743d004889df4c890424e874fbffff4c8b04244885c04889c20f85e2feffffebce66900fb64a01"
+    "80f9340f8712ffffff480fa3ce0f830dffffff80f9010f852fffffff4c39e00f8326ffffff4c39f87322410f"
+    "b63c00488d48014080fff90f85f1feffff4939cc0f84e8feffffe97dffffff900fb67a02ebdd662e0f1f8400"
+    "0000000048837958007523488b01483b410873204883c001488901488b41404885c0740680780c0174044889"
+    "7118c30f1f44000048c7415803000000ff61100f1f44000048837920007409c30f1f84000000000048837958"
+    "0075f0488b01483b410873204883c001488901488b41404885c0740680780c0174d148897118c30f1f440000"
+    "48c7415803000000ff6110"
 )
-NATIVE_ENTRY = {"vmrr_block_hook": 0, "vmrr_code_hook": 464, "vmrr_edge_hook": 256, "vmrr_range_hook": 528}
+NATIVE_ENTRY = {"vmrr_block_hook": 208, "vmrr_code_hook": 1280, "vmrr_edge_hook": 496, "vmrr_range_hook": 1344}
 NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]
@@ -219,6 +243,14 @@ class _CounterState(ctypes.Structure):
         ("unused2", ctypes.c_uint64),
         ("translations", ctypes.c_uint64),
         ("soft", ctypes.c_uint64),
+        ("ram", ctypes.c_void_p),
+        ("ram_size", ctypes.c_uint64),
+        ("paging", ctypes.c_uint64),
+        ("ranges", ctypes.c_void_p),
+        ("nranges", ctypes.c_uint64),
+        ("log", ctypes.c_void_p),
+        ("nlog", ctypes.c_uint64),
+        ("log_max", ctypes.c_uint64),
     ]
 
 
@@ -278,6 +310,7 @@ class InstructionCounter:
         self._state_ptr = ctypes.cast(ctypes.pointer(self._state), ctypes.c_void_p)
         self._shapes: dict[tuple[int, bytes], BlockShape] = {}     # by (address, bytes), kept across invalidations
         self._current: dict[tuple[int, int, int], BlockShape] = {}  # by (address, size, space)
+        self._by_page: dict[int, set[tuple[int, int, int]]] = {}      # page -> keys of _current on it
         self._ranges: dict[tuple[int, int], object] = {}          # exact ranges [lo, hi) -> hook
         self._tail: tuple[int, int, list, int] | None = None
         self._global_hook = None
@@ -293,6 +326,9 @@ class InstructionCounter:
         self.forget_fault: Callable[[], None] | None = None
         self.misses = 0
         self.tails = 0
+        self.native_classified = 0
+        self._range_pairs = None                # set by classify_natively
+        self._log = None
         if mode == "reference":
             self._global_hook = self._native_hook(UC_HOOK_CODE, "vmrr_code_hook", 1, 0)
             self._state.exact_all = 1
@@ -343,7 +379,18 @@ class InstructionCounter:
     @property
     def last_pc(self) -> int:
         """Address of the instruction most recently begun."""
-        return self._state.last_pc
+        value = self._state.last_pc
+        if value & LAZY_PC:
+            # A block the edge hook classified began: its last instruction is found now.
+            pc, s = value & ~LAZY_PC, self._state
+            block = _Entry.from_address(s.block) if s.block else None
+            if block is not None and block.pc == pc:
+                shape = self._decoded(pc, block.size)
+                value = pc + (shape.offsets[-1] if shape is not None else 0)
+                s.last_pc = value
+            else:
+                value = pc
+        return value
 
     def stop_soon(self) -> None:
         """Stop the VM before the next instruction begins (callable from any hook)."""
@@ -352,7 +399,8 @@ class InstructionCounter:
     def stats(self) -> dict[str, int]:
         """Translations, classifications, tails, exact ranges."""
         s = self._state
-        return {"translations": s.translations, "misses": self.misses,
+        self._drain_log()
+        return {"translations": s.translations, "misses": self.misses, "native": self.native_classified,
                 "tails": self.tails, "exact_ranges": len(self._ranges)}
 
     # -- running --------------------------------------------------------------------
@@ -384,6 +432,8 @@ class InstructionCounter:
                     raise
                 finally:
                     self._running = False
+                    if s.nlog:
+                        self._drain_log()
                     if self._flush_pending:
                         self._flush_pending = False
                         uc.ctl_flush_tb()
@@ -405,12 +455,14 @@ class InstructionCounter:
         handles = [self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", lo, hi - 1)
                    for lo, hi in self._gaps(pc, pc + size)]
         self._tail = (pc, pc + size, handles, self._state.space)
+        self._sync_ranges()
         self._remove_cache(pc, pc + size)
         self._slot(pc, size).kind = KIND_EXACT     # the hooks count it now
 
     def _end_tail(self) -> None:
         lo, hi, handles, space = self._tail
         self._tail = None
+        self._sync_ranges()
         for handle in handles:
             self._hook_del(handle)
         # Unicorn drops the blocks that *start* in the range; blocks that start before it
@@ -441,6 +493,8 @@ class InstructionCounter:
         if block is None or block.kind != KIND_COUNTED or not block.pc <= rip < block.pc + block.size:
             return
         shape = self._current.get((block.pc, block.size, self._state.space))
+        if shape is None and block.last_off == LAST_UNKNOWN:
+            shape = self._decoded(block.pc, block.size)     # classified by the edge hook
         if shape is None:
             return
         try:
@@ -506,6 +560,65 @@ class InstructionCounter:
             raise UcError(status)
         return buf.raw
 
+    # -- native classification -----------------------------------------------------------
+
+    def classify_natively(self, ram_address: int, ram_size: int, paging: bool) -> None:
+        """Let the edge hook classify new blocks itself, reading their bytes from guest RAM
+        (at ``ram_address`` in this process; through the page tables rooted at ``space``
+        when ``paging``) as Unicorn translates them: a block with no instruction whose hook
+        reads the icount before its last is counted at once, without stopping the VM for
+        Python (``_classify``). Only for platforms whose IN and OUT hooks read no icount
+        (the edge hook does not look for them): the Linux personality."""
+        if self.mode != "fast":
+            return
+        self._range_pairs = (ctypes.c_uint64 * (2 * RANGES_MAX))()
+        self._log = (ctypes.c_uint64 * (2 * LOG_MAX))()
+        s = self._state
+        s.ram, s.ram_size, s.paging = ram_address, ram_size, int(paging)
+        s.ranges, s.log, s.nlog, s.log_max = ctypes.addressof(self._range_pairs), ctypes.addressof(self._log), 0, LOG_MAX
+        self._sync_ranges()
+
+    def _sync_ranges(self) -> None:
+        """Tell the edge hook which ranges code hooks count (it leaves blocks there to Python)."""
+        if self._range_pairs is None:
+            return
+        taken = self._taken()
+        if len(taken) > RANGES_MAX:
+            self._state.nranges = RANGES_OFF
+            return
+        for i, (lo, hi) in enumerate(taken):
+            self._range_pairs[2 * i], self._range_pairs[2 * i + 1] = lo, hi
+        self._state.nranges = len(taken)
+
+    def _drain_log(self) -> None:
+        """Index the blocks the edge hook classified by page (``_reset_overlapping`` must
+        find them as it finds the ones Python classified)."""
+        s = self._state
+        n = s.nlog
+        if not n:
+            return
+        log, by_page = self._log, self._by_page
+        for i in range(n):
+            pc, packed = log[2 * i], log[2 * i + 1]
+            size = packed & 0xFFFF
+            key = (pc, size, packed >> 16)
+            for page in range(pc >> 12, ((pc + size - 1) >> 12) + 1):
+                by_page.setdefault(page, set()).add(key)
+        s.nlog = 0
+        self.native_classified += n
+
+    def _decoded(self, pc: int, size: int) -> BlockShape | None:
+        """The shape of a block the edge hook classified (for a fault inside it, or its
+        last instruction's address), decoded from its current bytes; None if unreadable."""
+        try:
+            code = self._read_code(pc, size)
+        except UcError:
+            return None
+        shape = self._shapes.get((pc, code))
+        if shape is None:
+            shape = self._shapes[(pc, code)] = decode_block(code, pc, None)
+        return shape
+
     def _classify(self, pc: int, size: int) -> None:
         self.misses += 1
         entry = self._slot(pc, size)
@@ -521,12 +634,17 @@ class InstructionCounter:
             self._shapes[key] = shape
         if icount is not None and len(shape.offsets) != icount and not shape.exact:
             shape = BlockShape(shape.offsets, True)
-        self._current[(pc, size, self._state.space)] = shape
+        key = (pc, size, self._state.space)
+        if key not in self._current:
+            for page in range(pc >> 12, ((pc + size - 1) >> 12) + 1):
+                self._by_page.setdefault(page, set()).add(key)
+        self._current[key] = shape
         lo, hi = pc, pc + size
         if shape.exact:
             for gap_lo, gap_hi in self._gaps(lo, hi):
                 handle = self._native_hook(UC_HOOK_CODE, "vmrr_range_hook", gap_lo, gap_hi - 1)
                 self._ranges[(gap_lo, gap_hi)] = handle
+                self._sync_ranges()
                 self._remove_cache(gap_lo, gap_hi)
                 self._reset_overlapping(gap_lo, gap_hi)
         # A block that only overlaps exact ranges (or the tail) stays counted: it counts
@@ -606,10 +724,20 @@ class InstructionCounter:
             self.uc.ctl_flush_tb()
 
     def _reset_overlapping(self, lo: int, hi: int) -> None:
-        """A new exact range: blocks overlapping it were invalidated; forget their kind."""
-        for pc, size, space in self._current:
-            if pc < hi and lo < pc + size:
-                self._slot(pc, size, space).kind = KIND_NEW
+        """A new exact range: blocks overlapping it were invalidated; forget their kind.
+        Only the blocks on the range's pages are looked at (``_by_page``): a tail at every
+        slice end must not walk every block the program ever ran."""
+        self._drain_log()
+        by_page = self._by_page
+        seen = set()
+        for page in range(lo >> 12, ((hi - 1) >> 12) + 1):
+            for key in by_page.get(page, ()):
+                if key in seen:
+                    continue
+                seen.add(key)
+                pc, size, space = key
+                if pc < hi and lo < pc + size:
+                    self._slot(pc, size, space).kind = KIND_NEW
 
     # -- modes and invalidation ----------------------------------------------------------
 
@@ -642,11 +770,14 @@ class InstructionCounter:
         for handle in self._ranges.values():
             self._hook_del(handle)
         self._ranges.clear()
+        self._sync_ranges()
         # Shapes stay: one is a function of the block's address and bytes alone, and the
         # same code comes back (a shell's children exec the same programs at the same places).
         if len(self._shapes) > MAX_SHAPES:
             self._shapes.clear()
         self._current.clear()
+        self._by_page.clear()
+        self._state.nlog = 0
         ctypes.memset(self._table, 0, ctypes.sizeof(self._table))
         self._state.block = None
         self._flush_all()

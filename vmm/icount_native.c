@@ -57,7 +57,19 @@ struct counter {
     uint64_t unused2;              /* 112 */
     uint64_t translations;         /* 120: blocks Unicorn translated (statistics) */
     uint64_t soft;                 /* 128: 1: the limit may be overrun to finish a block */
+    const uint8_t *ram;            /* 136: guest RAM for native classification, or 0: none */
+    uint64_t ram_size;             /* 144 */
+    uint64_t paging;               /* 152: 1: 4-level page tables rooted at frame `space` */
+    const uint64_t *ranges;        /* 160: [lo, hi) pairs code hooks count (exact ranges, tail) */
+    uint64_t nranges;              /* 168: pairs in ranges; RANGES_OFF: classify none natively */
+    uint64_t *log;                 /* 176: (pc, size | space << 16) of blocks classified here */
+    uint64_t nlog;                 /* 184: entries in log, up to log_max */
+    uint64_t log_max;              /* 192 */
 };
+
+#define LAST_UNKNOWN 0xFFFF        /* last_off of a block classified here: Python finds it */
+#define LAZY_PC (1ull << 63)       /* last_pc holds the start of such a block (icount.py) */
+#define RANGES_OFF (~0ull)
 
 /* The table is a set-associative cache of WAYS entries a set. A Fibonacci hash spreads
    the addresses of a PIE program and its libraries, which share their low bits, over
@@ -109,8 +121,72 @@ void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
     s->block = e;
     if (n) {
         s->icount += n;
-        s->last_pc = pc + e->last_off;
+        s->last_pc = e->last_off == LAST_UNKNOWN ? pc | LAZY_PC : pc + e->last_off;
     }
+}
+
+/* Native classification (Linux programs). The byte at `va` of the running address space,
+   or 0 where the page is absent (then Python classifies the block, as before). */
+static const uint8_t *code_page(const struct counter *s, uint64_t va)
+{
+    uint64_t table = s->space << 12, entry;
+    if (!s->paging)
+        return va < s->ram_size ? s->ram + (va & ~4095ull) : 0;
+    for (int shift = 39; shift >= 12; shift -= 9) {
+        if (table + 4096 > s->ram_size)
+            return 0;
+        entry = *(const uint64_t *)(s->ram + table + ((va >> shift) & 511) * 8);
+        if (!(entry & 1) || (shift > 12 && (entry & 0x80)))
+            return 0;                  /* absent, or a large page: Python looks */
+        table = entry & 0x000FFFFFFFFFF000ull;
+    }
+    return table + 4096 <= s->ram_size ? s->ram + table : 0;
+}
+
+/* A block is counted as a whole unless it holds, before its last instruction, one whose
+   hook reads the icount: SYSCALL 0F 05, SYSENTER 0F 34, RDTSC 0F 31, CPUID 0F A2, RDTSCP
+   0F 01 F9. Without instruction boundaries, any such byte pair not at the block's very
+   end sends the block to Python (a pair inside an immediate is a false alarm, never a
+   miss). IN and OUT are not looked for: a Linux program has no ports (their hooks read
+   no icount), and appliances do not classify natively. */
+static int classify_here(const struct counter *s, uint64_t pc, uint64_t size)
+{
+    const uint8_t *p0, *p1 = 0;
+    uint64_t n0 = 4096 - (pc & 4095), i;
+    uint8_t a, b, c;
+    if (!s->ram || s->nranges == RANGES_OFF || size == 0 || size > 4096)
+        return 0;
+    for (i = 0; i < s->nranges; i++)
+        if (s->ranges[2 * i] < pc + size && pc < s->ranges[2 * i + 1])
+            return 0;                  /* code hooks count part of it: Python splits the count */
+    p0 = code_page(s, pc);
+    if (!p0)
+        return 0;
+    p0 += pc & 4095;
+    if (size > n0) {
+        p1 = code_page(s, pc + n0);
+        if (!p1)
+            return 0;
+    } else {
+        n0 = size;
+    }
+#define BYTE(k) ((k) < n0 ? p0[k] : p1[(k) - n0])
+    for (i = 0; i + 1 < size; i++) {
+        a = BYTE(i);
+        if (a != 0x0F)
+            continue;
+        b = BYTE(i + 1);
+        if (b == 0x05 || b == 0x34 || b == 0x31 || b == 0xA2) {
+            if (i + 2 != size)
+                return 0;
+        } else if (b == 0x01 && i + 2 < size) {
+            c = BYTE(i + 2);
+            if (c == 0xF9 && i + 3 != size)
+                return 0;
+        }
+    }
+#undef BYTE
+    return 1;
 }
 
 /* UC_HOOK_EDGE_GENERATED: Unicorn just translated `cur`; remember its shape. */
@@ -134,6 +210,14 @@ void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
     e->space = (uint32_t)s->space;
     e->icount = cur->icount;
     e->kind = KIND_NEW;            /* the bytes may differ: Python looks again */
+    if (cur->icount && s->nlog < s->log_max && classify_here(s, cur->pc, cur->size)) {
+        e->kind = KIND_COUNTED;
+        e->counted = cur->icount;
+        e->last_off = LAST_UNKNOWN;
+        s->log[2 * s->nlog] = cur->pc;
+        s->log[2 * s->nlog + 1] = cur->size | (s->space & 0xFFFFFFFFull) << 16;
+        s->nlog++;
+    }
 }
 static inline void count_one(void *uc, uint64_t pc, struct counter *s)
 {

@@ -209,6 +209,7 @@ class LinuxKernel:
         precision, every exception unmasked) and no register empty."""
         uc = self.uc
         uc.reg_write(x86.UC_X86_REG_CR3, self.space.root)
+        self.machine.counter.space = self.space.root >> 12      # whose page tables the counter reads
         uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_PAE | 0x600)
         uc.msr_write(_EFER, uc.msr_read(_EFER) | EFER_NXE)
         uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_PG | CR0_WP)
@@ -248,6 +249,9 @@ class LinuxKernel:
         self._syscall_cb = _SYSCALL_CB(self._on_syscall)
         machine = self.machine
         machine.counter.mapped = lambda va: bool(self.space.pte(va) & PTE_P)
+        # New blocks are classified as Unicorn translates them, from their bytes in RAM
+        # through the running process's page tables (no stop, no Python for most).
+        machine.counter.classify_natively(machine._ram_ptr, machine.mem_size, paging=True)
         try:
             self.fast = FastSyscalls(self.uc, self._syscall_cb, machine._ram_ptr, machine.mem_size,
                                      self.space.root, ctypes.addressof(machine.counter._state))
