@@ -242,3 +242,28 @@ def test_descriptors_pass_over_a_named_unix_socket(tmp_path, linux_prog):
     assert "PASS unixrights" in record.stdout and "offset after the server read: 4" in record.stdout, describe(record)
     replay = replay_verify(trace)
     assert replay.stdout == record.stdout, describe(replay)
+
+
+@pytest.mark.slow
+def test_make_j2_builds_a_c_project_with_gcc(tmp_path):
+    """`make -j2` of three objects and a link, in one trace: make, sh, gcc, cc1, as, collect2,
+    ld. What it builds runs as the native build's does; `vmrr ps` lists the compilers; the
+    trace replays --verify."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "a.c").write_text('#include <stdio.h>\nint b(int); int c(int);\n'
+                                 'int main(void) { printf("%d %d\\n", b(20), c(22)); return 0; }\n')
+    (project / "b.c").write_text("int b(int x) { return x * 2; }\n")
+    (project / "c.c").write_text("int c(int x) { return x + 20; }\n")
+    (project / "Makefile").write_text("prog: a.o b.o c.o\n\tgcc -o $@ $^\n%.o: %.c\n\tgcc -O1 -c -o $@ $<\n")
+    trace = tmp_path / "make.vmrr"
+    record = vmrr("record", "-o", trace, "--", "make", "-C", project, "-j2", "-s", timeout=120)
+    assert record.returncode == 0 and "Traceback" not in record.stderr, describe(record)
+    built = subprocess.run([str(project / "prog")], capture_output=True, text=True, timeout=10)
+    assert built.stdout == "40 42\n"
+    ps = vmrr("ps", trace)
+    for program in ("make", "cc1", "as", "collect2", "ld"):
+        assert re.search(rf"\b{program}\b", ps.stdout), (program, ps.stdout)
+    assert len(ps.stdout.splitlines()) >= 12, ps.stdout         # a header and a dozen processes
+    replay = replay_verify(trace, timeout=120)
+    assert replay.returncode == 0
