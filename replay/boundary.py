@@ -173,6 +173,24 @@ class TraceBoundary:
         self._syscall = self._pop()
         self._answers = list(payload[4])
 
+    def upcoming_syscalls(self, tid: int):
+        """The recorded events from here on while they are thread ``tid``'s system calls
+        (for the native hook's replay queue, vmm/linux/fastsys.py)."""
+        i = 0
+        while self._fill(i + 1):
+            event = self._queue[i]
+            if event.kind != EventKind.SYSCALL or type(event.payload) is not list or len(event.payload) != 5 \
+                    or event.payload[0] != tid:
+                return
+            yield event
+            i += 1
+
+    def replayed_natively(self, n: int) -> None:
+        """The native hook answered the next ``n`` recorded calls (each checked there against
+        the program's: icount, number, arguments): they are taken off the trace."""
+        for _ in range(n):
+            self._pop()
+
     def notice(self, text: str) -> None:
         if self.console_output is not None:
             print(f"vmrr: {text}", file=sys.stderr, flush=True)

@@ -5,8 +5,10 @@ read-only page, CPU-time clocks), then setitimer, getitimer, alarm and pause."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -16,6 +18,7 @@ from trace_format import TraceReader
 from trace_format.events import EventKind
 
 pytestmark = pytest.mark.timeout(60)
+_VMRR = [sys.executable, "-m", "vmrr"]
 
 
 @pytest.mark.parametrize("variant", ["pie", "static"])
@@ -60,3 +63,24 @@ def test_socket_reads_and_writes_on_every_path_replay_exactly(linux_prog, tmp_pa
     assert len(io) > 4000
     on_sockets = [e for e in io if e.payload[4] and e.payload[4][0][0] in ("recv", "send")]
     assert len(on_sockets) > 4000
+
+
+def test_the_native_replay_path_replays_as_python_does(linux_prog, tmp_path):
+    """Replay answers recorded clock reads and socket reads and writes natively (a queue of
+    the calls coming next, vmm/linux/fastsys_native.c): the same traces replay --verify with
+    it and with every call in Python (VMRR_PYTHON_SYSCALLS=1, the path it replaces), and a
+    recording made entirely in Python replays natively."""
+    for name, flags in (("sockio", ("pie", "-pthread")), ("clocks", ("pie",))):
+        exe = linux_prog(name, *flags)
+        _record, _replay, trace = record_replay_linux(tmp_path, [exe], name=name)
+        python = subprocess.run([*_VMRR, "replay", "--verify", str(trace)], capture_output=True, text=True,
+                                timeout=60, cwd=REPO, env={**os.environ, "VMRR_PYTHON_SYSCALLS": "1"})
+        assert python.returncode == 0 and "verified: final registers" in python.stderr, python.stderr
+        assert python.stdout == _replay.stdout
+    slow_trace = tmp_path / "python-recorded.vmrr"
+    recorded = subprocess.run([*_VMRR, "record", "-o", str(slow_trace), "--", str(exe)], capture_output=True,
+                              text=True, timeout=60, cwd=REPO, env={**os.environ, "VMRR_PYTHON_SYSCALLS": "1"})
+    assert recorded.returncode == 0, recorded.stderr
+    native = vmrr("replay", "--verify", slow_trace)
+    assert native.returncode == 0 and native.stdout == recorded.stdout, native.stderr
+

@@ -14,6 +14,11 @@
  * only for as much of the buffer as lies in pages already there: a short read, which a
  * socket may always give.
  *
+ * In replay (``replay``), the same four calls are answered from a queue of the recorded
+ * ones that come next (Python fills it from the trace): a call that is the queue's head
+ * — same icount, number and arguments — gets the recorded result and bytes without
+ * Python; anything else goes to Python, which checks it against the trace as always.
+ *
  * Same build rules as vmm/icount_native.c: no globals, no calls but through the struct's
  * function pointers, no relocations; tests/functional/test_linux_clocks.py checks
  * FASTSYS_CODE against this source.
@@ -61,6 +66,11 @@ struct fastsys {
     uint64_t data_cap;             /* 240 */
     uint8_t *scratch;              /* 248: SCRATCH bytes */
     int64_t reg_rip, reg_rflags, reg_rcx, reg_r11;  /* 256..280: Unicorn register ids */
+    uint64_t replay;               /* 288: 1: answer from the queue, never from the host */
+    struct logged *queue;          /* 296: the recorded calls coming next, in order */
+    uint64_t qhead;                /* 304: queued calls answered */
+    uint64_t qlen;                 /* 312: queued calls */
+    const uint8_t *qdata;          /* 320: the bytes the queued reads received */
 };
 
 #define PTE_PWU 7ull               /* present, writable, user */
@@ -181,6 +191,49 @@ static int socket_io(struct fastsys *s, void *uc, uint64_t nr, uint64_t fd, uint
     return 1;
 }
 
+/* Replay: the next recorded call, if it is this one (same icount, number and arguments),
+   done as its Python handler would do it from the recorded answer. 0: Python does it
+   (and says how the replay diverged, if it did). */
+static int replayed(struct fastsys *s, void *uc, uint64_t nr)
+{
+    struct logged *q;
+    uint64_t a0 = 0, a1 = 0, a2 = 0, zero = 0;
+    int64_t *out;
+    if (s->qhead >= s->qlen)
+        return 0;
+    q = &s->queue[s->qhead];
+    if (q->nr != nr || q->icount != *s->icount)
+        return 0;
+    s->reg_read(uc, (int)s->reg_rdi, &a0);
+    s->reg_read(uc, (int)s->reg_rsi, &a1);
+    if (a0 != q->a0 || a1 != q->a1)
+        return 0;
+    if (nr <= 1) {                 /* read, write on a plain socket: RAX = the recorded count */
+        s->reg_read(uc, (int)s->reg_rdx, &a2);
+        if (a2 != q->a2 || a0 >= s->nsockets || s->sockets[a0] < 0)
+            return 0;
+        if (nr == 0) {
+            if (!user_range(s, a1, (uint64_t)q->value, 1))
+                return 0;
+            copy_user(s, a1, (uint8_t *)s->qdata + q->data, (uint64_t)q->value, 1);
+        } else if (!user_range(s, a1, a2, 0)) {
+            return 0;              /* Python reads the whole buffer (faulting pages in) */
+        }
+        s->reg_write(uc, (int)s->reg_rax, &q->value);
+    } else {                       /* gettimeofday(tv, NULL), clock_gettime(clock, tp) */
+        if (nr == 96 && a1 != 0)
+            return 0;
+        out = (int64_t *)user_bytes(s, nr == 96 ? a0 : a1, 16, 1);
+        if (!out)
+            return 0;
+        out[0] = q->value / 1000000000;
+        out[1] = nr == 96 ? (q->value % 1000000000) / 1000 : q->value % 1000000000;
+        s->reg_write(uc, (int)s->reg_rax, &zero);
+    }
+    s->qhead++;
+    return 1;
+}
+
 void vmrr_fast_syscall(void *uc, struct fastsys *s)
 {
     uint64_t nr = 0, a0 = 0, a1 = 0, a2 = 0, zero = 0, rip = 0, rflags = 0;
@@ -200,6 +253,11 @@ void vmrr_fast_syscall(void *uc, struct fastsys *s)
     s->reg_read(uc, (int)s->reg_rax, &nr);
     if (nr != 96 && nr != 228 && nr != 0 && nr != 1)
         goto slow;
+    if (s->replay) {
+        if (replayed(s, uc, nr))
+            return;
+        goto slow;
+    }
     s->reg_read(uc, (int)s->reg_rdi, &a0);
     s->reg_read(uc, (int)s->reg_rsi, &a1);
     if (nr <= 1) {                 /* read, write */

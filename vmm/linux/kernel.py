@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import struct
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -253,6 +254,8 @@ class LinuxKernel:
         # through the running process's page tables (no stop, no Python for most).
         machine.counter.classify_natively(machine._ram_ptr, machine.mem_size, paging=True)
         try:
+            if os.environ.get("VMRR_PYTHON_SYSCALLS"):
+                raise OSError("the native system-call path is switched off")   # the reference path
             self.fast = FastSyscalls(self.uc, self._syscall_cb, machine._ram_ptr, machine.mem_size,
                                      self.space.root, ctypes.addressof(machine.counter._state))
         except OSError:
@@ -264,9 +267,18 @@ class LinuxKernel:
             self._syscall_hook = add_insn_hook(self.uc, self._syscall_cb, x86.UC_X86_INS_SYSCALL)
 
     def drain_fast(self) -> None:
-        """Log the clock reads the native hook answered (vmm/linux/fastsys.py), in order."""
-        if self.fast is not None and self.fast.state.n:
-            self.boundary.syscall_exits(self.fast.drain(self.current.tid))
+        """Log the calls the native hook answered (vmm/linux/fastsys.py), in order; in
+        replay, take the recorded calls it answered off the trace."""
+        fast = self.fast
+        if fast is None:
+            return
+        if fast.state.replay:
+            answered = fast.state.qhead - self._fast_taken
+            if answered:
+                self._fast_taken = fast.state.qhead
+                self.boundary.replayed_natively(answered)
+        elif fast.state.n:
+            self.boundary.syscall_exits(fast.drain(self.current.tid))
 
     def arm_fast(self) -> None:
         """Let the native hook answer clock reads while recording and no signal is pending
@@ -275,17 +287,39 @@ class LinuxKernel:
         if fast is None:
             return
         boundary = self.machine.boundary
+        if boundary is not None and boundary.replaying and hasattr(boundary, "upcoming_syscalls"):
+            self._arm_replay(fast, boundary)
+            return
         live = boundary is not None and not boundary.replaying
         fast.set_enabled(live and not self.signals.pending)
         version = (self.pid, self.files.version)       # each process has its own table
         if live and fast.sockets_version != version:
             fast.set_sockets(self._plain_sockets(), version)
 
-    def _plain_sockets(self) -> dict[int, int]:
+    def _arm_replay(self, fast, boundary) -> None:
+        """Replay: the native hook answers the recorded clock reads and socket reads and
+        writes that come next, from a queue of them (refilled when Python took a call
+        itself, another thread runs, or it runs low)."""
+        if not fast.state.replay:
+            fast.start_replay()
+            self._fast_taken, self._fast_start, self._fast_tid = 0, -1, None
+        self.drain_fast()             # calls answered since the last look (a restart mid-slice)
+        fast.set_enabled(not self.signals.pending)
+        version = (self.pid, self.files.version)
+        if fast.sockets_version != version:
+            fast.set_sockets(self._plain_sockets(replay=True), version)
+        state, tid = fast.state, self.current.tid
+        if boundary.consumed != self._fast_start + state.qhead or tid != self._fast_tid \
+                or state.qlen - state.qhead < 64:
+            fast.queue(boundary.upcoming_syscalls(tid))
+            self._fast_start, self._fast_tid, self._fast_taken = boundary.consumed, tid, 0
+
+    def _plain_sockets(self, *, replay: bool = False) -> dict[int, int]:
         """Guest fd -> host fd of each read-write stream socket (the native hook's read/write),
-        but a named AF_UNIX connection's: descriptors may come with its bytes (net.recv)."""
+        but a named AF_UNIX connection's: descriptors may come with its bytes (net.recv).
+        In replay there is no host descriptor: 0 marks the socket."""
         from vmm.linux.net import AF_UNIX, SOCK_STREAM
-        host_fd = getattr(self.boundary, "_host_fd", None)
+        host_fd = (lambda _handle: 0) if replay else getattr(self.boundary, "_host_fd", None)
         out = {}
         if host_fd is None:
             return out
