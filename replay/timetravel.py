@@ -43,7 +43,7 @@ from trace_format.safefile import SymlinkRefused
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
-SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
+SPARSE = 6_000_000          # snapshot spacing everywhere else on a forward pass
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
 _ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
