@@ -397,7 +397,9 @@ def cmd_replay(args) -> int:
             say(f"guest powered off with status {result.exit_status}")
     else:
         say(f"replay stopped: {result.why}")
-    say(f"replayed {result.icount} instructions in {seconds:.2f} s")
+    first = rep.first_icount
+    span = f" (icount {first} to {result.icount})" if rep.reader.window is not None else ""
+    say(f"replayed {result.icount - first} instructions{span} in {seconds:.2f} s")
     if args.verify:
         say(f"verified: {report.digests_checked} state digests, "
             f"{report.checkpoints_checked} checkpoints")

@@ -86,11 +86,16 @@ class Replay:
                 check_checkpoint=lambda index: me()._check_checkpoint_passed(index),
                 blob_events=lambda: reader.events(kinds={EventKind.BLOB}))
             self.machine.connect(self.boundary)
+            self.verify = verify
+            self._from_checkpoint = False
+            # A flight recorder's window starts at its checkpoint 0, not at boot: the
+            # machine as booted is replaced by the state the recorder saved there.
+            self.first_icount = self.reader.first_icount
+            if self.reader.window is not None:
+                self.start_from_checkpoint(0)
         except BaseException:
             self.close()
             raise
-        self.verify = verify
-        self._from_checkpoint = False
 
     # -- running ---------------------------------------------------------------------
 
