@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+
+import msgpack
 
 from trace_format import MachineConfig, TraceHeader, TraceWriter
 from trace_format.events import EventKind
-from vmm.boundary import Chaos, LiveBoundary
+from vmm.boundary import BLOB_PART, Chaos, LiveBoundary
 from vmm.loader import GuestImage
 from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
 
@@ -19,7 +23,10 @@ DIGEST_INTERVAL = 1.0              # ... and at least one digest per second of r
 FLUSH_INTERVAL = 0.8
 DEFAULT_CHECKPOINT_EVERY = 500_000_000
 MAX_PEERS = 1000                   # distinct network peers a Linux program's summary lists
+RING_CHECKPOINT_SECONDS = 5.0      # --ring: a checkpoint (the pages changed) this often at least
+OUTPUT_TAIL = 4096                 # --save-on-output: bytes of a stream kept to match across writes
 _ZERO_PAGE = bytes(PAGE)
+_BLOB_ID = re.compile(rb"\xd9\x40([0-9a-f]{64})")     # a content id in packed state (msgpack str 8)
 
 
 @dataclass
@@ -37,7 +44,7 @@ class RecordSummary:
     syscalls: dict[str, int] | None = None        # a Linux program: system calls by name
     unimplemented: dict[str, int] = field(default_factory=dict)
     file_bytes: int = 0                           # content of files the program read, stored once
-
+    ring: list[str] = field(default_factory=list)   # --ring: what the flight recorder kept and saved
 
     @property
     def instructions(self) -> int:
@@ -52,7 +59,7 @@ class RecordSummary:
             f"{self.instructions} instructions in {self.wall_seconds:.2f} s ({mips:.1f} MIPS)",
             f"events: {events}",
             f"host input: {self.input_bytes} bytes",
-        ] + self._linux_lines()
+        ] + self._linux_lines() + self.ring
 
     def _linux_lines(self) -> list[str]:
         if self.syscalls is None:
@@ -91,6 +98,11 @@ class RecordSession:
         console_input: forward this process's stdin to the guest console.
         overwrite: replace an existing trace.
         counter: the instruction counter, ``"fast"`` or ``"reference"`` (same icounts).
+        ring: keep the recording as a flight recorder's ring of segments
+            (recorder/ring.py); ``path`` is then where a crash's window is saved.
+        save_on_output: --ring: save the window when the program's output matches this.
+        save_on_exit: --ring: save the window however the run ends (not only on a crash
+            or a non-zero exit status).
 
     Raises:
         TraceError: the trace cannot be created. HostError: the listen address is busy.
@@ -102,7 +114,8 @@ class RecordSession:
                  digest_interval: float = DIGEST_INTERVAL,
                  checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
                  console_output=None, console_input: bool = False, overwrite: bool = False,
-                 tool_version: str = "unknown", counter: str = "fast") -> None:
+                 tool_version: str = "unknown", counter: str = "fast", ring=None,
+                 save_on_output: re.Pattern | None = None, save_on_exit: bool = False) -> None:
         self.machine = Machine(image, mem_size=mem_size, boot_args=boot_args, counter=counter)
         self.boundary = LiveBoundary(self.machine, listen=listen, console_input=console_input,
                                      console_output=console_output,
@@ -120,9 +133,17 @@ class RecordSession:
         flags = {"chaos_seed": chaos_seed} if chaos_seed is not None else {}
         if counter != "fast":
             flags["counter"] = counter
+        self._config, self._flags, self._tool_version = config, flags, tool_version
+        self.ring = ring
+        self._segment = None
+        self._overwrite = overwrite
         try:
-            self.writer = TraceWriter(path, TraceHeader.new(config, tool_version=tool_version, flags=flags),
-                                      overwrite=overwrite, flush_interval=FLUSH_INTERVAL)
+            if ring is not None:
+                self._segment = ring.new_segment(0)
+                self.writer = self._segment_writer(self._segment)
+            else:
+                self.writer = TraceWriter(path, TraceHeader.new(config, tool_version=tool_version, flags=flags),
+                                          overwrite=overwrite, flush_interval=FLUSH_INTERVAL)
         except BaseException:
             self.boundary.close()
             raise
@@ -144,6 +165,19 @@ class RecordSession:
         self._deadline: float | None = None
         self.boundary.tap = self._log
         self.boundary.tap_many = self._log_many
+        self._written = Counter()                 # --ring: the closed segments' writer counters
+        self.checkpoint_costs: list[tuple[float, int, bool]] = []   # (seconds of guest stop, bytes, full)
+        if ring is not None:
+            self._segment_blobs: set[str] = set()
+            self.ring_blob_bytes = 0               # file content written again into later segments
+            self._save_requests: deque = deque()
+            self._next_ring_checkpoint = 0.0
+            self.boundary.tap = self._log_ring
+            self._save_on_output = save_on_output
+            self._save_on_exit = save_on_exit
+            self._output_tails: dict[str, bytes] = {}
+            if save_on_output is not None:
+                self._watch_output()
 
     def _log(self, icount: int, kind: EventKind, payload: object) -> None:
         self._counts[kind] += 1
@@ -159,6 +193,176 @@ class RecordSession:
         elif kind == EventKind.CONSOLE_IN:
             self._input_bytes += len(payload)
         self.writer.append(icount, kind, payload)
+
+    # -- the flight recorder (--ring) ----------------------------------------------------
+
+    def _segment_writer(self, segment) -> TraceWriter:
+        """The writer of a ring segment: a window trace of its own, starting at its checkpoint."""
+        flags = {**self._flags, "window": self.ring.segment_window(segment)}
+        return TraceWriter(segment.path, TraceHeader.new(self._config, tool_version=self._tool_version,
+                                                         flags=flags, created_unix=segment.start_unix),
+                           flush_interval=FLUSH_INTERVAL)
+
+    def _log_ring(self, icount: int, kind: EventKind, payload: object) -> None:
+        """``_log``, and a segment holds every file content its events name.
+
+        A file read before the segment began is named again by a later open or exec of
+        the same content (captured once per run): its BLOB goes into this segment too."""
+        self._log(icount, kind, payload)
+        if kind == EventKind.BLOB:
+            if payload[1] == 0:
+                self._segment_blobs.add(payload[0].hex())
+        elif kind == EventKind.SYSCALL:
+            for _op, answer in payload[4]:
+                if type(answer) is list and len(answer) >= 2 and answer[0] == "blob" \
+                        and answer[1] not in self._segment_blobs:
+                    self._emit_blob(icount, answer[1])
+
+    def _emit_blob(self, icount: int, file_id: str) -> None:
+        kernel = self.machine.kernel
+        program = kernel.program
+        if file_id in self._segment_blobs or file_id == program.exe.sha256 \
+                or (program.interp is not None and file_id == program.interp.sha256):
+            return                                   # already here, or in the header
+        data = self.boundary.blob(file_id) or kernel._blobs.get(file_id)
+        if data is None:
+            return
+        self._segment_blobs.add(file_id)
+        digest = bytes.fromhex(file_id)
+        parts = max(1, -(-len(data) // BLOB_PART))
+        for part in range(parts):       # not counted as content the program read: it was already
+            self.writer.append(icount, EventKind.BLOB,
+                               [digest, part, parts, data[part * BLOB_PART:(part + 1) * BLOB_PART]])
+        self.ring_blob_bytes += len(data)
+
+    def _emit_state_blobs(self, icount: int, devices: dict) -> None:
+        """The content of every file the machine's state names (open files, file mappings)."""
+        packed = msgpack.packb(devices, use_bin_type=True, unicode_errors="surrogateescape")
+        for raw in sorted(set(_BLOB_ID.findall(packed))):
+            self._emit_blob(icount, raw.decode())
+
+    def request_save(self, trigger: str, output: str | None = None, *, overwrite: bool = False,
+                     reply=None) -> None:
+        """Save the current window at the next slice boundary; the recording goes on.
+
+        Safe in a signal handler and from other threads.
+
+        Args:
+            trigger: why, for ``vmrr info`` ("sigusr1", "vmrr save", "output matched ...").
+            output: the trace to write; None: the next ``TRACE-N.vmrr`` beside ``-o``.
+            reply: called with the SaveJob once it is written (or failed).
+        """
+        self._save_requests.append((trigger, output, overwrite, reply))
+        self.machine.request_stop()
+
+    def _ring_tick(self, icount: int, now_mono: float) -> None:
+        ring = self.ring
+        now = time.time()
+        while self._save_requests:
+            self._capture_save(icount, *self._save_requests.popleft())
+        if ring.rotation_due(now, self.writer.bytes_written):
+            self._rotate(icount)
+        elif now_mono >= self._next_ring_checkpoint:
+            self._checkpoint(base=False)
+            self._next_checkpoint = icount + self.checkpoint_every
+        else:
+            return
+        self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
+        ring.drop_old(now, self.writer.bytes_written)
+
+    def _capture_save(self, icount: int, trigger: str, output: str | None, overwrite: bool, reply) -> None:
+        import threading
+        machine = self.machine
+        self.writer.flush()
+        end = {"reason": "stopped", "why": f"saved: {trigger}", "icount": icount,
+               "digest": machine.state_digest(), "outputs": machine.output_summary()}
+        if machine.kernel is not None:
+            end["linux"] = self._linux_summary()
+        path = output or self.ring.next_output(self.path)
+        try:
+            job = self.ring.capture(path, trigger, end, current_chunks=self.writer.chunks_written,
+                                    overwrite=overwrite)
+        except OSError as exc:
+            self.boundary.notice(f"flight recorder: cannot save {path}: {exc.strerror}")
+            return
+        if reply is not None:
+            threading.Thread(target=lambda: (job.done.wait(), reply(job)), daemon=True).start()
+
+    def _rotate(self, icount: int) -> None:
+        """Close the current segment here and begin the next one with a full checkpoint."""
+        ring, machine = self.ring, self.machine
+        end = {"reason": "stopped", "why": "segment", "icount": icount, "digest": machine.state_digest()}
+        self.writer.close(end, icount=icount)
+        self._count_writer()
+        ring.closed(self._segment, icount, self.writer.bytes_written)
+        self._segment = ring.new_segment(icount)
+        self.writer = self._segment_writer(self._segment)
+        self._segment_blobs = set()
+        self._checkpoint(base=True)
+        self._next_checkpoint = icount + self.checkpoint_every
+
+    def _finish_ring(self, result: RunResult, end: dict) -> list[str]:
+        """The run is over: save its window if it ended badly (or always, --save-on-exit)."""
+        ring = self.ring
+        ring.closed(self._segment, result.icount, self.writer.bytes_written)
+        if result.outcome is Outcome.CRASH:
+            trigger = "crash"
+        elif result.outcome is Outcome.POWER_OFF and result.exit_status != 0:
+            trigger = result.why if result.why.startswith("terminated") else f"exit status {result.exit_status}"
+        elif self._save_on_exit:
+            trigger = "end of recording"
+        else:
+            trigger = None
+        if trigger is not None:
+            try:
+                ring.capture(self.path, trigger, end, current_chunks=0, overwrite=self._overwrite)
+            except OSError as exc:
+                self.boundary.notice(f"flight recorder: cannot save {self.path}: {exc.strerror}")
+        ring.wait()
+        failed = [job for job in ring.saves if job.error is not None]
+        ring.close(keep=bool(failed))
+        lines = [f"flight recorder: kept {ring.bound.describe()} in {len(ring.segments)} segments; "
+                 f"{ring.dropped_segments} older ones ({ring.dropped_bytes} bytes) dropped over the run; "
+                 f"file content written again into segments: {self.ring_blob_bytes} bytes"]
+        costs = self.checkpoint_costs
+        if costs:
+            full = [c for c in costs if c[2]]
+            delta = [c for c in costs if not c[2]]
+            for name, group in (("full", full), ("incremental", delta)):
+                if group:
+                    lines.append(f"{name} checkpoints: {len(group)}, guest stopped {1000 * sum(c[0] for c in group) / len(group):.1f} ms "
+                                 f"on average (max {1000 * max(c[0] for c in group):.1f}), "
+                                 f"{sum(c[1] for c in group) // len(group)} bytes each")
+        if trigger is None and not ring.saves:
+            lines.append(f"nothing saved (the run ended normally; {self.path} not written)")
+        if failed:
+            lines.append(f"the ring is kept in {ring.directory} (a save failed): "
+                         f"vmrr save --from-ring {ring.directory} -o FILE")
+        return lines
+
+    def _watch_output(self) -> None:
+        """--save-on-output: look at what the program writes before passing it on."""
+        boundary = self.boundary
+        for name in ("stdio_write", "console_write"):
+            passed_on = getattr(boundary, name)
+            if name == "stdio_write":
+                def watched(stream, data, passed_on=passed_on):
+                    self._match_output(stream, data)
+                    passed_on(stream, data)
+            else:
+                def watched(data, passed_on=passed_on):
+                    self._match_output("console", data)
+                    passed_on(data)
+            setattr(boundary, name, watched)
+
+    def _match_output(self, stream: str, data: bytes) -> None:
+        text = self._output_tails.get(stream, b"") + bytes(data)
+        match = self._save_on_output.search(text)
+        if match is not None:
+            shown = match.group(0)[:60].decode("utf-8", "backslashreplace")
+            self.request_save(f"output matched {shown!r}")
+            text = text[match.end():]
+        self._output_tails[stream] = text[-OUTPUT_TAIL:]
 
     def _note_peer(self, address: object) -> None:
         """A host the program heard from over the network (an accept, a datagram)."""
@@ -180,18 +384,27 @@ class RecordSession:
         start = time.perf_counter()
         self._deadline = time.monotonic() + duration if duration else None
         self._next_digest_time = time.monotonic() + self.digest_interval
+        if self.ring is not None:
+            self._next_ring_checkpoint = time.monotonic() + RING_CHECKPOINT_SECONDS
         try:
-            self._checkpoint(base=True)      # carries the boot state's digest (format 3)
+            self._checkpoint(base=True, boot=True)      # carries the boot state's digest (format 3)
             result = self.machine.run(max_instructions=max_instructions, between=self._between)
-            self.writer.close(self._end_record(result), icount=result.icount)
+            end = self._end_record(result)
+            self.writer.close(end, icount=result.icount)
         finally:
             self.boundary.close()
             if not self.writer.closed:
                 self.writer.close({"reason": "stopped", "why": "error"})
+                if self.ring is not None:
+                    self.ring.close(keep=True)
+        self._count_writer()
+        written = self._written
         summary = RecordSummary(self.path, result, time.perf_counter() - start,
                                 {EventKind(k).name: n for k, n in self._counts.items()},
-                                self.writer.bytes_written, self.writer.checkpoints_written, self._input_bytes,
-                                self.writer.raw_chunk_bytes / max(1, self.writer.compressed_chunk_bytes))
+                                written["bytes"], written["checkpoints"], self._input_bytes,
+                                written["raw"] / max(1, written["compressed"]))
+        if self.ring is not None:
+            summary.ring = self._finish_ring(result, end)
         if self.machine.kernel is not None:
             linux = self._linux_summary()
             summary.syscalls, summary.unimplemented = linux["syscalls"], linux["unimplemented"]
@@ -208,6 +421,11 @@ class RecordSession:
                 "libraries": [path for path, _bias in kernel.libraries()],
                 "peers": dict(self._peers.most_common())}
 
+    def _count_writer(self) -> None:
+        writer = self.writer
+        self._written.update({"bytes": writer.bytes_written, "checkpoints": writer.checkpoints_written,
+                              "raw": writer.raw_chunk_bytes, "compressed": writer.compressed_chunk_bytes})
+
     def _between(self) -> None:
         machine = self.machine
         icount = machine.icount
@@ -222,20 +440,26 @@ class RecordSession:
         if icount >= self._next_checkpoint:
             self._checkpoint(base=False)
             self._next_checkpoint = icount + self.checkpoint_every
+        if self.ring is not None:
+            self._ring_tick(icount, now)
         self.writer.flush_if_due()
         if self._deadline is not None and time.monotonic() >= self._deadline:
             machine.request_shutdown("duration reached")
 
-    def _checkpoint(self, *, base: bool) -> None:
+    def _checkpoint(self, *, base: bool, boot: bool = False) -> None:
         """Write the machine state; RAM as the pages changed since the previous checkpoint.
 
-        The base, at boot, needs only the pages the loader wrote: the rest of RAM is zero.
+        The base at boot needs only the pages the loader wrote: the rest of RAM is zero.
+        A base later on (a flight recorder's segment) lists every non-zero page in use.
         """
+        began = time.perf_counter()
+        before = self.writer.bytes_written
         machine = self.machine
         ram = machine.ram
         in_use = machine.ram_in_use
         if base:
-            pages = {off // PAGE: ram[off:off + PAGE] for off in self._boot_page_offsets()
+            offsets = self._boot_page_offsets() if boot else range(RAM_START, in_use, PAGE)
+            pages = {off // PAGE: ram[off:off + PAGE] for off in offsets
                      if ram[off:off + PAGE] != _ZERO_PAGE}
             self._base_pages = pages
             self._ram_at_checkpoint = None
@@ -251,8 +475,12 @@ class RecordSession:
                 if page != before:
                     pages[off // PAGE] = page
             self._ram_at_checkpoint = bytes(ram[:in_use])
-        self.writer.write_checkpoint(machine.icount, machine.cpu_state(), machine.device_state(),
+        devices = machine.device_state()
+        self.writer.write_checkpoint(machine.icount, machine.cpu_state(), devices,
                                      pages, full=base, digest=machine.state_digest())
+        self.checkpoint_costs.append((time.perf_counter() - began, self.writer.bytes_written - before, base))
+        if self.ring is not None and base and machine.kernel is not None:
+            self._emit_state_blobs(machine.icount, devices)
 
     def _boot_page_offsets(self) -> list[int]:
         """Offsets of every page the loader may have written (boot information, segments)."""
