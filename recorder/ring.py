@@ -9,6 +9,12 @@ enough (or grown large enough) the recorder closes it at a slice boundary and st
 next at the same icount; the oldest segments are deleted once the newer ones cover the
 window (``--ring DURATION``) or to keep the directory under the size (``--ring SIZE``).
 
+File content (a library, a file the program read) is kept once, in ``TRACE.ring/blobs/``
+(named by its SHA-256), not in every segment: a segment lists the contents its state and
+its events name (``segment-N.refs``), and a content no kept segment names is deleted with
+the last segment that did. A segment file alone therefore replays only with its contents
+beside it: ``vmrr save --from-ring`` joins segments and contents into one trace.
+
 A *save* joins the kept segments into one ordinary trace (trace_format/window.py). The
 recorder captures what the save needs between two slices — the writer flushed, each
 segment hard-linked into a private folder so that dropping it later does not pull it
@@ -18,6 +24,7 @@ while the guest runs on. Saves queue and are independent of each other.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import re
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 
 from trace_format import TraceReader
 from trace_format.errors import TraceError
+from trace_format.safefile import create_new
 from trace_format.window import WindowSource, WindowStats, write_window
 from vmm.errors import UsageError
 
@@ -128,6 +136,7 @@ class Segment:
     bytes: int = 0
     end_icount: int | None = None
     closed: bool = False
+    refs: set[str] = field(default_factory=set)    # content ids its state and events name
 
     @property
     def file(self) -> str:
@@ -142,6 +151,7 @@ class SaveJob:
     trigger: str
     end: dict
     links: list[tuple[str, bool]]          # (hard link, closed) per segment, oldest first
+    contents: dict[str, str]               # content id -> hard link of its file in the store
     chunk_limit: int                       # chunks of the open segment that belong to the window
     folder: str
     window: dict
@@ -166,6 +176,9 @@ class Ring:
                  report=None) -> None:
         make_private_dir(directory)
         self.directory = directory
+        self.store = os.path.join(directory, "blobs")
+        os.mkdir(self.store, 0o700)
+        self.stored: dict[str, int] = {}          # content id -> bytes, in the store
         self.bound = bound
         self.tool_version = tool_version
         self.report = report or (lambda line: None)
@@ -197,6 +210,24 @@ class Ring:
 
     def closed(self, segment: Segment, end_icount: int, size: int) -> None:
         segment.closed, segment.end_icount, segment.bytes = True, end_icount, size
+        fd = create_new(segment.path[:-len(".vmrr")] + ".refs")
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{file_id}\n" for file_id in sorted(segment.refs)))
+
+    def keep_content(self, segment: Segment, file_id: str, data: bytes) -> None:
+        """``segment`` names this file content: it must be in the store while the segment is kept."""
+        segment.refs.add(file_id)
+        if file_id in self.stored:
+            return
+        path = os.path.join(self.store, file_id)
+        try:
+            fd = create_new(path)
+        except FileExistsError:
+            os.unlink(path)                       # a half-written one: a content is its name
+            fd = create_new(path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.stored[file_id] = len(data)
 
     def rotation_due(self, now_unix: float, current_bytes: int) -> bool:
         segment = self.segments[-1]
@@ -205,7 +236,7 @@ class Ring:
                 or (limit is not None and current_bytes >= limit))
 
     def disk_bytes(self, current_bytes: int) -> int:
-        return sum(s.bytes for s in self.segments if s.closed) + current_bytes
+        return sum(s.bytes for s in self.segments if s.closed) + current_bytes + sum(self.stored.values())
 
     def drop_old(self, now_unix: float, current_bytes: int) -> None:
         """Delete the oldest segments the window no longer needs."""
@@ -216,14 +247,26 @@ class Ring:
                     return
             elif self.disk_bytes(current_bytes) <= self.bound.bytes:
                 return
-            try:
-                os.unlink(oldest.file)
-            except FileNotFoundError:
-                pass
+            for path in (oldest.file, oldest.path[:-len(".vmrr")] + ".refs"):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
             self.segments.pop(0)
             self.dropped_segments += 1
             self.dropped_bytes += oldest.bytes
             self.dropped_until_unix = successor.start_unix
+            self._forget_contents()
+
+    def _forget_contents(self) -> None:
+        """Delete the stored contents no kept segment names."""
+        named = set().union(*(segment.refs for segment in self.segments))
+        for file_id in [f for f in self.stored if f not in named]:
+            try:
+                os.unlink(os.path.join(self.store, file_id))
+            except FileNotFoundError:
+                pass
+            del self.stored[file_id]
 
     # -- saves -----------------------------------------------------------------------
 
@@ -255,13 +298,18 @@ class Ring:
             link = os.path.join(folder, name)
             os.link(segment.file, link)
             links.append((link, segment.closed))
+        contents = {}
+        for file_id in sorted(set().union(*(segment.refs for segment in self.segments))):
+            if file_id in self.stored:
+                contents[file_id] = os.path.join(folder, file_id)
+                os.link(os.path.join(self.store, file_id), contents[file_id])
         first = self.segments[0]
         window = {"start_unix": first.start_unix, "end_icount": end["icount"], "end_unix": time.time(),
                   "trigger": trigger, "recording_started_unix": self.started_unix,
                   "segments": len(self.segments), "dropped_segments": self.dropped_segments,
                   "dropped_bytes": self.dropped_bytes,
                   "dropped_seconds": max(0.0, first.start_unix - self.started_unix)}
-        job = SaveJob(output, trigger, end, links, current_chunks, folder, window, overwrite)
+        job = SaveJob(output, trigger, end, links, contents, current_chunks, folder, window, overwrite)
         self.saves.append(job)
         self._jobs.put(job)
         return job
@@ -286,7 +334,7 @@ class Ring:
                     readers.append(TraceReader(link, recover=True, chunk_limit=job.chunk_limit))
             job.stats = write_window(job.output, [WindowSource(r) for r in readers], window=job.window,
                                      end=job.end, tool_version=self.tool_version,
-                                     overwrite=job.overwrite)
+                                     overwrite=job.overwrite, contents=job.contents)
         except (TraceError, ValueError, OSError) as exc:
             job.error = str(exc)
         finally:
@@ -315,15 +363,26 @@ class Ring:
         self._saver.join()
         if not keep:
             for segment in self.segments:
-                for path in (segment.path, segment.path + ".incomplete"):
+                for path in (segment.path, segment.path + ".incomplete", segment.path[:-len(".vmrr")] + ".refs"):
                     try:
                         os.unlink(path)
                     except FileNotFoundError:
                         pass
-            try:
-                os.rmdir(self.directory)
-            except OSError:
-                pass
+            for file_id in self.stored:
+                try:
+                    os.unlink(os.path.join(self.store, file_id))
+                except FileNotFoundError:
+                    pass
+            for path in (self.store, self.directory):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+
+
+def _holds(path: str, file_id: str) -> bool:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest() == file_id
 
 
 def segments_in(directory: str) -> list[tuple[int, str]]:
@@ -389,8 +448,15 @@ def save_from_ring(directory: str, output: str, *, tool_version: str,
                   "segments": len(readers)}
         if "recording_started_unix" in first_window:
             window["recording_started_unix"] = first_window["recording_started_unix"]
+        # Every stored content: the refs of a segment the recorder did not close are lost.
+        store = os.path.join(directory, "blobs")
+        contents = {}
+        for name in sorted(os.listdir(store)) if os.path.isdir(store) else ():
+            path = os.path.join(store, name)
+            if re.fullmatch(r"[0-9a-f]{64}", name) and _holds(path, name):
+                contents[name] = path                # not one the kill cut short
         return write_window(output, [WindowSource(r) for r in readers], window=window, end=end,
-                            tool_version=tool_version, overwrite=overwrite)
+                            tool_version=tool_version, overwrite=overwrite, contents=contents)
     finally:
         for reader in readers:
             reader.close()

@@ -12,7 +12,7 @@ import msgpack
 
 from trace_format import MachineConfig, TraceHeader, TraceWriter
 from trace_format.events import EventKind
-from vmm.boundary import BLOB_PART, Chaos, LiveBoundary
+from vmm.boundary import Chaos, LiveBoundary
 from vmm.loader import GuestImage
 from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
 
@@ -160,6 +160,7 @@ class RecordSession:
         self._blob_bytes = 0
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
+        self._full_checkpoint_bytes = 0
         self._ram_at_checkpoint: bytes | None = None     # None: RAM as booted (the base)
         self._base_pages: dict[int, bytes] = {}
         self._deadline: float | None = None
@@ -168,8 +169,6 @@ class RecordSession:
         self._written = Counter()                 # --ring: the closed segments' writer counters
         self.checkpoint_costs: list[tuple[float, int, bool]] = []   # (seconds of guest stop, bytes, full)
         if ring is not None:
-            self._segment_blobs: set[str] = set()
-            self.ring_blob_bytes = 0               # file content written again into later segments
             self._save_requests: deque = deque()
             self._next_ring_checkpoint = 0.0
             self.boundary.tap = self._log_ring
@@ -204,42 +203,36 @@ class RecordSession:
                            flush_interval=FLUSH_INTERVAL)
 
     def _log_ring(self, icount: int, kind: EventKind, payload: object) -> None:
-        """``_log``, and a segment holds every file content its events name.
+        """``_log``, and the ring keeps every file content the segment's events name.
 
         A file read before the segment began is named again by a later open or exec of
-        the same content (captured once per run): its BLOB goes into this segment too."""
+        the same content (captured once per run): the segment names it too, so a window
+        that starts with it holds it (recorder/ring.py keeps contents once, in a store)."""
         self._log(icount, kind, payload)
         if kind == EventKind.BLOB:
             if payload[1] == 0:
-                self._segment_blobs.add(payload[0].hex())
+                self._keep_content(payload[0].hex())
         elif kind == EventKind.SYSCALL:
+            refs = self._segment.refs
             for _op, answer in payload[4]:
                 if type(answer) is list and len(answer) >= 2 and answer[0] == "blob" \
-                        and answer[1] not in self._segment_blobs:
-                    self._emit_blob(icount, answer[1])
+                        and answer[1] not in refs:
+                    self._keep_content(answer[1])
 
-    def _emit_blob(self, icount: int, file_id: str) -> None:
+    def _keep_content(self, file_id: str) -> None:
         kernel = self.machine.kernel
         program = kernel.program
-        if file_id in self._segment_blobs or file_id == program.exe.sha256 \
-                or (program.interp is not None and file_id == program.interp.sha256):
-            return                                   # already here, or in the header
+        if file_id == program.exe.sha256 or (program.interp is not None and file_id == program.interp.sha256):
+            return                                   # in the header of every trace
         data = self.boundary.blob(file_id) or kernel._blobs.get(file_id)
-        if data is None:
-            return
-        self._segment_blobs.add(file_id)
-        digest = bytes.fromhex(file_id)
-        parts = max(1, -(-len(data) // BLOB_PART))
-        for part in range(parts):       # not counted as content the program read: it was already
-            self.writer.append(icount, EventKind.BLOB,
-                               [digest, part, parts, data[part * BLOB_PART:(part + 1) * BLOB_PART]])
-        self.ring_blob_bytes += len(data)
+        if data is not None:
+            self.ring.keep_content(self._segment, file_id, data)
 
-    def _emit_state_blobs(self, icount: int, devices: dict) -> None:
+    def _keep_state_contents(self, devices: dict) -> None:
         """The content of every file the machine's state names (open files, file mappings)."""
         packed = msgpack.packb(devices, use_bin_type=True, unicode_errors="surrogateescape")
         for raw in sorted(set(_BLOB_ID.findall(packed))):
-            self._emit_blob(icount, raw.decode())
+            self._keep_content(raw.decode())
 
     def request_save(self, trigger: str, output: str | None = None, *, overwrite: bool = False,
                      reply=None) -> None:
@@ -261,13 +254,14 @@ class RecordSession:
         while self._save_requests:
             self._capture_save(icount, *self._save_requests.popleft())
         if ring.rotation_due(now, self.writer.bytes_written):
+            # Room for the next segment's full checkpoint first, so the ring stays under --ring SIZE.
+            ring.drop_old(now, self.writer.bytes_written + self._full_checkpoint_bytes)
             self._rotate(icount)
+            self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
         elif now_mono >= self._next_ring_checkpoint:
             self._checkpoint(base=False)
             self._next_checkpoint = icount + self.checkpoint_every
-        else:
-            return
-        self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
+            self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
         ring.drop_old(now, self.writer.bytes_written)
 
     def _capture_save(self, icount: int, trigger: str, output: str | None, overwrite: bool, reply) -> None:
@@ -297,7 +291,6 @@ class RecordSession:
         ring.closed(self._segment, icount, self.writer.bytes_written)
         self._segment = ring.new_segment(icount)
         self.writer = self._segment_writer(self._segment)
-        self._segment_blobs = set()
         self._checkpoint(base=True)
         self._next_checkpoint = icount + self.checkpoint_every
 
@@ -323,7 +316,7 @@ class RecordSession:
         ring.close(keep=bool(failed))
         lines = [f"flight recorder: kept {ring.bound.describe()} in {len(ring.segments)} segments; "
                  f"{ring.dropped_segments} older ones ({ring.dropped_bytes} bytes) dropped over the run; "
-                 f"file content written again into segments: {self.ring_blob_bytes} bytes"]
+                 f"file contents kept once beside them: {sum(ring.stored.values())} bytes"]
         costs = self.checkpoint_costs
         if costs:
             full = [c for c in costs if c[2]]
@@ -453,7 +446,7 @@ class RecordSession:
         A base later on (a flight recorder's segment) lists every non-zero page in use.
         """
         began = time.perf_counter()
-        before = self.writer.bytes_written
+        written = self.writer.bytes_written
         machine = self.machine
         ram = machine.ram
         in_use = machine.ram_in_use
@@ -478,9 +471,12 @@ class RecordSession:
         devices = machine.device_state()
         self.writer.write_checkpoint(machine.icount, machine.cpu_state(), devices,
                                      pages, full=base, digest=machine.state_digest())
-        self.checkpoint_costs.append((time.perf_counter() - began, self.writer.bytes_written - before, base))
+        cost = self.writer.bytes_written - written
+        self.checkpoint_costs.append((time.perf_counter() - began, cost, base))
+        if base:
+            self._full_checkpoint_bytes = cost
         if self.ring is not None and base and machine.kernel is not None:
-            self._emit_state_blobs(machine.icount, devices)
+            self._keep_state_contents(devices)
 
     def _boot_page_offsets(self) -> list[int]:
         """Offsets of every page the loader may have written (boot information, segments)."""

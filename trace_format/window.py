@@ -15,6 +15,7 @@ Nothing here knows about machines: the bytes of a trace in, the bytes of a trace
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ _BLOB = EventKind.BLOB
 _END = EventKind.END
 _CHECKPOINT = EventKind.CHECKPOINT
 _ZERO_PAGE = bytes(PAGE_SIZE)
+BLOB_PART = 4 << 20                 # bytes of file content per BLOB record, as the recorder writes them
 
 
 @dataclass
@@ -63,7 +65,8 @@ class WindowStats:
 
 
 def write_window(path: str, sources: list[WindowSource], *, window: dict, end: dict,
-                 tool_version: str | None = None, overwrite: bool = False) -> WindowStats:
+                 tool_version: str | None = None, overwrite: bool = False,
+                 contents: dict[str, str] | None = None) -> WindowStats:
     """Write the trace at ``path`` that replays the sources' stretch of the run.
 
     Args:
@@ -73,6 +76,10 @@ def write_window(path: str, sources: list[WindowSource], *, window: dict, end: d
         end: the END record (``icount`` at least the last record's).
         tool_version: the vmrr writing it (default: the first source's).
         overwrite: replace an existing trace at ``path``.
+        contents: more file content for the window, content id (sha256 hex) -> the path of
+            a file holding it (a flight recorder keeps each content once, outside its
+            segments); written as BLOBs right after the first checkpoint, unless a source
+            holds it already. A file whose bytes do not hash to its id is refused.
 
     Returns:
         What was written.
@@ -98,9 +105,10 @@ def write_window(path: str, sources: list[WindowSource], *, window: dict, end: d
     writer = TraceWriter(path, header, overwrite=overwrite, flush_interval=math.inf)
     stats = WindowStats(path, 0, start_icount, end.get("icount", 0), 0, 0, sources=len(sources))
     blobs: set[tuple[bytes, int]] = set()
+    extra = _have_anyway(sources, contents or {})
     try:
         for number, source in enumerate(sources):
-            _copy(writer, source, number == 0, blobs, stats)
+            _copy(writer, source, number == 0, blobs, stats, extra if number == 0 else {})
         writer.close(end, icount=end.get("icount", writer.last_icount))
     except BaseException:
         if not writer.closed:
@@ -113,8 +121,35 @@ def write_window(path: str, sources: list[WindowSource], *, window: dict, end: d
     return stats
 
 
+def _have_anyway(sources: list[WindowSource], contents: dict[str, str]) -> dict[str, str]:
+    """``contents`` less what the sources' own BLOB records hold."""
+    if not contents:
+        return {}
+    held = set()
+    for source in sources:
+        for event in source.reader.events(kinds={_BLOB}):
+            if event.payload[1] == 0:
+                held.add(event.payload[0].hex())
+    return {file_id: where for file_id, where in contents.items() if file_id not in held}
+
+
+def _content_events(contents: dict[str, str], icount: int) -> list[Event]:
+    """BLOB events for the files in ``contents`` (content id -> path)."""
+    events = []
+    for file_id, where in sorted(contents.items()):
+        with open(where, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != file_id:
+            raise ValueError(f"{where}: does not hold the content {file_id[:16]} it is named for")
+        digest = bytes.fromhex(file_id)
+        parts = max(1, -(-len(data) // BLOB_PART))
+        events.extend(Event(icount, _BLOB, [digest, part, parts, data[part * BLOB_PART:(part + 1) * BLOB_PART]])
+                      for part in range(parts))
+    return events
+
+
 def _copy(writer: TraceWriter, source: WindowSource, first: bool,
-          blobs: set[tuple[bytes, int]], stats: WindowStats) -> None:
+          blobs: set[tuple[bytes, int]], stats: WindowStats, contents: dict[str, str]) -> None:
     reader = source.reader
     start = source.start_checkpoint if first else 0
     entries = reader._checkpoints
@@ -136,10 +171,10 @@ def _copy(writer: TraceWriter, source: WindowSource, first: bool,
                          if page != _ZERO_PAGE}
             writer.write_checkpoint(icount, cpu, devices, pages, full=full or j == start,
                                     digest=digest)
-            if early:
-                for event in early:
+            if early or contents:
+                for event in early + _content_events(contents, icount):
                     _append(writer, event, icount, blobs, stats)
-                early = []
+                early, contents = [], {}
             continue
         if info.index < begin:
             if _BLOB in info.counts:
