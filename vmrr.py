@@ -538,6 +538,7 @@ def trace_info(reader, max_mem: int | None = None) -> dict:
         "instructions": reader.last_icount if not reader.end else reader.end.get("icount", reader.last_icount),
         "events": {k.name: n for k, n in sorted(reader.event_counts.items())},
         "checkpoints": len(reader.checkpoints),
+        "window": reader.window,
         "file_bytes": reader.file_size,
         "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report", "linux")} or None,
         **({"linux": _linux_info(reader)} if "linux" in c.devices else {}),
@@ -609,6 +610,8 @@ def cmd_info(args) -> int:
         print(f"            more RAM than --max-mem ({max_mem} bytes): replaying it needs a larger --max-mem")
     if "linux" in info:
         _print_linux_info(info["linux"])
+    if info["window"] is not None:
+        _print_window(info["window"], info["instructions"])
     print(f"run         {info['instructions']} instructions, {info['checkpoints']} checkpoints")
     print("events      " + (", ".join(f"{k} {n}" for k, n in info["events"].items()) or "none"))
     if end is None:
@@ -628,6 +631,25 @@ def cmd_info(args) -> int:
     else:
         print(f"ended       stopped ({end.get('why')}) at icount {end.get('icount')}")
     return EXIT_OK
+
+
+def _print_window(window: dict, end_icount: int) -> None:
+    """A flight recorder's window: where it starts and ends, why it was saved, what went before."""
+    start, end = window["start_icount"], window.get("end_icount", end_icount)
+    when = ""
+    if isinstance(window.get("start_unix"), (int, float)) and isinstance(window.get("end_unix"), (int, float)):
+        when = (f" ({_local_time(window['start_unix'])} to {_local_time(window['end_unix'])}, "
+                f"{window['end_unix'] - window['start_unix']:.1f} s)")
+    print(f"window      icount {start} to {end}{when}: a flight recorder's window, replay starts at its first checkpoint")
+    trigger = window.get("trigger")
+    why = "a segment of a flight recorder's ring" if trigger == "segment" else f"saved on {trigger}"
+    dropped = ""
+    if isinstance(window.get("dropped_segments"), int):
+        dropped = (f"; {window['dropped_segments']} segments ({window.get('dropped_bytes', 0)} bytes, "
+                   f"{window.get('dropped_seconds', 0.0):.1f} s of the run) dropped before it")
+    elif start > 0:
+        dropped = f"; the {start} instructions before it are not in this trace"
+    print(f"            {why}{dropped}")
 
 
 def _local_time(unix: float) -> str:

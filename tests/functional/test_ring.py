@@ -8,11 +8,13 @@ window holds against the recording it came from.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
 
 from conftest import describe, replay_verify, vmrr
+from linux_helpers import linux_prog  # noqa: F401  (fixture)
 from trace_format import TraceReader
 from trace_format.window import WindowSource, write_window
 
@@ -46,3 +48,73 @@ def test_a_recording_cut_at_a_checkpoint_replays_the_rest_without_the_files_it_r
         assert cut.first_icount == start and cut.window["trigger"] == "test"
         assert cut.checkpoints[0].icount == start
         assert cut.end["icount"] == end["icount"]
+
+
+# --- the flight recorder: vmrr record --ring ------------------------------------------
+
+_CRASH = re.compile(r"program crashed: (\w+) at rip=(0x[0-9a-f]+) icount=(\d+)")
+_RECURRED = re.compile(r"verified: crash recurred: (\w+) at rip (0x[0-9a-f]+), icount (\d+)")
+
+
+def _ringcrash(linux_prog):
+    return linux_prog("ringcrash", "pie")
+
+
+def _open_at_crash(trace: Path, crash_icount: int) -> None:
+    """Time travel opens the window: its history starts at the window, the crash at its end."""
+    from replay.timetravel import StopReason, TimeTravel
+    with TimeTravel(str(trace), sidecar=False) as tt:
+        with TraceReader(str(trace)) as reader:
+            first = reader.first_icount
+        assert tt.first_icount == first > 0
+        stop = tt.goto_crash()
+        assert stop.reason is StopReason.CRASH and tt.icount == crash_icount
+        assert tt.step_back().icount == crash_icount - 1
+        assert tt.goto_start().reason is StopReason.HISTORY_START and tt.icount == first
+        assert tt.step_back().reason is StopReason.HISTORY_START
+
+
+def test_a_crash_saves_the_window_that_ends_in_it(tmp_path, linux_prog):
+    program = _ringcrash(linux_prog)
+    data = tmp_path / "input.txt"
+    data.write_text("".join(f"{i}\n" for i in range(20000)))
+    trace = tmp_path / "crash.vmrr"
+    record = vmrr("record", "--ring", "2s", "-o", trace, "--no-stdin", "--", program, "5", data)
+    assert record.returncode == 3, describe(record)
+    recorded = _CRASH.search(record.stderr)
+    assert recorded, describe(record)
+    assert not (tmp_path / "crash.vmrr.ring").exists(), "the ring outlived the recording"
+    with TraceReader(str(trace)) as reader:
+        window = reader.window
+        assert reader.end["reason"] == "crash" and reader.end["icount"] == int(recorded.group(3))
+    assert window["trigger"] == "crash" and window["dropped_segments"] >= 1, window
+    assert window["start_icount"] > 0 and window["end_unix"] - window["start_unix"] >= 2.0
+    data.unlink()                 # read before the window began, and again inside it
+    replay = replay_verify(trace, timeout=90)
+    assert _RECURRED.search(replay.stderr).groups() == recorded.groups(), describe(replay)
+    assert "checksum" in replay.stdout and "DIFFERENT" not in replay.stdout
+    assert replay.stdout in record.stdout and replay.stdout.endswith(record.stdout.splitlines(True)[-1])
+    info = vmrr("info", trace)
+    assert info.returncode == 0, describe(info)
+    assert re.search(r"window\s+icount \d+ to \d+", info.stdout), describe(info)
+    assert "saved on crash" in info.stdout and "dropped before it" in info.stdout, describe(info)
+    _open_at_crash(trace, int(recorded.group(3)))
+
+
+def test_the_race_under_chaos_crashes_inside_the_window_at_the_same_icount(tmp_path, linux_prog):
+    program = linux_prog("race", "pie", "-pthread")
+    for seed in range(1, 9):
+        trace = tmp_path / f"race-{seed}.vmrr"
+        record = vmrr("record", "--ring", "1s", "--chaos", seed, "-o", trace, "--no-stdin", "--", program)
+        if record.returncode == 3:
+            break
+        assert record.returncode == 0, describe(record)
+        assert not trace.exists(), "a run that ended well saved a window"
+    else:
+        pytest.fail("no chaos seed in 1..8 crashed race.c under the flight recorder")
+    recorded = _CRASH.search(record.stderr)
+    replay = replay_verify(trace)
+    assert _RECURRED.search(replay.stderr).groups() == recorded.groups(), describe(replay)
+    with TraceReader(str(trace)) as reader:
+        assert reader.first_icount <= int(recorded.group(3)) == reader.end["icount"]
+        assert reader.header.flags["chaos_seed"] == seed
