@@ -306,14 +306,16 @@ class RecordSession:
             trigger = "end of recording"
         else:
             trigger = None
+        final = None
         if trigger is not None:
             try:
-                ring.capture(self.path, trigger, end, current_chunks=0, overwrite=self._overwrite)
+                final = ring.capture(self.path, trigger, end, current_chunks=0, overwrite=self._overwrite)
             except OSError as exc:
                 self.boundary.notice(f"flight recorder: cannot save {self.path}: {exc.strerror}")
         ring.wait()
-        failed = [job for job in ring.saves if job.error is not None]
-        ring.close(keep=bool(failed))
+        # The ring outlives the recording only when the incident's own window could not be saved.
+        failed = trigger is not None and (final is None or final.error is not None)
+        ring.close(keep=failed)
         lines = [f"flight recorder: kept {ring.bound.describe()} in {len(ring.segments)} segments; "
                  f"{ring.dropped_segments} older ones ({ring.dropped_bytes} bytes) dropped over the run; "
                  f"file contents kept once beside them: {sum(ring.stored.values())} bytes"]
@@ -326,8 +328,9 @@ class RecordSession:
                     lines.append(f"{name} checkpoints: {len(group)}, guest stopped {1000 * sum(c[0] for c in group) / len(group):.1f} ms "
                                  f"on average (max {1000 * max(c[0] for c in group):.1f}), "
                                  f"{sum(c[1] for c in group) // len(group)} bytes each")
-        if trigger is None and not ring.saves:
-            lines.append(f"nothing saved (the run ended normally; {self.path} not written)")
+        if trigger is None:
+            lines.append(f"{self.path} not written: the run ended normally, nothing saved on exit "
+                         f"({sum(job.error is None for job in ring.saves)} windows saved on request)")
         if failed:
             lines.append(f"the ring is kept in {ring.directory} (a save failed): "
                          f"vmrr save --from-ring {ring.directory} -o FILE")

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import describe, replay_verify, vmrr
+from conftest import VmrrProcess, describe, free_port, replay_verify, vmrr
 from linux_helpers import linux_prog  # noqa: F401  (fixture)
 from trace_format import TraceReader
 from trace_format.window import WindowSource, write_window
@@ -118,3 +122,82 @@ def test_the_race_under_chaos_crashes_inside_the_window_at_the_same_icount(tmp_p
     with TraceReader(str(trace)) as reader:
         assert reader.first_icount <= int(recorded.group(3)) == reader.end["icount"]
         assert reader.header.flags["chaos_seed"] == seed
+
+
+REDIS = Path("/usr/bin/redis-check-rdb")
+needs_redis = pytest.mark.skipif(not REDIS.exists() or shutil.which("redis-benchmark") is None,
+                                 reason="needs redis-tools (redis-check-rdb, redis-cli, redis-benchmark)")
+_SAVED = r"flight recorder: saved {path} \(({trigger})\): icount (\d+) to (\d+)"
+
+
+def _redis_under_ring(start_vmrr, tmp_path: Path, ring: str, port: int) -> tuple[VmrrProcess, Path]:
+    server = tmp_path / "redis-server"
+    server.symlink_to(REDIS)
+    trace = tmp_path / "redis.vmrr"
+    proc = start_vmrr(["record", "--ring", ring, "-o", trace, "--", server, "--port", port,
+                       "--save", "", "--appendonly", "no"], listening=False)
+    deadline = time.monotonic() + 40
+    while _cli(port, "ping") != "PONG":
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr_text()
+        time.sleep(0.3)
+    return proc, trace
+
+
+def _cli(port: int, *args: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+def _benchmark(port: int, seconds: float) -> float:
+    """redis-benchmark SET/GET rounds until ``seconds`` have passed; returns how long it ran."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        bench = subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-t", "set,get", "-n", "2000",
+                                "-c", "8", "-r", "500"], capture_output=True, text=True, timeout=120)
+        assert bench.returncode == 0, bench.stderr
+    return time.monotonic() - began
+
+
+def _check_saved_window(trace: Path, trigger: str) -> dict:
+    """The saved window: history dropped before it, replayed --verify, opened in time travel."""
+    from replay.timetravel import StopReason, TimeTravel
+    with TraceReader(str(trace)) as reader:
+        window, end, first = reader.window, reader.end, reader.first_icount
+    assert window["trigger"] == trigger and window["dropped_segments"] >= 1, window
+    assert end["reason"] == "stopped" and end["why"] == f"saved: {trigger}"
+    assert first == window["start_icount"] > 0
+    replay = replay_verify(trace, timeout=120)
+    assert f"(icount {first} to {end['icount']})" in replay.stderr, describe(replay)
+    with TimeTravel(str(trace), sidecar=False) as tt:
+        assert (tt.first_icount, tt.last_icount) == (first, end["icount"])
+        assert tt.goto_end().icount == end["icount"]
+        assert tt.step_back().icount == end["icount"] - 1
+        assert tt.goto_start().reason is StopReason.HISTORY_START and tt.icount == first
+    return window
+
+
+@needs_redis
+def test_redis_under_load_saves_its_window_on_sigusr1_and_vmrr_save(tmp_path, start_vmrr):
+    port = free_port()
+    proc, trace = _redis_under_ring(start_vmrr, tmp_path, "3s", port)
+    assert _benchmark(port, 6.0) > 3.0                            # longer than the window
+    assert _cli(port, "SET", "marker", "before-the-saves") == "OK"
+    proc.send_signal(signal.SIGUSR1)
+    first = proc.wait_for_stderr(re.compile(_SAVED.format(path=re.escape(str(tmp_path / "redis-1.vmrr")),
+                                                          trigger="sigusr1")), timeout=60)
+    save = vmrr("save", proc.pid, "-o", tmp_path / "now.vmrr")
+    assert save.returncode == 0, describe(save)
+    assert re.search(r"saved .*now\.vmrr: icount \d+ to \d+", save.stderr), describe(save)
+    again = vmrr("save", proc.pid, "-o", tmp_path / "now.vmrr")
+    assert again.returncode == 2 and "exists" in again.stderr, describe(again)   # never overwritten
+    assert _cli(port, "GET", "marker") == "before-the-saves"        # the recording went on
+    proc.send_signal(signal.SIGTERM)                                # redis shuts down its own way
+    proc.wait(60)
+    done = proc.finish()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert not trace.exists() and not (tmp_path / "redis.vmrr.ring").exists()
+    assert "nothing saved on exit (2 windows saved on request)" in done.stderr, done.stderr
+    sigusr1 = _check_saved_window(tmp_path / "redis-1.vmrr", "sigusr1")
+    assert int(first.group(2)) == sigusr1["start_icount"] and int(first.group(3)) == sigusr1["end_icount"]
+    later = _check_saved_window(tmp_path / "now.vmrr", "vmrr save")
+    assert later["end_icount"] > sigusr1["end_icount"]              # two independent windows
