@@ -47,6 +47,8 @@ SEGMENTS_PER_WINDOW = 4            # a window of W keeps W .. W + W/4 of history
 _DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MIN_RING_BYTES = 4 << 20
+BLOCK = 4096                       # a file's last block, partly used
+CHUNK_ROOM = 512 << 10             # a chunk (256 KiB of records, lz4 worst case) written between looks
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,6 @@ class RingBound:
         if self.seconds is None:
             return MAX_SEGMENT_SECONDS
         return min(max(self.seconds / SEGMENTS_PER_WINDOW, MIN_SEGMENT_SECONDS), MAX_SEGMENT_SECONDS)
-
-    @property
-    def segment_bytes(self) -> int | None:
-        return None if self.bytes is None else self.bytes // SEGMENTS_PER_WINDOW
 
     def describe(self) -> str:
         if self.seconds is not None:
@@ -229,14 +227,36 @@ class Ring:
             f.write(data)
         self.stored[file_id] = len(data)
 
-    def rotation_due(self, now_unix: float, current_bytes: int) -> bool:
+    def rotation_due(self, now_unix: float, current_bytes: int, checkpoint_bytes: int) -> bool:
+        """Time for the next segment: the current one has lasted long enough, or (--ring SIZE)
+        has gathered a quarter of what the bound leaves for events (at least as much as
+        its own full checkpoint, so that checkpoints never crowd out history)."""
         segment = self.segments[-1]
-        limit = self.bound.segment_bytes
-        return (now_unix - segment.start_unix >= self.bound.segment_seconds
-                or (limit is not None and current_bytes >= limit))
+        if now_unix - segment.start_unix >= self.bound.segment_seconds:
+            return True
+        if self.bound.bytes is None:
+            return False
+        room = self.bound.bytes - sum(self.stored.values()) - checkpoint_bytes
+        return current_bytes - checkpoint_bytes >= max(checkpoint_bytes, room // SEGMENTS_PER_WINDOW)
+
+    def too_small(self, checkpoint_bytes: int) -> str | None:
+        """Why --ring SIZE cannot keep two segments of this program, or None."""
+        if self.bound.bytes is None:
+            return None
+        needed = sum(self.stored.values()) + 4 * checkpoint_bytes
+        if needed <= self.bound.bytes:
+            return None
+        return (f"--ring {self.bound.bytes >> 20}M is small for this program: its file contents "
+                f"({sum(self.stored.values()) >> 20} MiB) and full checkpoints ({checkpoint_bytes >> 20} MiB "
+                f"each) leave little room for history; {needed >> 20 << 1}M or more keeps a useful window")
 
     def disk_bytes(self, current_bytes: int) -> int:
-        return sum(s.bytes for s in self.segments if s.closed) + current_bytes + sum(self.stored.values())
+        """What the ring takes on disk, the open segment at ``current_bytes`` included; each
+        file rounded up to whole blocks, and room for a chunk the writer may add before the
+        next look (a ring bounded by size must stay under it whenever du looks)."""
+        files = 2 * len(self.segments) + len(self.stored)
+        return (sum(s.bytes for s in self.segments if s.closed) + current_bytes
+                + sum(self.stored.values()) + files * BLOCK + CHUNK_ROOM)
 
     def drop_old(self, now_unix: float, current_bytes: int) -> None:
         """Delete the oldest segments the window no longer needs."""

@@ -161,6 +161,7 @@ class RecordSession:
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
         self._full_checkpoint_bytes = 0
+        self._delta_checkpoint_bytes = 0
         self._ram_at_checkpoint: bytes | None = None     # None: RAM as booted (the base)
         self._base_pages: dict[int, bytes] = {}
         self._deadline: float | None = None
@@ -171,6 +172,7 @@ class RecordSession:
         if ring is not None:
             self._save_requests: deque = deque()
             self._next_ring_checkpoint = 0.0
+            self._warned_small = False
             self.boundary.tap = self._log_ring
             self._save_on_output = save_on_output
             self._save_on_exit = save_on_exit
@@ -253,12 +255,18 @@ class RecordSession:
         now = time.time()
         while self._save_requests:
             self._capture_save(icount, *self._save_requests.popleft())
-        if ring.rotation_due(now, self.writer.bytes_written):
+        if ring.rotation_due(now, self.writer.bytes_written, self._full_checkpoint_bytes):
+            if not self._warned_small:
+                self._warned_small = True
+                problem = ring.too_small(self._full_checkpoint_bytes)
+                if problem is not None:
+                    self.boundary.notice(f"flight recorder: {problem}")
             # Room for the next segment's full checkpoint first, so the ring stays under --ring SIZE.
             ring.drop_old(now, self.writer.bytes_written + self._full_checkpoint_bytes)
             self._rotate(icount)
             self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
         elif now_mono >= self._next_ring_checkpoint:
+            ring.drop_old(now, self.writer.bytes_written + self._delta_checkpoint_bytes)
             self._checkpoint(base=False)
             self._next_checkpoint = icount + self.checkpoint_every
             self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
@@ -478,6 +486,8 @@ class RecordSession:
         self.checkpoint_costs.append((time.perf_counter() - began, cost, base))
         if base:
             self._full_checkpoint_bytes = cost
+        else:
+            self._delta_checkpoint_bytes = cost
         if self.ring is not None and base and machine.kernel is not None:
             self._keep_state_contents(devices)
 

@@ -8,9 +8,11 @@ window holds against the recording it came from.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -201,3 +203,75 @@ def test_redis_under_load_saves_its_window_on_sigusr1_and_vmrr_save(tmp_path, st
     assert int(first.group(2)) == sigusr1["start_icount"] and int(first.group(3)) == sigusr1["end_icount"]
     later = _check_saved_window(tmp_path / "now.vmrr", "vmrr save")
     assert later["end_icount"] > sigusr1["end_icount"]              # two independent windows
+
+
+def _disk_usage(directory: Path) -> int:
+    """Bytes the files under ``directory`` take on disk (blocks, as du counts them: a file
+    hard-linked twice, as a save links the segments it reads, counts once)."""
+    seen: dict[int, int] = {}
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue                              # dropped while we looked
+            seen[info.st_ino] = info.st_blocks * 512
+    return sum(seen.values())
+
+
+def test_a_sigkilled_ring_is_saved_from_its_directory_and_replays(tmp_path, linux_prog, start_vmrr):
+    program = _ringcrash(linux_prog)
+    data = tmp_path / "input.txt"
+    data.write_text("".join(f"{i}\n" for i in range(20000)))
+    trace = tmp_path / "killed.vmrr"
+    proc = start_vmrr(["record", "--ring", "2s", "-o", trace, "--no-stdin", "--", program, "60", data],
+                      listening=False)
+    deadline = time.monotonic() + 40
+    while "round 9 " not in proc.stdout_text():                # 4.5 s: some segments dropped
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr_text()
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    ring = tmp_path / "killed.vmrr.ring"
+    assert stat.S_IMODE(ring.stat().st_mode) == 0o700
+    assert not (ring / "segment-000001.vmrr").exists()        # the oldest were dropped
+    data.unlink()
+    save = vmrr("save", "--from-ring", ring, "-o", tmp_path / "saved.vmrr")
+    assert save.returncode == 0, describe(save)
+    with TraceReader(str(tmp_path / "saved.vmrr")) as reader:
+        assert reader.first_icount > 0 and reader.end["reason"] == "killed"
+        assert reader.window["trigger"] == "from-ring"
+    replay = vmrr("replay", tmp_path / "saved.vmrr", "--verify", timeout=90)
+    assert replay.returncode == 0, describe(replay)
+    digests = re.search(r"verified: (\d+) state digests", replay.stderr)
+    assert digests and int(digests.group(1)) >= 2, describe(replay)
+    assert replay.stdout.strip() and replay.stdout in proc.stdout_text()
+    assert "DIFFERENT" not in replay.stdout
+    bad = vmrr("save", "--from-ring", tmp_path, "-o", tmp_path / "nothing.vmrr")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "holds no segment" in bad.stderr, describe(bad)
+
+
+def test_a_ring_bounded_by_size_stays_under_it(tmp_path, linux_prog):
+    program = _ringcrash(linux_prog)
+    data = tmp_path / "input.txt"
+    data.write_text("x\n")
+    trace = tmp_path / "noisy.vmrr"
+    ring = tmp_path / "noisy.vmrr.ring"
+    bound = 12 << 20
+    usage: list[int] = []
+    proc = VmrrProcess(["record", "--ring", "12M", "-o", trace, "--no-stdin", "--", program, "8", data,
+                        "16384"])                                 # random input: ~1-2 MB/s of trace
+    try:
+        while proc.poll() is None:
+            usage.append(_disk_usage(ring))
+            time.sleep(0.05)
+    finally:
+        proc.terminate_quietly()
+    done = proc.finish()
+    assert done.returncode == 3, done.stderr
+    dropped = re.search(r"(\d+) older ones \((\d+) bytes\) dropped", done.stderr)
+    assert dropped and int(dropped.group(2)) > bound, done.stderr    # far more than the bound went by
+    assert len(usage) > 50 and max(usage) <= bound, (max(usage), bound, done.stderr)
+    with TraceReader(str(trace)) as reader:
+        assert reader.window["dropped_segments"] >= 1 and reader.end["reason"] == "crash"
+    replay_verify(trace, timeout=120)
