@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -160,15 +162,17 @@ class RecordSession:
         self._blob_bytes = 0
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
+        self._ram_copy = _RamCopy(self.machine)
+        self._job: _CheckpointJob | None = None
+        self._pending: _PendingEvents | None = None
+        self.checkpoint_write_seconds: list[float] = []
         self._full_checkpoint_bytes = 0
         self._delta_checkpoint_bytes = 0
-        self._ram_at_checkpoint: bytes | None = None     # None: RAM as booted (the base)
-        self._base_pages: dict[int, bytes] = {}
         self._deadline: float | None = None
         self.boundary.tap = self._log
         self.boundary.tap_many = self._log_many
         self._written = Counter()                 # --ring: the closed segments' writer counters
-        self.checkpoint_costs: list[tuple[float, int, bool]] = []   # (seconds of guest stop, bytes, full)
+        self.checkpoint_costs: list[tuple[float, int, bool]] = []   # (seconds the guest stopped, bytes, full)
         if ring is not None:
             self._save_requests: deque = deque()
             self._next_ring_checkpoint = 0.0
@@ -230,12 +234,6 @@ class RecordSession:
         if data is not None:
             self.ring.keep_content(self._segment, file_id, data)
 
-    def _keep_state_contents(self, devices: dict) -> None:
-        """The content of every file the machine's state names (open files, file mappings)."""
-        packed = msgpack.packb(devices, use_bin_type=True, unicode_errors="surrogateescape")
-        for raw in sorted(set(_BLOB_ID.findall(packed))):
-            self._keep_content(raw.decode())
-
     def request_save(self, trigger: str, output: str | None = None, *, overwrite: bool = False,
                      reply=None) -> None:
         """Save the current window at the next slice boundary; the recording goes on.
@@ -253,6 +251,9 @@ class RecordSession:
     def _ring_tick(self, icount: int, now_mono: float) -> None:
         ring = self.ring
         now = time.time()
+        self._finish_background_checkpoint(wait=False)
+        if self._job is not None:
+            return                                   # the next look, once it is written
         while self._save_requests:
             self._capture_save(icount, *self._save_requests.popleft())
         if ring.rotation_due(now, self.writer.bytes_written, self._full_checkpoint_bytes):
@@ -275,6 +276,7 @@ class RecordSession:
     def _capture_save(self, icount: int, trigger: str, output: str | None, overwrite: bool, reply) -> None:
         import threading
         machine = self.machine
+        self._finish_background_checkpoint()
         self.writer.flush()
         end = {"reason": "stopped", "why": f"saved: {trigger}", "icount": icount,
                "digest": machine.state_digest(), "outputs": machine.output_summary()}
@@ -336,6 +338,10 @@ class RecordSession:
                     lines.append(f"{name} checkpoints: {len(group)}, guest stopped {1000 * sum(c[0] for c in group) / len(group):.1f} ms "
                                  f"on average (max {1000 * max(c[0] for c in group):.1f}), "
                                  f"{sum(c[1] for c in group) // len(group)} bytes each")
+            if self.checkpoint_write_seconds:
+                writes = self.checkpoint_write_seconds
+                lines.append(f"checkpoints packed, compressed and written beside the guest: "
+                             f"{1000 * sum(writes) / len(writes):.1f} ms on average")
         if trigger is None:
             lines.append(f"{self.path} not written: the run ended normally, nothing saved on exit "
                          f"({sum(job.error is None for job in ring.saves)} windows saved on request)")
@@ -393,10 +399,14 @@ class RecordSession:
         try:
             self._checkpoint(base=True, boot=True)      # carries the boot state's digest (format 3)
             result = self.machine.run(max_instructions=max_instructions, between=self._between)
+            self._finish_background_checkpoint()
             end = self._end_record(result)
             self.writer.close(end, icount=result.icount)
         finally:
             self.boundary.close()
+            if self._job is not None:
+                self._job.join()
+                self.writer = self._pending.writer
             if not self.writer.closed:
                 self.writer.close({"reason": "stopped", "why": "error"})
                 if self.ring is not None:
@@ -455,41 +465,61 @@ class RecordSession:
 
         The base at boot needs only the pages the loader wrote: the rest of RAM is zero.
         A base later on (a flight recorder's segment) lists every non-zero page in use.
+        The pages are found by comparing RAM with a copy of it as of the previous
+        checkpoint, 64 KiB at a time in C. Under --ring the guest stops only while the
+        state is copied: the checkpoint is packed, compressed and written by a thread
+        (the events that arrive meanwhile wait for it, in order).
         """
+        self._finish_background_checkpoint()
         began = time.perf_counter()
-        written = self.writer.bytes_written
         machine = self.machine
-        ram = machine.ram
-        in_use = machine.ram_in_use
-        if base:
-            offsets = self._boot_page_offsets() if boot else range(RAM_START, in_use, PAGE)
-            pages = {off // PAGE: ram[off:off + PAGE] for off in offsets
+        if boot:
+            ram = machine.ram
+            pages = {off // PAGE: ram[off:off + PAGE] for off in self._boot_page_offsets()
                      if ram[off:off + PAGE] != _ZERO_PAGE}
-            self._base_pages = pages
-            self._ram_at_checkpoint = None
+            self._ram_copy.note(pages)
         else:
-            previous = self._ram_at_checkpoint
-            pages = {}
-            for off in range(RAM_START, in_use, PAGE):
-                page = ram[off:off + PAGE]
-                if previous is None:
-                    before = self._base_pages.get(off // PAGE, _ZERO_PAGE)
-                else:
-                    before = previous[off:off + PAGE] if off < len(previous) else _ZERO_PAGE
-                if page != before:
-                    pages[off // PAGE] = page
-            self._ram_at_checkpoint = bytes(ram[:in_use])
-        devices = machine.device_state()
-        self.writer.write_checkpoint(machine.icount, machine.cpu_state(), devices,
-                                     pages, full=base, digest=machine.state_digest())
-        cost = self.writer.bytes_written - written
-        self.checkpoint_costs.append((time.perf_counter() - began, cost, base))
-        if base:
-            self._full_checkpoint_bytes = cost
+            changed = self._ram_copy.update(machine.ram_in_use)
+            pages = self._ram_copy.nonzero_pages(machine.ram_in_use) if base else changed
+        icount, cpu, devices = machine.icount, machine.cpu_state(), machine.device_state()
+        digest = machine.state_digest()
+        job = _CheckpointJob(self.writer, icount, cpu, devices, pages, base, digest,
+                             names_contents=self.ring is not None and base and machine.kernel is not None)
+        if self.ring is None or boot:
+            job.run()
+            self._checkpoint_written(job, time.perf_counter() - began)
+            return
+        self.writer.flush()
+        self._pending = _PendingEvents(self.writer)
+        self.writer = self._pending
+        job.stop_seconds = time.perf_counter() - began
+        job.start()
+        self._job = job
+
+    def _finish_background_checkpoint(self, *, wait: bool = True) -> None:
+        """A checkpoint a thread was writing is done: the waiting events go to the writer."""
+        job = self._job
+        if job is None or (not wait and job.is_alive()):
+            return
+        job.join()
+        self._job = None
+        self.writer = self._pending.writer
+        for icount, kind, payload in self._pending.events:
+            self.writer.append(icount, kind, payload)
+        self._pending = None
+        if job.error is not None:
+            raise job.error
+        self._checkpoint_written(job, job.stop_seconds)
+
+    def _checkpoint_written(self, job: "_CheckpointJob", stop_seconds: float) -> None:
+        self.checkpoint_costs.append((stop_seconds, job.bytes, job.base))
+        self.checkpoint_write_seconds.append(job.seconds)
+        if job.base:
+            self._full_checkpoint_bytes = job.bytes
         else:
-            self._delta_checkpoint_bytes = cost
-        if self.ring is not None and base and machine.kernel is not None:
-            self._keep_state_contents(devices)
+            self._delta_checkpoint_bytes = job.bytes
+        for file_id in job.content_ids:
+            self._keep_content(file_id)
 
     def _boot_page_offsets(self) -> list[int]:
         """Offsets of every page the loader may have written (boot information, segments)."""
@@ -518,3 +548,115 @@ class RecordSession:
         else:
             end["why"] = result.why
         return end
+
+
+_memcmp = ctypes.CDLL(None).memcmp
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+_memcmp.restype = ctypes.c_int
+_BLOCK = 64 * 1024
+_ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
+
+
+class _RamCopy:
+    """Guest RAM as of the last checkpoint, to find the pages written since.
+
+    A bytearray as large as RAM: the host gives it memory only where it is written (the
+    pages the guest ever made non-zero). Compared 64 KiB at a time with memcmp, then
+    page by page inside the blocks that differ."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.copy = bytearray(machine.mem_size)
+        self._pin = (ctypes.c_char * machine.mem_size).from_buffer(self.copy)
+        self.ptr = ctypes.addressof(self._pin)
+
+    def note(self, pages: dict[int, bytes]) -> None:
+        for number, page in pages.items():
+            self.copy[number * PAGE:(number + 1) * PAGE] = page
+
+    def update(self, in_use: int) -> dict[int, bytes]:
+        """The pages that changed since the last look (copied), and the copy brought up to date."""
+        ram, ram_ptr, copy, ptr = self.machine.ram, self.machine._ram_ptr, self.copy, self.ptr
+        changed: dict[int, bytes] = {}
+        for block in range(RAM_START, in_use, _BLOCK):
+            length = min(_BLOCK, in_use - block)
+            if _memcmp(ram_ptr + block, ptr + block, length) == 0:
+                continue
+            for off in range(block, block + length, PAGE):
+                if _memcmp(ram_ptr + off, ptr + off, PAGE) != 0:
+                    page = ram[off:off + PAGE]
+                    copy[off:off + PAGE] = page
+                    changed[off // PAGE] = page
+        return changed
+
+    def nonzero_pages(self, in_use: int) -> dict[int, bytes]:
+        """Every non-zero page below ``in_use``, from the copy (up to date: call ``update`` first)."""
+        copy, ptr, zero = self.copy, self.ptr, ctypes.addressof(_ZERO_BLOCK)
+        pages: dict[int, bytes] = {}
+        for block in range(RAM_START, in_use, _BLOCK):
+            length = min(_BLOCK, in_use - block)
+            if _memcmp(ptr + block, zero, length) == 0:
+                continue
+            for off in range(block, block + length, PAGE):
+                if _memcmp(ptr + off, zero, PAGE) != 0:
+                    pages[off // PAGE] = bytes(copy[off:off + PAGE])
+        return pages
+
+
+class _CheckpointJob(threading.Thread):
+    """One checkpoint packed, compressed and written (by a thread under --ring).
+
+    Its inputs are copies (pages as bytes, fresh cpu and device maps): the guest runs on
+    meanwhile. With ``names_contents`` it also lists the file contents the state names
+    (content ids in the packed device state), for the ring's store."""
+
+    def __init__(self, writer: TraceWriter, icount: int, cpu: dict, devices: dict,
+                 pages: dict[int, bytes], base: bool, digest: list, *, names_contents: bool) -> None:
+        super().__init__(name="vmrr-checkpoint", daemon=True)
+        self.writer, self.icount, self.cpu, self.devices = writer, icount, cpu, devices
+        self.pages, self.base, self.digest = pages, base, digest
+        self.names_contents = names_contents
+        self.bytes = 0
+        self.seconds = 0.0
+        self.stop_seconds = 0.0
+        self.content_ids: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        began = time.perf_counter()
+        written = self.writer.bytes_written
+        try:
+            self.writer.write_checkpoint(self.icount, self.cpu, self.devices, self.pages,
+                                         full=self.base, digest=self.digest)
+            if self.names_contents:
+                packed = msgpack.packb(self.devices, use_bin_type=True, unicode_errors="surrogateescape")
+                self.content_ids = [raw.decode() for raw in sorted(set(_BLOB_ID.findall(packed)))]
+        except BaseException as exc:           # raised again in the recorder's thread
+            self.error = exc
+        self.bytes = self.writer.bytes_written - written
+        self.pages = None
+        self.seconds = time.perf_counter() - began
+
+
+class _PendingEvents:
+    """Stands for the writer while a thread writes a checkpoint: events wait here, in order."""
+
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+        self.events: list[tuple[int, int, object]] = []
+
+    def append(self, icount: int, kind, payload: object) -> None:
+        self.events.append((icount, kind, payload))
+
+    def append_many(self, kind, records: list[tuple[int, object]]) -> None:
+        self.events.extend((icount, kind, payload) for icount, payload in records)
+
+    def flush_if_due(self, now: float | None = None) -> None:
+        pass
+
+    def flush_due(self, now: float | None = None) -> bool:
+        return False
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
