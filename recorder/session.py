@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import re
 import threading
@@ -560,14 +561,15 @@ _ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
 class _RamCopy:
     """Guest RAM as of the last checkpoint, to find the pages written since.
 
-    A bytearray as large as RAM: the host gives it memory only where it is written (the
-    pages the guest ever made non-zero). Compared 64 KiB at a time with memcmp, then
-    page by page inside the blocks that differ."""
+    A private anonymous mapping as large as RAM: the host gives it memory only where it
+    is written (the pages the guest ever made non-zero; a bytearray would be zero-filled
+    whole). Compared 64 KiB at a time with memcmp, then page by page inside the blocks
+    that differ."""
 
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
-        self.copy = bytearray(machine.mem_size)
-        self._pin = (ctypes.c_char * machine.mem_size).from_buffer(self.copy)
+        self.copy = mmap.mmap(-1, machine.mem_size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._pin = ctypes.c_char.from_buffer(self.copy)
         self.ptr = ctypes.addressof(self._pin)
 
     def note(self, pages: dict[int, bytes]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import VmrrProcess, describe, free_port, replay_verify, vmrr
+from gdb_helpers import gdbserver, run_gdb  # noqa: F401  (fixture)
 from linux_helpers import linux_prog  # noqa: F401  (fixture)
 from trace_format import TraceReader
 from trace_format.window import WindowSource, write_window
@@ -80,7 +81,7 @@ def _open_at_crash(trace: Path, crash_icount: int) -> None:
         assert tt.step_back().reason is StopReason.HISTORY_START
 
 
-def test_a_crash_saves_the_window_that_ends_in_it(tmp_path, linux_prog):
+def test_a_crash_saves_the_window_that_ends_in_it(tmp_path, linux_prog, gdbserver):
     program = _ringcrash(linux_prog)
     data = tmp_path / "input.txt"
     data.write_text("".join(f"{i}\n" for i in range(20000)))
@@ -105,6 +106,13 @@ def test_a_crash_saves_the_window_that_ends_in_it(tmp_path, linux_prog):
     assert re.search(r"window\s+icount \d+ to \d+", info.stdout), describe(info)
     assert "saved on crash" in info.stdout and "dropped before it" in info.stdout, describe(info)
     _open_at_crash(trace, int(recorded.group(3)))
+    events = vmrr("events", trace, "--kind", "SYSCALL", "--syscall", "openat")
+    assert events.returncode == 0 and "input.txt" in events.stdout, describe(events)
+    if shutil.which("gdb") is not None:
+        port = gdbserver(trace, "--at", "crash")
+        out = run_gdb(port, "bt", "reverse-stepi", "reverse-stepi", "info registers rip", "continue")
+        assert re.search(r"#0 .*main", out), out                   # the program's symbols, from the trace
+        assert "SIGSEGV" in out, out
 
 
 def test_the_race_under_chaos_crashes_inside_the_window_at_the_same_icount(tmp_path, linux_prog):
