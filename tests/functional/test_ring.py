@@ -283,3 +283,61 @@ def test_a_ring_bounded_by_size_stays_under_it(tmp_path, linux_prog):
     with TraceReader(str(trace)) as reader:
         assert reader.window["dropped_segments"] >= 1 and reader.end["reason"] == "crash"
     replay_verify(trace, timeout=120)
+
+
+def test_a_save_on_output_and_the_crash_are_two_independent_windows(tmp_path, linux_prog):
+    program = _ringcrash(linux_prog)
+    data = tmp_path / "input.txt"
+    data.write_text("abc\n")
+    trace = tmp_path / "out.vmrr"
+    record = vmrr("record", "--ring", "1s", "--save-on-output", r"round 3 \w+", "-o", trace, "--no-stdin",
+                  "--", program, "4", data)
+    assert record.returncode == 3, describe(record)
+    saved = tmp_path / "out-1.vmrr"
+    assert re.search(r"flight recorder: saved \S+out-1\.vmrr \(output matched 'round 3 checksum'\)",
+                     record.stderr), describe(record)
+    with TraceReader(str(saved)) as early, TraceReader(str(trace)) as crash:
+        assert early.end["icount"] < crash.end["icount"] and crash.end["reason"] == "crash"
+        assert early.window["trigger"] == "output matched 'round 3 checksum'"
+    replay = replay_verify(saved)
+    assert "round 3 checksum" in replay.stdout and "round 4" not in replay.stdout, describe(replay)
+    replay_verify(trace)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["record", "--ring", "5x", "-o", "{tmp}/t.vmrr", "--", "/bin/true"], "--ring 5x: unknown unit"),
+    (["record", "--ring", "0.5s", "-o", "{tmp}/t.vmrr", "--", "/bin/true"], "between 1 second and a year"),
+    (["record", "--ring", "1M", "-o", "{tmp}/t.vmrr", "--", "/bin/true"], "at least 4M"),
+    (["record", "--save-on-output", "x", "-o", "{tmp}/t.vmrr", "--", "/bin/true"], "for a flight recorder (--ring)"),
+    (["record", "--ring", "10s", "--save-on-output", "(", "-o", "{tmp}/t.vmrr", "--", "/bin/true"],
+     "not a regular expression"),
+    (["record", "--ring", "10s", "-o", "{tmp}/exists.vmrr", "--", "/bin/true"], "a trace already exists"),
+    (["record", "--ring", "10s", "-o", "{tmp}/ringed.vmrr", "--", "/bin/true"], "ringed.vmrr.ring: exists"),
+    (["save", "-o", "{tmp}/s.vmrr"], "give the PID"),
+    (["save", "2147483000", "-o", "{tmp}/s.vmrr"], "no flight recorder"),
+    (["save", "--from-ring", "{tmp}/exists.vmrr", "-o", "{tmp}/s.vmrr"], "not a directory"),
+])
+def test_bad_flight_recorder_input_is_one_line_and_exit_2(tmp_path, args, message):
+    (tmp_path / "exists.vmrr").write_bytes(b"x")
+    (tmp_path / "ringed.vmrr.ring").mkdir()
+    done = vmrr(*[a.format(tmp=tmp_path) for a in args])
+    assert done.returncode == 2, describe(done)
+    assert done.stderr.count("\n") == 1 and message in done.stderr, describe(done)
+    assert not (tmp_path / "t.vmrr.ring").exists()
+
+
+def test_a_window_that_does_not_begin_with_its_checkpoint_is_refused(tmp_path):
+    from trace_format import MachineConfig, TraceHeader, TraceWriter
+    from trace_format.layout import PAGE_SIZE
+    config = MachineConfig(mem_size=4 << 20, cpu_model="qemu64", boot_args="", devices={},
+                           image_name="x", image=b"\x7fELF")
+    for name, window, checkpoint_at in (("bad-flag", {"start_icount": "soon"}, 100),
+                                        ("elsewhere", {"start_icount": 100}, 200)):
+        path = tmp_path / f"{name}.vmrr"
+        with TraceWriter(path, TraceHeader.new(config, flags={"window": window})) as writer:
+            writer.write_checkpoint(checkpoint_at, {"rip": 0}, {}, {1: bytes(PAGE_SIZE)}, full=True)
+            writer.close({"reason": "stopped", "why": "test"})
+        info = vmrr("info", path)
+        assert info.returncode == 2 and info.stderr.count("\n") == 1, describe(info)
+        assert ("flags.window" in info.stderr if name == "bad-flag"
+                else "must begin with a full checkpoint at its start icount 100" in info.stderr), describe(info)
