@@ -247,7 +247,8 @@ class RecordSession:
             reply: called with the SaveJob once it is written (or failed).
         """
         self._save_requests.append((trigger, output, overwrite, reply))
-        self.machine.request_stop()
+        if threading.current_thread() is threading.main_thread():
+            self.machine.request_stop()      # a signal handler or a hook; a slice is short anyway
 
     def _ring_tick(self, icount: int, now_mono: float) -> None:
         ring = self.ring
@@ -275,7 +276,6 @@ class RecordSession:
         ring.drop_old(now, self.writer.bytes_written)
 
     def _capture_save(self, icount: int, trigger: str, output: str | None, overwrite: bool, reply) -> None:
-        import threading
         machine = self.machine
         self._finish_background_checkpoint()
         self.writer.flush()
