@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import queue
 import re
 import threading
 import time
@@ -17,7 +18,7 @@ from trace_format import MachineConfig, TraceHeader, TraceWriter
 from trace_format.events import EventKind
 from vmm.boundary import Chaos, LiveBoundary
 from vmm.loader import GuestImage
-from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult
+from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult, digest_of, ram_digest_of
 
 DEFAULT_DIGEST_EVERY = 200_000_000
 DIGEST_INTERVAL = 1.0              # ... and at least one digest per second of recording
@@ -164,6 +165,7 @@ class RecordSession:
         self._next_digest = digest_every
         self._next_checkpoint = checkpoint_every
         self._ram_copy = _RamCopy(self.machine)
+        self._checkpoint_thread = _CheckpointThread()
         self._job: _CheckpointJob | None = None
         self._pending: _PendingEvents | None = None
         self.checkpoint_write_seconds: list[float] = []
@@ -406,8 +408,9 @@ class RecordSession:
         finally:
             self.boundary.close()
             if self._job is not None:
-                self._job.join()
+                self._job.done.wait()
                 self.writer = self._pending.writer
+            self._checkpoint_thread.stop()
             if not self.writer.closed:
                 self.writer.close({"reason": "stopped", "why": "error"})
                 if self.ring is not None:
@@ -474,35 +477,41 @@ class RecordSession:
         self._finish_background_checkpoint()
         began = time.perf_counter()
         machine = self.machine
+        copy, in_use = self._ram_copy, machine.ram_in_use
         if boot:
             ram = machine.ram
             pages = {off // PAGE: ram[off:off + PAGE] for off in self._boot_page_offsets()
                      if ram[off:off + PAGE] != _ZERO_PAGE}
-            self._ram_copy.note(pages)
+            copy.note(pages)
+            numbers = None
         else:
-            changed = self._ram_copy.update(machine.ram_in_use)
-            pages = self._ram_copy.nonzero_pages(machine.ram_in_use) if base else changed
-        icount, cpu, devices = machine.icount, machine.cpu_state(), machine.device_state()
-        digest = machine.state_digest()
-        job = _CheckpointJob(self.writer, icount, cpu, devices, pages, base, digest,
+            changed = copy.update(in_use)            # the copy is now RAM as of this checkpoint
+            numbers = copy.nonzero(in_use) if base else changed
+            pages = None
+        # Packed now: the device state holds lists the guest's next system calls change.
+        devices = msgpack.packb(machine.device_state(), use_bin_type=True, unicode_errors="surrogateescape")
+        job = _CheckpointJob(self.writer, machine.icount, machine.cpu_state(), devices,
+                             base, copy, in_use, pages=pages, numbers=numbers,
                              names_contents=self.ring is not None and base and machine.kernel is not None)
         if self.ring is None or boot:
             job.run()
             self._checkpoint_written(job, time.perf_counter() - began)
             return
+        # The thread reads the pages and hashes RAM from the copy, which stays as it is
+        # until the next checkpoint (that one waits for this one first).
         self.writer.flush()
         self._pending = _PendingEvents(self.writer)
         self.writer = self._pending
         job.stop_seconds = time.perf_counter() - began
-        job.start()
+        self._checkpoint_thread.submit(job)
         self._job = job
 
     def _finish_background_checkpoint(self, *, wait: bool = True) -> None:
         """A checkpoint a thread was writing is done: the waiting events go to the writer."""
         job = self._job
-        if job is None or (not wait and job.is_alive()):
+        if job is None or (not wait and not job.done.is_set()):
             return
-        job.join()
+        job.done.wait()
         self._job = None
         self.writer = self._pending.writer
         for icount, kind, payload in self._pending.events:
@@ -576,68 +585,105 @@ class _RamCopy:
         for number, page in pages.items():
             self.copy[number * PAGE:(number + 1) * PAGE] = page
 
-    def update(self, in_use: int) -> dict[int, bytes]:
-        """The pages that changed since the last look (copied), and the copy brought up to date."""
-        ram, ram_ptr, copy, ptr = self.machine.ram, self.machine._ram_ptr, self.copy, self.ptr
-        changed: dict[int, bytes] = {}
+    def update(self, in_use: int) -> list[int]:
+        """The pages that changed since the last look; the copy is brought up to date."""
+        ram_ptr, ptr = self.machine._ram_ptr, self.ptr
+        changed: list[int] = []
         for block in range(RAM_START, in_use, _BLOCK):
             length = min(_BLOCK, in_use - block)
             if _memcmp(ram_ptr + block, ptr + block, length) == 0:
                 continue
             for off in range(block, block + length, PAGE):
                 if _memcmp(ram_ptr + off, ptr + off, PAGE) != 0:
-                    page = ram[off:off + PAGE]
-                    copy[off:off + PAGE] = page
-                    changed[off // PAGE] = page
+                    ctypes.memmove(ptr + off, ram_ptr + off, PAGE)
+                    changed.append(off // PAGE)
         return changed
 
-    def nonzero_pages(self, in_use: int) -> dict[int, bytes]:
-        """Every non-zero page below ``in_use``, from the copy (up to date: call ``update`` first)."""
-        copy, ptr, zero = self.copy, self.ptr, ctypes.addressof(_ZERO_BLOCK)
-        pages: dict[int, bytes] = {}
+    def nonzero(self, in_use: int) -> list[int]:
+        """Every non-zero page below ``in_use``, in the copy (up to date: ``update`` first)."""
+        ptr, zero = self.ptr, ctypes.addressof(_ZERO_BLOCK)
+        numbers: list[int] = []
         for block in range(RAM_START, in_use, _BLOCK):
             length = min(_BLOCK, in_use - block)
             if _memcmp(ptr + block, zero, length) == 0:
                 continue
-            for off in range(block, block + length, PAGE):
-                if _memcmp(ptr + off, zero, PAGE) != 0:
-                    pages[off // PAGE] = bytes(copy[off:off + PAGE])
-        return pages
+            numbers.extend(off // PAGE for off in range(block, block + length, PAGE)
+                           if _memcmp(ptr + off, zero, PAGE) != 0)
+        return numbers
+
+    def pages(self, numbers: list[int]) -> dict[int, bytes]:
+        copy = self.copy
+        return {n: copy[n * PAGE:(n + 1) * PAGE] for n in numbers}
+
+    def ram_digest(self, in_use: int) -> bytes:
+        return ram_digest_of(self.copy, self.ptr, in_use, self.machine.mem_size)
 
 
-class _CheckpointJob(threading.Thread):
-    """One checkpoint packed, compressed and written (by a thread under --ring).
+class _CheckpointJob:
+    """One checkpoint: its pages read from the RAM copy, its digest computed from the copy,
+    packed, compressed and written (by the checkpoint thread under --ring).
 
-    Its inputs are copies (pages as bytes, fresh cpu and device maps): the guest runs on
-    meanwhile. With ``names_contents`` it also lists the file contents the state names
-    (content ids in the packed device state), for the ring's store."""
+    The cpu map is a fresh copy, the device state comes packed (unpacked here it packs to
+    the same bytes, so its digest is the machine's) and the RAM copy does not change until
+    the job is done: the guest runs on meanwhile. With ``names_contents`` it also lists
+    the file contents the state names (content ids in the packed device state), for the
+    ring's store."""
 
-    def __init__(self, writer: TraceWriter, icount: int, cpu: dict, devices: dict,
-                 pages: dict[int, bytes], base: bool, digest: list, *, names_contents: bool) -> None:
-        super().__init__(name="vmrr-checkpoint", daemon=True)
-        self.writer, self.icount, self.cpu, self.devices = writer, icount, cpu, devices
-        self.pages, self.base, self.digest = pages, base, digest
+    def __init__(self, writer: TraceWriter, icount: int, cpu: dict, devices: bytes, base: bool,
+                 copy: _RamCopy, in_use: int, *, pages: dict[int, bytes] | None,
+                 numbers: list[int] | None, names_contents: bool) -> None:
+        self.writer, self.icount, self.cpu, self.devices, self.base = writer, icount, cpu, devices, base
+        self.copy, self.in_use, self.pages, self.numbers = copy, in_use, pages, numbers
         self.names_contents = names_contents
         self.bytes = 0
         self.seconds = 0.0
         self.stop_seconds = 0.0
         self.content_ids: list[str] = []
         self.error: BaseException | None = None
+        self.done = threading.Event()
 
     def run(self) -> None:
         began = time.perf_counter()
         written = self.writer.bytes_written
         try:
-            self.writer.write_checkpoint(self.icount, self.cpu, self.devices, self.pages,
-                                         full=self.base, digest=self.digest)
+            pages = self.pages if self.pages is not None else self.copy.pages(self.numbers)
+            devices = msgpack.unpackb(self.devices, raw=False, unicode_errors="surrogateescape",
+                                      strict_map_key=False)
+            digest = digest_of(self.cpu, devices, self.copy.ram_digest(self.in_use))
+            self.writer.write_checkpoint(self.icount, self.cpu, devices, pages,
+                                         full=self.base, digest=digest)
             if self.names_contents:
-                packed = msgpack.packb(self.devices, use_bin_type=True, unicode_errors="surrogateescape")
-                self.content_ids = [raw.decode() for raw in sorted(set(_BLOB_ID.findall(packed)))]
+                self.content_ids = [raw.decode() for raw in sorted(set(_BLOB_ID.findall(self.devices)))]
         except BaseException as exc:           # raised again in the recorder's thread
             self.error = exc
         self.bytes = self.writer.bytes_written - written
-        self.pages = None
+        self.pages = self.numbers = None
         self.seconds = time.perf_counter() - began
+        self.done.set()
+
+
+class _CheckpointThread:
+    """Runs checkpoint jobs one at a time, beside the guest (started on the first)."""
+
+    def __init__(self) -> None:
+        self._jobs: "queue.SimpleQueue[_CheckpointJob | None]" = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: _CheckpointJob) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="vmrr-checkpoint", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 class _PendingEvents:
