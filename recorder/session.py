@@ -57,9 +57,10 @@ class RecordSummary:
     def lines(self) -> list[str]:
         mips = self.instructions / self.wall_seconds / 1e6 if self.wall_seconds > 0 else 0.0
         events = ", ".join(f"{k.lower()} {n}" for k, n in sorted(self.events_by_kind.items())) or "none"
+        written = (f"flight recorder: {self.trace_bytes} bytes of segments written over the run"
+                   if self.ring else f"trace {self.path}: {self.trace_bytes} bytes")
         return [
-            f"trace {self.path}: {self.trace_bytes} bytes, {self.checkpoints} checkpoints, "
-            f"compression {self.compression:.1f}x",
+            f"{written}, {self.checkpoints} checkpoints, compression {self.compression:.1f}x",
             f"{self.instructions} instructions in {self.wall_seconds:.2f} s ({mips:.1f} MIPS)",
             f"events: {events}",
             f"host input: {self.input_bytes} bytes",
