@@ -136,6 +136,9 @@ class RecordSession:
                                boot_args=boot_args, devices=devices, image_name=image.name,
                                image=image.elf)
         flags = {"chaos_seed": chaos_seed} if chaos_seed is not None else {}
+        if self.machine.kernel is not None:
+            self.machine.kernel.canonical_state = True
+            flags["linux_state"] = "canonical"
         if counter != "fast":
             flags["counter"] = counter
         self._config, self._flags, self._tool_version = config, flags, tool_version

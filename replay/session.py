@@ -74,6 +74,8 @@ class Replay:
                 self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
             self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args,
                                    counter=counter)
+            if self.machine.kernel is not None and header.flags.get("linux_state") == "canonical":
+                self.machine.kernel.canonical_state = True
             end = self.reader.end
             last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
             reader, me = self.reader, weakref.ref(self)

@@ -154,6 +154,9 @@ FLAG_SCHEMA: dict[str, tuple[type, object, str]] = {
     "chaos_seed": (int, lambda v: 0 <= v < 1 << 64, "an integer in 0..2^64-1"),
     # How the recorder counted instructions (informational: either counter replays it).
     "counter": (str, lambda v: v in ("fast", "reference"), "fast or reference"),
+    # A Linux program's state numbers its open file descriptions by process and descriptor
+    # (a restored kernel numbers them the same); absent: in the order they were made.
+    "linux_state": (str, lambda v: v == "canonical", "canonical"),
     # A flight recorder's window (docs/flight-recorder.md): the trace starts at its
     # checkpoint 0, a full one at start_icount, instead of at boot.
     "window": (dict, lambda v: window_problem(v) is None, "a window map (docs/trace-format.md)"),

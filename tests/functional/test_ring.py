@@ -341,3 +341,24 @@ def test_a_window_that_does_not_begin_with_its_checkpoint_is_refused(tmp_path):
         assert info.returncode == 2 and info.stderr.count("\n") == 1, describe(info)
         assert ("flags.window" in info.stderr if name == "bad-flag"
                 else "must begin with a full checkpoint at its start icount 100" in info.stderr), describe(info)
+
+
+def test_a_shell_and_the_programs_it_runs_replay_from_a_window(tmp_path):
+    """Processes under the ring: a window starts in a shell between two fork+execs (its
+    descriptors reused in another order than they were made), and the program it runs is
+    deleted before the replay (its content was read long before the window began)."""
+    program = tmp_path / "myecho"
+    shutil.copy("/bin/echo", program)
+    trace = tmp_path / "sh.vmrr"
+    script = f"i=0; while [ $i -lt 60 ]; do {program} $i > /dev/null; i=$((i+1)); done; exit 7"
+    record = vmrr("record", "--ring", "1s", "-o", trace, "--no-stdin", "--", "/bin/sh", "-c", script,
+                  timeout=120)
+    assert record.returncode == 1, describe(record)
+    program.unlink()
+    with TraceReader(str(trace)) as reader:
+        assert reader.first_icount > 0 and reader.window["trigger"] == "exit status 7"
+        assert reader.header.flags["linux_state"] == "canonical"
+    replay = replay_verify(trace, timeout=90)
+    assert "program exited with status 7" in replay.stderr, describe(replay)
+    ps = vmrr("ps", trace)
+    assert ps.returncode == 0 and str(program) in ps.stdout, describe(ps)
