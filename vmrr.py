@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "'%(prog)s -- /usr/bin/python3 -c \"print(1)\"' (docs/linux.md); a #! script "
                     "and the processes it starts are recorded too. The first SIGINT/SIGTERM goes "
                     "to the program (a second one stops), SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and "
-                    "SIGWINCH always do.")
+                    "SIGWINCH always do (under record --ring, SIGUSR1 saves the flight recorder's window "
+                    "instead).")
     p = sub.add_parser("run", help="run a guest (an appliance, or a Linux program after --) without recording",
                        epilog=linux_epilog)
     _machine_options(p)

@@ -185,7 +185,8 @@ class Ring:
         self.dropped_segments = 0
         self.dropped_bytes = 0
         self.dropped_until_unix = self.started_unix
-        self.saves: list[SaveJob] = []
+        self.saves: list[SaveJob] = []           # the saves not written yet, and the latest
+        self.saved = 0                           # windows written
         self._save_number = 0
         self._jobs: queue.Queue[SaveJob | None] = queue.Queue()
         self._saver = threading.Thread(target=self._save_loop, name="vmrr-ring-saver", daemon=True)
@@ -330,7 +331,8 @@ class Ring:
                   "dropped_bytes": self.dropped_bytes,
                   "dropped_seconds": max(0.0, first.start_unix - self.started_unix)}
         job = SaveJob(output, trigger, end, links, contents, current_chunks, folder, window, overwrite)
-        self.saves.append(job)
+        # Finished saves are forgotten (a recorder may save thousands of windows in its life).
+        self.saves = [old for old in self.saves if not old.done.is_set()] + [job]
         self._jobs.put(job)
         return job
 
@@ -340,6 +342,8 @@ class Ring:
             if job is None:
                 return
             self._write(job)
+            if job.error is None:
+                self.saved += 1
             job.done.set()
             self.report(self.describe_save(job))
 

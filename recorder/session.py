@@ -351,7 +351,7 @@ class RecordSession:
                              f"{1000 * sum(writes) / len(writes):.1f} ms on average")
         if trigger is None:
             lines.append(f"{self.path} not written: the run ended normally, nothing saved on exit "
-                         f"({sum(job.error is None for job in ring.saves)} windows saved on request)")
+                         f"({ring.saved} windows saved on request)")
         if failed:
             lines.append(f"the ring is kept in {ring.directory} (a save failed): "
                          f"vmrr save --from-ring {ring.directory} -o FILE")
