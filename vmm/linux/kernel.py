@@ -891,18 +891,14 @@ class LinuxKernel:
     # -- state -----------------------------------------------------------------------
 
     def _files_in_state_order(self) -> list[OpenFile]:
-        """``open_files()`` by process id and descriptor number, then those in flight."""
-        seen: dict[int, OpenFile] = {}
+        """``open_files()``, those a descriptor holds first, by process id and descriptor
+        number; the others (in flight) after them in ``open_files()``'s order."""
+        rank: dict[int, int] = {}
         for pid in sorted(self.processes):
             fds = self.processes[pid].files.fds
             for fd in sorted(fds):
-                seen.setdefault(id(fds[fd][0]), fds[fd][0])
-        for f in list(seen.values()):
-            if f.kind == "socket":
-                for message in f.data[4]:
-                    for passed in message:
-                        seen.setdefault(id(passed), passed)
-        return list(seen.values())
+                rank.setdefault(id(fds[fd][0]), len(rank))
+        return sorted(self.open_files(), key=lambda f: rank.get(id(f), len(rank)))
 
     def state(self) -> dict:
         descriptions = self._files_in_state_order() if self.canonical_state else self.open_files()
