@@ -184,6 +184,8 @@ class RecordSession:
             self._save_requests: deque = deque()
             self._next_ring_checkpoint = 0.0
             self._warned_small = False
+            self._growth = 0                       # bytes written between two looks, decaying
+            self._written_at_tick = 0
             self.boundary.tap = self._log_ring
             self._save_on_output = save_on_output
             self._save_on_exit = save_on_exit
@@ -262,6 +264,11 @@ class RecordSession:
         self._finish_background_checkpoint(wait=False)
         if self._job is not None:
             return                                   # the next look, once it is written
+        # What the trace grew by since the last look, decaying: the ring keeps room for as
+        # much again, since it looks only between slices (--ring SIZE holds whenever du looks).
+        written = self._written["bytes"] + self.writer.bytes_written
+        self._growth = max(written - self._written_at_tick, self._growth // 2)
+        self._written_at_tick = written
         while self._save_requests:
             self._capture_save(icount, *self._save_requests.popleft())
         if ring.rotation_due(now, self.writer.bytes_written, self._full_checkpoint_bytes):
@@ -271,15 +278,15 @@ class RecordSession:
                 if problem is not None:
                     self.boundary.notice(f"flight recorder: {problem}")
             # Room for the next segment's full checkpoint first, so the ring stays under --ring SIZE.
-            ring.drop_old(now, self.writer.bytes_written + self._full_checkpoint_bytes)
+            ring.drop_old(now, self.writer.bytes_written + self._full_checkpoint_bytes + 2 * self._growth)
             self._rotate(icount)
             self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
         elif now_mono >= self._next_ring_checkpoint:
-            ring.drop_old(now, self.writer.bytes_written + self._delta_checkpoint_bytes)
+            ring.drop_old(now, self.writer.bytes_written + self._delta_checkpoint_bytes + 2 * self._growth)
             self._checkpoint(base=False)
             self._next_checkpoint = icount + self.checkpoint_every
             self._next_ring_checkpoint = now_mono + RING_CHECKPOINT_SECONDS
-        ring.drop_old(now, self.writer.bytes_written)
+        ring.drop_old(now, self.writer.bytes_written + 2 * self._growth)
 
     def _capture_save(self, icount: int, trigger: str, output: str | None, overwrite: bool, reply) -> None:
         machine = self.machine
