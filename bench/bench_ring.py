@@ -8,9 +8,10 @@ Side by side in one run, interleaved (record, record --ring, record, record --ri
     `vmrr record` and under `vmrr record --ring RING` (target: ring/record >= 0.9);
   * what the ring's checkpoints cost (the recorder's summary: milliseconds the guest stopped,
     bytes, time spent writing them beside the guest);
-  * a soak: redis under `--ring SOAK_RING` with redis-benchmark rounds for SOAK seconds, the
-    ring directory's disk usage and the recorder's RSS sampled every second (flat once the
-    window has filled: first and last thirds compared);
+  * a soak: redis under `--ring SOAK_RING` with redis-benchmark rounds for SOAK seconds over
+    a small keyspace (redis's own memory stays put), the ring directory's disk usage and
+    the recorder's RSS sampled every second (flat once the window has filled: first and
+    last thirds compared);
   * at the end of the soak, a save by `vmrr save PID` and one by SIGUSR1: how long each
     took and how big the window is; the saved window replayed --verify.
 """
@@ -122,7 +123,8 @@ def soak(server: str, tmp: str, opts) -> None:
     def load() -> None:
         while running:
             subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-t", "set,get", "-n", "5000",
-                            "-c", str(opts.clients), "-r", "100000"], capture_output=True, timeout=600)
+                            "-c", str(opts.clients), "-r", str(opts.soak_keys)], capture_output=True,
+                           timeout=600)
 
     loader = threading.Thread(target=load, daemon=True)
     began = time.monotonic()
@@ -175,6 +177,9 @@ def main() -> None:
     parser.add_argument("--ring", default="60s")
     parser.add_argument("--soak", type=float, default=90.0)
     parser.add_argument("--soak-ring", default="20s")
+    parser.add_argument("--soak-keys", type=int, default=1000,
+                        help="keyspace of the soak's load (small: redis's own memory stays put, so "
+                             "what grows is the recorder's)")
     parser.add_argument("--skip-side-by-side", action="store_true")
     opts = parser.parse_args()
     if not os.path.exists(REDIS):
