@@ -464,9 +464,13 @@ def save_from_ring(directory: str, output: str, *, tool_version: str,
             raise UsageError(f"--from-ring {directory}: no segment holds a complete checkpoint")
         last = readers[-1]
         first_window = readers[0].window or {}
-        end = dict(last.end) if last.end is not None else {
-            "reason": "killed", "why": "the recorder was killed; its records end here",
-            "icount": last.last_icount}
+        if last.end is None:
+            end = {"reason": "killed", "why": "the recorder was killed; its records end here",
+                   "icount": last.last_icount}
+        elif last.end.get("why") == "segment":       # killed before its next segment had a checkpoint
+            end = {**last.end, "why": "the recorder was killed; the window ends with its last whole segment"}
+        else:
+            end = dict(last.end)                     # it had ended (and its own save failed)
         window = {"start_unix": first_window.get("start_unix", readers[0].header.created_unix),
                   "end_icount": end["icount"], "trigger": "from-ring",
                   "segments": len(readers)}

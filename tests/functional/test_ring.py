@@ -247,7 +247,10 @@ def test_a_sigkilled_ring_is_saved_from_its_directory_and_replays(tmp_path, linu
     save = vmrr("save", "--from-ring", ring, "-o", tmp_path / "saved.vmrr")
     assert save.returncode == 0, describe(save)
     with TraceReader(str(tmp_path / "saved.vmrr")) as reader:
-        assert reader.first_icount > 0 and reader.end["reason"] == "killed"
+        assert reader.first_icount > 0
+        # Where the last segment's records end; or, killed while the next one's first
+        # checkpoint was being written, where the segment before it ended (with its digest).
+        assert reader.end["reason"] == "killed" or "recorder was killed" in reader.end["why"], reader.end
         assert reader.window["trigger"] == "from-ring"
     replay = vmrr("replay", tmp_path / "saved.vmrr", "--verify", timeout=90)
     assert replay.returncode == 0, describe(replay)
