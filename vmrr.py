@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "'%(prog)s -- /usr/bin/python3 -c \"print(1)\"' (docs/linux.md); a #! script "
                     "and the processes it starts are recorded too. The first SIGINT/SIGTERM goes "
                     "to the program (a second one stops), SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and "
-                    "SIGWINCH always do.")
+                    "SIGWINCH always do (under record --ring, SIGUSR1 saves the flight recorder's window "
+                    "instead).")
     p = sub.add_parser("run", help="run a guest (an appliance, or a Linux program after --) without recording",
                        epilog=linux_epilog)
     _machine_options(p)
@@ -141,7 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest-every", type=_int_range(1, 1 << 62), metavar="N",
                    help="instructions between state digests (there is also one per second)")
     p.add_argument("--force", action="store_true", help="overwrite TRACE if it exists")
+    p.add_argument("--ring", metavar="DURATION|SIZE",
+                   help="flight recorder: keep only the last DURATION (10m, 90s, 1h) or SIZE (2G, 500M) "
+                        "of the run, in TRACE.ring/; TRACE is written when the program crashes or exits "
+                        "non-zero, and 'kill -USR1 PID' or 'vmrr save PID -o FILE' save the window while "
+                        "the recording goes on (docs/flight-recorder.md)")
+    p.add_argument("--save-on-output", metavar="REGEX",
+                   help="with --ring: save the window when the program's output matches REGEX")
+    p.add_argument("--save-on-exit", action="store_true",
+                   help="with --ring: save the window to TRACE however the run ends")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("save", help="save a flight recorder's window (vmrr record --ring) as a trace")
+    p.add_argument("pid", metavar="PID", nargs="?", type=_int_range(1, (1 << 31) - 1),
+                   help="the process id of the running 'vmrr record --ring'")
+    p.add_argument("-o", "--output", required=True, metavar="TRACE", help="trace file to create")
+    p.add_argument("--from-ring", metavar="DIR",
+                   help="instead of asking a running recorder, join the segments a ring directory "
+                        "holds (a recorder that was killed)")
+    p.add_argument("--force", action="store_true", help="overwrite TRACE if it exists")
+    p.set_defaults(func=cmd_save)
 
     p = sub.add_parser("replay", help="replay a trace, with no host I/O")
     p.add_argument("trace", metavar="TRACE")
@@ -345,18 +365,42 @@ def cmd_record(args) -> int:
     if os.path.isdir(output):
         from vmm.errors import UsageError
         raise UsageError(f"-o {output}: is a directory; name the trace file to create")
+    ring_bound, pattern = _ring_options(args, output)
     image, mem_size, listen = load_guest(args)
     seed = args.chaos
     if seed == -1:
         seed = random.SystemRandom().randrange(1 << 32)
-    session = RecordSession(image, args.output, mem_size=mem_size, boot_args=args.args, listen=listen,
-                            chaos_seed=seed, console_output=console_stream(args),
-                            console_input=not args.no_stdin, overwrite=args.force,
-                            checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
-                            digest_every=args.digest_every or DEFAULT_DIGEST_EVERY,
-                            tool_version=__version__, counter=args.counter)
+    ring = None
+    if ring_bound is not None:
+        from recorder.ring import Ring
+        ring = Ring(output + ".ring", ring_bound, tool_version=__version__, report=say)
+    try:
+        session = RecordSession(image, args.output, mem_size=mem_size, boot_args=args.args, listen=listen,
+                                chaos_seed=seed, console_output=console_stream(args),
+                                console_input=not args.no_stdin, overwrite=args.force,
+                                checkpoint_every=args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
+                                digest_every=args.digest_every or DEFAULT_DIGEST_EVERY,
+                                tool_version=__version__, counter=args.counter, ring=ring,
+                                save_on_output=pattern, save_on_exit=args.save_on_exit)
+    except BaseException:
+        if ring is not None:
+            ring.close(keep=False)
+        raise
     session.boundary.bind_host = args.bind_host or session.boundary.bind_host
     install_interrupt_handler(session.machine)  # before "listening on": clients may signal at once
+    control = None
+    if ring is not None:
+        from recorder.control import ControlServer
+        # SIGUSR1 is the recorder's under --ring (it saves the window), not the program's.
+        signal.signal(signal.SIGUSR1, lambda _signum, _frame: session.request_save("sigusr1"))
+        try:
+            control = ControlServer(session)
+        except VmrrError:
+            ring.close(keep=False)
+            session.boundary.close()
+            raise
+        say(f"flight recorder: keeping {ring_bound.describe()} in {ring.directory}; save it with "
+            f"'kill -USR1 {os.getpid()}' or 'vmrr save {os.getpid()} -o FILE'")
     if session.boundary.listen_address:
         host, port = session.boundary.listen_address
         say(f"listening on {host}:{port}")
@@ -366,13 +410,67 @@ def cmd_record(args) -> int:
     if getattr(args, "program", None) and not args.clear_env:
         say(f"the trace keeps this environment whole ({len(image.env)} variables, tokens and keys "
             f"included) and every file the program reads: share it with care (--clear-env, --env NAME=VALUE)")
-    summary = session.run(duration=args.duration, max_instructions=args.max_instructions)
+    try:
+        summary = session.run(duration=args.duration, max_instructions=args.max_instructions)
+    finally:
+        if control is not None:
+            control.close()
     code = report_result(summary.result, summary.wall_seconds)
     for line in summary.lines():
         say(line)
-    if code == EXIT_CRASH:
-        say(f"the crash was captured in full: vmrr replay {os.fspath(args.output)} --verify")
+    if code == EXIT_CRASH and os.path.exists(output):
+        say(f"the crash was captured {'in the window' if ring else 'in full'}: "
+            f"vmrr replay {output} --verify")
     return code
+
+
+def _ring_options(args, output: str):
+    """--ring, --save-on-output, --save-on-exit → (RingBound or None, compiled pattern or None)."""
+    import re
+
+    from vmm.errors import UsageError
+    if args.ring is None:
+        if args.save_on_output is not None or args.save_on_exit:
+            raise UsageError("--save-on-output and --save-on-exit are for a flight recorder (--ring)")
+        return None, None
+    from recorder.ring import parse_ring
+    bound = parse_ring(args.ring)
+    if os.path.lexists(output) and not args.force:
+        raise UsageError(f"-o {output}: a trace already exists there (the window of a crash goes "
+                         f"there); use --force to replace it")
+    pattern = None
+    if args.save_on_output is not None:
+        try:
+            pattern = re.compile(os.fsencode(args.save_on_output))
+        except re.error as exc:
+            raise UsageError(f"--save-on-output {args.save_on_output!r}: not a regular expression ({exc})") from None
+    return bound, pattern
+
+
+def cmd_save(args) -> int:
+    """Save a flight recorder's window: ask the running recorder, or join a ring directory."""
+    from vmm.errors import UsageError
+
+    if args.from_ring is not None:
+        if args.pid is not None:
+            raise UsageError("give a PID or --from-ring DIR, not both")
+        from recorder.ring import save_from_ring
+        start = time.perf_counter()
+        stats = save_from_ring(args.from_ring, args.output, tool_version=__version__, overwrite=args.force)
+        say(f"saved {args.output}: icount {stats.start_icount} to {stats.end_icount} from "
+            f"{stats.sources} segments, {stats.bytes} bytes, in {time.perf_counter() - start:.2f} s")
+        return EXIT_OK
+    if args.pid is None:
+        raise UsageError("give the PID of a running 'vmrr record --ring', or --from-ring DIR")
+    from recorder.control import ask_save
+    answer = ask_save(args.pid, args.output, force=args.force)
+    if not answer.get("ok"):
+        say(f"error: the recorder could not save: {answer.get('error')}")
+        return EXIT_USAGE
+    say(f"saved {answer.get('path')}: icount {answer.get('start_icount')} to {answer.get('end_icount')}, "
+        f"{answer.get('history_seconds', 0):.1f} s of history, {answer.get('bytes')} bytes, "
+        f"in {answer.get('seconds')} s")
+    return EXIT_OK
 
 
 def cmd_replay(args) -> int:
@@ -397,7 +495,9 @@ def cmd_replay(args) -> int:
             say(f"guest powered off with status {result.exit_status}")
     else:
         say(f"replay stopped: {result.why}")
-    say(f"replayed {result.icount} instructions in {seconds:.2f} s")
+    first = rep.first_icount
+    span = f" (icount {first} to {result.icount})" if rep.reader.window is not None else ""
+    say(f"replayed {result.icount - first} instructions{span} in {seconds:.2f} s")
     if args.verify:
         say(f"verified: {report.digests_checked} state digests, "
             f"{report.checkpoints_checked} checkpoints")
@@ -439,6 +539,7 @@ def trace_info(reader, max_mem: int | None = None) -> dict:
         "instructions": reader.last_icount if not reader.end else reader.end.get("icount", reader.last_icount),
         "events": {k.name: n for k, n in sorted(reader.event_counts.items())},
         "checkpoints": len(reader.checkpoints),
+        "window": reader.window,
         "file_bytes": reader.file_size,
         "end": {k: v for k, v in (reader.end or {}).items() if k not in ("digest", "report", "linux")} or None,
         **({"linux": _linux_info(reader)} if "linux" in c.devices else {}),
@@ -510,6 +611,8 @@ def cmd_info(args) -> int:
         print(f"            more RAM than --max-mem ({max_mem} bytes): replaying it needs a larger --max-mem")
     if "linux" in info:
         _print_linux_info(info["linux"])
+    if info["window"] is not None:
+        _print_window(info["window"], info["instructions"])
     print(f"run         {info['instructions']} instructions, {info['checkpoints']} checkpoints")
     print("events      " + (", ".join(f"{k} {n}" for k, n in info["events"].items()) or "none"))
     if end is None:
@@ -529,6 +632,25 @@ def cmd_info(args) -> int:
     else:
         print(f"ended       stopped ({end.get('why')}) at icount {end.get('icount')}")
     return EXIT_OK
+
+
+def _print_window(window: dict, end_icount: int) -> None:
+    """A flight recorder's window: where it starts and ends, why it was saved, what went before."""
+    start, end = window["start_icount"], window.get("end_icount", end_icount)
+    when = ""
+    if isinstance(window.get("start_unix"), (int, float)) and isinstance(window.get("end_unix"), (int, float)):
+        when = (f" ({_local_time(window['start_unix'])} to {_local_time(window['end_unix'])}, "
+                f"{window['end_unix'] - window['start_unix']:.1f} s)")
+    print(f"window      icount {start} to {end}{when}: a flight recorder's window, replay starts at its first checkpoint")
+    trigger = window.get("trigger")
+    why = "a segment of a flight recorder's ring" if trigger == "segment" else f"saved on {trigger}"
+    dropped = ""
+    if isinstance(window.get("dropped_segments"), int):
+        dropped = (f"; {window['dropped_segments']} segments ({window.get('dropped_bytes', 0)} bytes, "
+                   f"{window.get('dropped_seconds', 0.0):.1f} s of the run) dropped before it")
+    elif start > 0:
+        dropped = f"; the {start} instructions before it are not in this trace"
+    print(f"            {why}{dropped}")
 
 
 def _local_time(unix: float) -> str:

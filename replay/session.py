@@ -74,6 +74,8 @@ class Replay:
                 self.image = parse_image(config.image_name, config.image, where=f"{path} (embedded image)")
             self.machine = Machine(self.image, mem_size=config.mem_size, boot_args=config.boot_args,
                                    counter=counter)
+            if self.machine.kernel is not None and header.flags.get("linux_state") == "canonical":
+                self.machine.kernel.canonical_state = True
             end = self.reader.end
             last = end["icount"] if end and isinstance(end.get("icount"), int) else self.reader.last_icount
             reader, me = self.reader, weakref.ref(self)
@@ -86,11 +88,16 @@ class Replay:
                 check_checkpoint=lambda index: me()._check_checkpoint_passed(index),
                 blob_events=lambda: reader.events(kinds={EventKind.BLOB}))
             self.machine.connect(self.boundary)
+            self.verify = verify
+            self._from_checkpoint = False
+            # A flight recorder's window starts at its checkpoint 0, not at boot: the
+            # machine as booted is replaced by the state the recorder saved there.
+            self.first_icount = self.reader.first_icount
+            if self.reader.window is not None:
+                self.start_from_checkpoint(0)
         except BaseException:
             self.close()
             raise
-        self.verify = verify
-        self._from_checkpoint = False
 
     # -- running ---------------------------------------------------------------------
 

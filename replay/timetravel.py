@@ -203,7 +203,7 @@ class TimeTravel:
             if sidecar:
                 self._save_sidecar()
         self._index_outputs()
-        self.seek(0)
+        self.seek(self.first_icount)
 
     # -- positions -------------------------------------------------------------------
 
@@ -213,7 +213,8 @@ class TimeTravel:
 
     @property
     def first_icount(self) -> int:
-        return 0
+        """Where history starts: 0, or a flight recorder's window's first checkpoint."""
+        return self.replay.first_icount
 
     @property
     def crash_icount(self) -> int | None:
@@ -278,8 +279,8 @@ class TimeTravel:
             self._snaps = []
             self._put_back_boot(snaps[0])
             machine.uc.context_restore(boot)
-            machine.counter.icount = 0
-            self.boundary.reposition(0)
+            machine.counter.icount = self.first_icount
+            self.boundary.reposition(self.first_icount)
             return False
         self.last_icount = last_icount
         self._console = console
@@ -386,7 +387,7 @@ class TimeTravel:
                             or type(page) is not bytes or len(page) != PAGE):
                         raise bad(f"snapshot {i} delta page {off!r} is outside RAM or not {PAGE} bytes")
                     pages[off] = page
-            if i == 0 and (icount != 0 or keyframe is None or len(keyframe) != machine.ram_in_use
+            if i == 0 and (icount != self.first_icount or keyframe is None or len(keyframe) != machine.ram_in_use
                            or keyframe != machine.ram[:len(keyframe)]
                            or _freeze(devices) != _freeze(machine.device_state())
                            or entry["halted"] or entry["ended"] or result is not None):
@@ -642,7 +643,7 @@ class TimeTravel:
         checkpoint when that is much nearer (snapshots far from here may have been
         dropped to stay within the memory budget).
         """
-        icount = max(0, min(icount, self.last_icount))
+        icount = max(self.first_icount, min(icount, self.last_icount))
         if icount == self.icount:
             return True
         snap = self._snapshot_before(icount)
@@ -830,17 +831,17 @@ class TimeTravel:
         return self._stop_here(StopReason.STEP) if self.icount < self.last_icount else self._end_stop()
 
     def step_back(self) -> Stop:
-        if self.icount <= 0:
+        if self.icount <= self.first_icount:
             return self._stop_here(StopReason.HISTORY_START)
         self._go(self.icount - 1)
-        return self._stop_here(StopReason.STEP if self.icount > 0 else StopReason.HISTORY_START)
+        return self._stop_here(StopReason.STEP if self.icount > self.first_icount else StopReason.HISTORY_START)
 
     def _end_stop(self) -> Stop:
         reason = StopReason.CRASH if self.crash_icount is not None else StopReason.HISTORY_END
         return self._stop_here(reason)
 
     def goto_start(self, cancel=None) -> Stop:
-        return self._goto(0, StopReason.HISTORY_START, cancel)
+        return self._goto(self.first_icount, StopReason.HISTORY_START, cancel)
 
     def goto_end(self, cancel=None) -> Stop:
         return self._goto(self.last_icount, None, cancel)
@@ -899,7 +900,7 @@ class TimeTravel:
         if hit is _CANCELLED:
             return self._stop_here(StopReason.CANCELLED)
         if hit is None:
-            self._go(0)
+            self._go(self.first_icount)
             return self._stop_here(StopReason.HISTORY_START)
         self._go(hit.icount - 1)
         if hit.kind == "b":
@@ -917,7 +918,7 @@ class TimeTravel:
         self._take_snapshot()                     # so that coming back here costs nothing
         end = before
         try:
-            while end > 0:
+            while end > self.first_icount:
                 if cancel.is_set():
                     return _CANCELLED
                 snap = self._snapshot_before(end - 1)
@@ -933,8 +934,8 @@ class TimeTravel:
                          and (accept is None or accept(h))]
                 if found:
                     return found[-1]
-                if self.progress and origin:
-                    self.progress(1 - snap.icount / origin)
+                if self.progress and origin > self.first_icount:
+                    self.progress(1 - (snap.icount - self.first_icount) / (origin - self.first_icount))
                 end = snap.icount
             return None
         finally:

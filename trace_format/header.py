@@ -154,7 +154,47 @@ FLAG_SCHEMA: dict[str, tuple[type, object, str]] = {
     "chaos_seed": (int, lambda v: 0 <= v < 1 << 64, "an integer in 0..2^64-1"),
     # How the recorder counted instructions (informational: either counter replays it).
     "counter": (str, lambda v: v in ("fast", "reference"), "fast or reference"),
+    # A Linux program's state numbers its open file descriptions by process and descriptor
+    # (a restored kernel numbers them the same); absent: in the order they were made.
+    "linux_state": (str, lambda v: v == "canonical", "canonical"),
+    # A flight recorder's window (docs/flight-recorder.md): the trace starts at its
+    # checkpoint 0, a full one at start_icount, instead of at boot.
+    "window": (dict, lambda v: window_problem(v) is None, "a window map (docs/trace-format.md)"),
 }
+
+# The window map's fields: name -> (type, check). start_icount is required; the others
+# describe where the window came from (vmrr info shows them) and are optional.
+WINDOW_FIELDS: dict[str, tuple[type, object]] = {
+    "start_icount": (int, lambda v: 0 <= v < 1 << 64),
+    "start_unix": (float, lambda v: math.isfinite(v) and 0 <= v <= MAX_CREATED_UNIX),
+    "end_icount": (int, lambda v: 0 <= v < 1 << 64),
+    "end_unix": (float, lambda v: math.isfinite(v) and 0 <= v <= MAX_CREATED_UNIX),
+    "recording_started_unix": (float, lambda v: math.isfinite(v) and 0 <= v <= MAX_CREATED_UNIX),
+    "trigger": (str, lambda v: len(v) <= 256),
+    "segment": (int, lambda v: 0 <= v < 1 << 32),
+    "segments": (int, lambda v: 0 <= v < 1 << 32),
+    "dropped_segments": (int, lambda v: 0 <= v < 1 << 32),
+    "dropped_bytes": (int, lambda v: 0 <= v < 1 << 64),
+    "dropped_seconds": (float, lambda v: math.isfinite(v) and 0 <= v <= MAX_CREATED_UNIX),
+}
+
+
+def window_problem(window: dict) -> str | None:
+    """Why ``window`` (header flag ``window``) is malformed, or None."""
+    if type(window.get("start_icount")) is not int:
+        return "start_icount is missing"
+    for name, value in window.items():
+        field_ = WINDOW_FIELDS.get(name)
+        if field_ is None:
+            if type(name) is not str or type(value) not in (int, float, str, bool, type(None)):
+                return f"entry {name!r} is not a scalar"
+            continue
+        kind, check = field_
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind or not check(value):
+            return f"{name} is out of range"
+    return None
 
 
 def _field(top: dict, dotted: str) -> object:

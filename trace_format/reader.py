@@ -92,6 +92,9 @@ class TraceReader:
         path: the trace; ``PATH.incomplete`` files open too (by scanning).
         recover: ignore the footer and scan the chunks, to salvage what precedes
             damage that makes the footer unusable.
+        chunk_limit: scan at most this many chunks (with ``recover``, or for a
+            ``.incomplete`` file): the prefix a writer had flushed at some moment, while
+            it goes on writing (a flight recorder's save).
 
     Attributes:
         path, header, file_size.
@@ -101,6 +104,9 @@ class TraceReader:
         event_counts: EventKind -> number of events (CHECKPOINT records not included).
         last_icount: icount of the last record (0 for an empty trace).
         checkpoints: list of CheckpointRef(icount, index), in icount order.
+        window: the header's ``window`` map for a flight recorder's window, else None.
+        first_icount: where the trace's history starts: 0, or a window's start_icount
+            (its checkpoint 0, the first thing in the file).
         recovered_chunks: number of chunks that can be read (all of them when complete).
         recovery_offset: for a recovered trace, the byte offset where the scan stopped.
         recovery_reason: for a recovered trace, why the scan stopped there.
@@ -111,8 +117,10 @@ class TraceReader:
         TraceCorrupt: the header or footer is damaged.
     """
 
-    def __init__(self, path: str | os.PathLike, *, recover: bool = False):
+    def __init__(self, path: str | os.PathLike, *, recover: bool = False,
+                 chunk_limit: int | None = None):
         self.path = os.fspath(path)
+        self._chunk_limit = chunk_limit
         self._fd = _open_trace(self.path)
         try:
             self.file_size = os.fstat(self._fd).st_size
@@ -143,6 +151,8 @@ class TraceReader:
                                        for i, entry in enumerate(self._checkpoints)}
             self.recovered_chunks = len(self.chunks)
             self._cached: tuple[int, dict[int, bytes]] | None = None
+            self.window = self.header.flags.get("window")
+            self.first_icount = self._check_window() if self.window is not None else 0
         except BaseException:
             self.close()
             raise
@@ -262,6 +272,33 @@ class TraceReader:
         return Checkpoint(self._checkpoints[i].icount, state["cpu"], state["devices"], dict(pages),
                           state.get("digest"))
 
+    def checkpoint_record(self, j: int) -> tuple[int, bool, dict, dict, list | None, dict[int, bytes]]:
+        """Checkpoint ``j`` as recorded: (icount, full, cpu, devices, digest, its own pages).
+
+        The pages are those the checkpoint itself lists (all non-zero RAM for a base, the
+        changed pages for a delta), for copying it into another trace as it was.
+
+        Raises:
+            IndexError: no checkpoint ``j``. TraceCorrupt: a part is damaged.
+        """
+        entry = self._checkpoints[j]
+        pages: dict[int, bytes] = {}
+        state = None
+        for part in range(entry.parts):
+            record, corrupt = self._checkpoint_part(j, part)
+            self._apply_pages(record, corrupt, pages)
+            if part == 0:
+                state = record
+        return entry.icount, entry.full, state["cpu"], state["devices"], state.get("digest"), pages
+
+    def chunk_events(self, info: ChunkInfo) -> list[Event]:
+        """Every record of one chunk of ``chunks``, checked, CHECKPOINT and END included.
+
+        Raises:
+            TraceCorrupt: the chunk is damaged.
+        """
+        return self._read_chunk(info)
+
     def _checkpoint_part(self, j: int, part: int) -> tuple[dict, Callable[[str], TraceCorrupt]]:
         """The checked payload of part ``part`` of checkpoint ``j``, and its error maker."""
         entry = self._checkpoints[j]
@@ -294,6 +331,20 @@ class TraceReader:
                 raise corrupt(f"bad page entry (want [page number < {mem_pages}, "
                               f"{layout.PAGE_SIZE} bytes])")
             pages[item[0]] = item[1]
+
+    def _check_window(self) -> int:
+        """A window trace must begin with its full checkpoint 0 at the window's start."""
+        start = self.window["start_icount"]
+        if not self._checkpoints:
+            raise TraceCorrupt(self.path, self._body_offset,
+                               "a flight recorder's window with no complete checkpoint: nothing "
+                               "in it can be replayed (the recorder was killed while writing it)")
+        first = self._checkpoints[0]
+        if first.first_chunk != 0 or first.icount != start or not first.full:
+            raise TraceCorrupt(self.path, self._body_offset,
+                               f"a flight recorder's window must begin with a full checkpoint at "
+                               f"its start icount {start} (header flags.window)")
+        return start
 
     # --- opening -------------------------------------------------------------------------
 
@@ -454,6 +505,9 @@ class TraceReader:
         pending: _CheckpointEntry | None = None
         while True:
             remaining = self.file_size - offset
+            if self._chunk_limit is not None and len(self.chunks) >= self._chunk_limit:
+                self._stop_scan(offset, f"the first {self._chunk_limit} chunks were asked for")
+                break
             if remaining == 0:
                 self._stop_scan(offset, "the file ends after the last complete chunk, "
                                 "without a footer")

@@ -680,21 +680,8 @@ class Machine:
     # -- state: digests and checkpoints -----------------------------------------------
 
     def ram_digest(self) -> bytes:
-        """A hash of the RAM in use: crc32 per MiB (fast), then blake2b over those.
-
-        A MiB of zeros (most of a guest's RAM) is recognised by a comparison, several
-        times faster than its crc32, which is a constant."""
-        mv, base, crcs = memoryview(self.ram), self._ram_ptr, []
-        in_use = self.ram_in_use                   # beyond it RAM is zero by construction
-        for off in range(0, self.mem_size, MiB):
-            length = min(MiB, self.mem_size - off)
-            if off < in_use and _memcmp(base + off, _ZERO_MIB, length) != 0:
-                crcs.append(zlib.crc32(mv[off:off + length]))
-            elif length == MiB:
-                crcs.append(_ZERO_MIB_CRC)
-            else:
-                crcs.append(zlib.crc32(bytes(length)))
-        return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
+        """A hash of the RAM in use: crc32 per MiB (fast), then blake2b over those."""
+        return ram_digest_of(self.ram, self._ram_ptr, self.ram_in_use, self.mem_size)
 
     def cpu_state(self) -> dict:
         """Registers plus the run loop's own state (halted)."""
@@ -716,10 +703,7 @@ class Machine:
 
     def state_digest(self) -> list:
         """[rip, hash of registers and devices, hash of RAM] — compared by replay."""
-        regs = self.cpu_state()
-        blob = msgpack.packb([sorted(regs.items()), self.device_state()], use_bin_type=True,
-                             unicode_errors="surrogateescape")
-        return [regs["rip"], hashlib.blake2b(blob, digest_size=16).digest(), self.ram_digest()]
+        return digest_of(self.cpu_state(), self.device_state(), self.ram_digest())
 
     def verify_digest(self, recorded: object) -> None:
         """Raise ReplayDivergence naming what differs from a recorded DIGEST payload."""
@@ -824,6 +808,31 @@ class Machine:
 
     def _diverge(self, kind: EventKind, what: str) -> None:
         raise ReplayDivergence(f"replay diverged at icount {self.icount}: {kind.name}: {what}")
+
+
+def ram_digest_of(ram, address: int, in_use: int, mem_size: int) -> bytes:
+    """``Machine.ram_digest`` of a RAM image: ``ram`` (a buffer of ``mem_size`` bytes at
+    ``address``) of which only the first ``in_use`` bytes may be non-zero (the rest is
+    taken as zero unread). A recorder's copy of RAM hashes to the machine's digest.
+
+    A MiB of zeros (most of a guest's RAM) is recognised by a comparison, several times
+    faster than its crc32, which is a constant."""
+    mv, crcs = memoryview(ram), []
+    for off in range(0, mem_size, MiB):
+        length = min(MiB, mem_size - off)
+        if off < in_use and _memcmp(address + off, _ZERO_MIB, length) != 0:
+            crcs.append(zlib.crc32(mv[off:off + length]))
+        elif length == MiB:
+            crcs.append(_ZERO_MIB_CRC)
+        else:
+            crcs.append(zlib.crc32(bytes(length)))
+    return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
+
+
+def digest_of(regs: dict, devices: dict, ram_hash: bytes) -> list:
+    """A state digest from ``cpu_state()``, ``device_state()`` and ``ram_digest()``."""
+    blob = msgpack.packb([sorted(regs.items()), devices], use_bin_type=True, unicode_errors="surrogateescape")
+    return [regs["rip"], hashlib.blake2b(blob, digest_size=16).digest(), ram_hash]
 
 
 def digest_difference(recorded: list, mine: list) -> str:

@@ -164,6 +164,10 @@ class LinuxKernel:
         self.yielded = False                         # sched_yield: the recorder may switch now
         self.unimplemented: Counter[str] = Counter()
         self.files_read: dict[str, list] = {}        # path -> [content id, size]: for summaries only
+        # The state numbers open file descriptions by process and descriptor number, so that
+        # a kernel restored from it numbers them the same (header flag linux_state); traces
+        # recorded before numbered them in the order the descriptors were made.
+        self.canonical_state = False
         self._answers: list | None = None
 
     def new_space(self, *, empty: bool = True) -> AddressSpace:
@@ -947,8 +951,18 @@ class LinuxKernel:
 
     # -- state -----------------------------------------------------------------------
 
+    def _files_in_state_order(self) -> list[OpenFile]:
+        """``open_files()``, those a descriptor holds first, by process id and descriptor
+        number; the others (in flight) after them in ``open_files()``'s order."""
+        rank: dict[int, int] = {}
+        for pid in sorted(self.processes):
+            fds = self.processes[pid].files.fds
+            for fd in sorted(fds):
+                rank.setdefault(id(fds[fd][0]), len(rank))
+        return sorted(self.open_files(), key=lambda f: rank.get(id(f), len(rank)))
+
     def state(self) -> dict:
-        descriptions = self.open_files()
+        descriptions = self._files_in_state_order() if self.canonical_state else self.open_files()
         index = {id(f): i for i, f in enumerate(descriptions)}
         return {"frames": self.frames.state(), "shm": self.shm.state(), "ipc": self.ipc.state(),
                 "pipes": sorted([n, bytes(b)] for n, b in self.pipes.items()),
