@@ -43,7 +43,10 @@ from trace_format.safefile import SymlinkRefused
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
-SPARSE = 6_000_000          # snapshot spacing everywhere else on a forward pass
+SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
+# A Linux program replays at ~120 MIPS, an appliance at several hundred: the same seek
+# latency needs closer snapshots (and a Linux snapshot is cheaper: the RAM in use).
+SPARSE_LINUX = 6_000_000
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
 _ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -553,7 +556,7 @@ class TimeTravel:
     def _advance(self, target: int | None, *, cancel) -> bool:
         """Run forward to ``target`` (None: to the end), laying snapshots. False when cancelled.
 
-        Snapshots go every SPARSE instructions on a long run, and at halving distances
+        Snapshots go every SPARSE (SPARSE_LINUX) instructions on a long run, and at halving distances
         down to DENSE before the target, so that stepping back from it is cheap. Stops
         early at the end of history or when a first-hit hook pauses the machine.
         """
@@ -564,8 +567,9 @@ class TimeTravel:
             if cancel.is_set():
                 return False
             gap = None if target is None else target - self.icount
-            if gap is None or gap > SPARSE:
-                spacing = SPARSE
+            sparse = SPARSE if machine.kernel is None else min(SPARSE, SPARSE_LINUX)
+            if gap is None or gap > sparse:
+                spacing = sparse
             else:
                 spacing = max(DENSE, gap // 2)
             stop_at = self._snapshot_before(self.icount).icount + spacing
