@@ -251,6 +251,7 @@ def test_a_recorded_crash_is_a_signal_and_then_the_end(tmp_path, gdbserver):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(150)        # a recording, its replay and the server's first pass: ~50 s alone
 def test_ctrl_c_interrupts_a_long_continue(tmp_path, gdbserver):
     trace = tmp_path / "cpubench.vmrr"
     # long enough that the continue is still under way after 1.5 s (replay runs up to ~1,000 MIPS)
