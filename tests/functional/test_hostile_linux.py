@@ -79,20 +79,29 @@ def test_a_malformed_linux_end_summary_is_one_line_for_info(linux_trace, tmp_pat
 
 @pytest.mark.parametrize("kind", [["blob"], {"k": 1}, 3, None])
 def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_trace, tmp_path, kind):
+    def change(linux):
+        linux["files"][0][0] = kind                     # the first open file description's kind
+    assert _refused_with_checkpoints(linux_trace, tmp_path, change)
+
+
+def _refused_with_checkpoints(linux_trace: Path, tmp_path: Path, change) -> list[str]:
+    """Replay --verify of the trace with ``change`` made to the Linux state of every
+    checkpoint: a one-line error, no traceback; returns the error lines."""
     d = tf.decode(linux_trace.read_bytes())
     changed = 0
     for chunk in d.chunks:
         for record in chunk:
             if record[1] == CHECKPOINT:
-                files = record[2]["devices"]["linux"]["files"]
-                files[0][0] = kind                      # the first open file description's kind
+                change(record[2]["devices"]["linux"])
                 changed += 1
     assert changed, "the recording has no checkpoint"
     trace = tmp_path / "bad.vmrr"
     trace.write_bytes(tf.encode(d))
     outcome = tf.run_cli(["replay", str(trace), "--verify"])
     assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
-    assert [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")], outcome.stderr
+    errors = [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")]
+    assert errors, outcome.stderr
+    return errors
 
 
 @pytest.mark.parametrize("key, value", [
@@ -104,21 +113,8 @@ def test_an_open_file_of_an_unhashable_kind_in_a_checkpoint_is_refused(linux_tra
     ("in_flight", [[7, [10 ** 6]]]),                                          # no such open file
 ])
 def test_malformed_shared_memory_or_ipc_in_a_checkpoint_is_refused(linux_trace, tmp_path, key, value):
-    d = tf.decode(linux_trace.read_bytes())
-    changed = 0
-    for chunk in d.chunks:
-        for record in chunk:
-            if record[1] == CHECKPOINT:
-                record[2]["devices"]["linux"][key] = value
-                changed += 1
-    assert changed, "the recording has no checkpoint"
-    trace = tmp_path / "bad.vmrr"
-    trace.write_bytes(tf.encode(d))
-    outcome = tf.run_cli(["replay", str(trace), "--verify"])
-    assert outcome.escaped is None and outcome.code in (1, 2), (outcome.code, outcome.stderr)
-    errors = [line for line in outcome.stderr.splitlines() if line.startswith("vmrr: error: ")]
-    assert errors and ("shared memory" in errors[0] or "System V" in errors[0] or "semaphore" in errors[0]
-                       or "in flight" in errors[0] or key in errors[0]), outcome.stderr
+    errors = _refused_with_checkpoints(linux_trace, tmp_path, lambda linux: linux.__setitem__(key, value))
+    assert any(word in errors[0] for word in ("shared memory", "System V", "semaphore", "in flight", key)), errors
 
 
 def test_a_guest_too_small_to_load_the_program_is_one_line_naming_the_size(linux_trace, tmp_path):

@@ -130,6 +130,15 @@ def _perm(entry: list, key: int, extra_mode: int = 0) -> bytes:
                       (entry[0] // SEQ_MULTIPLIER) & 0xFFFF, 0, 0, 0)
 
 
+def _set_perm(k, entry: list, ptr: int, ctime_at: int) -> int:
+    """IPC_SET: the owner gives the object a new uid, gid and mode bits."""
+    if not _owner(k, entry):
+        return -abi.EPERM
+    _key, uid, gid, _cuid, _cgid, mode = _PERM.unpack(k.read(ptr, _PERM.size))[:6]
+    entry[3], entry[4], entry[2], entry[ctime_at] = uid, gid, mode & 0o777, _now(k)
+    return 0
+
+
 def _now(k) -> int:
     return int(k.host("clock", 0)) // 10**9
 
@@ -263,11 +272,7 @@ def sys_shmctl(k, shmid, cmd, buf):
         k.write(buf, _shmid_ds(k, seg))
         return 0
     if cmd == IPC_SET:
-        if not _owner(k, seg):
-            return -abi.EPERM
-        _key, uid, gid, _cuid, _cgid, mode = _PERM.unpack(k.read(buf, _PERM.size))[:6]
-        seg[3], seg[4], seg[2], seg[13] = uid, gid, mode & 0o777, _now(k)
-        return 0
+        return _set_perm(k, seg, buf, 13)
     if cmd == IPC_RMID:
         if not _owner(k, seg):
             return -abi.EPERM
@@ -401,11 +406,7 @@ def sys_semctl(k, semid, semnum, cmd, arg):
                 k.wake(task, -EIDRM)
         return 0
     if cmd == IPC_SET:
-        if not _owner(k, s):
-            return -abi.EPERM
-        _key, uid, gid, _cuid, _cgid, mode = _PERM.unpack(k.read(arg, _PERM.size))[:6]
-        s[3], s[4], s[2], s[10] = uid, gid, mode & 0o777, _now(k)
-        return 0
+        return _set_perm(k, s, arg, 10)
     if cmd == IPC_STAT:
         if not _may(k, s, 4):
             return -abi.EACCES
