@@ -597,27 +597,33 @@ class InstructionCounter:
         n = s.nlog
         if not n:
             return
-        log, by_page = self._log, self._by_page
+        log = self._log
         for i in range(n):
-            pc, packed = log[2 * i], log[2 * i + 1]
-            size = packed & 0xFFFF
-            key = (pc, size, packed >> 16)
-            for page in range(pc >> 12, ((pc + size - 1) >> 12) + 1):
-                by_page.setdefault(page, set()).add(key)
+            packed = log[2 * i + 1]
+            self._index((log[2 * i], packed & 0xFFFF, packed >> 16))
         s.nlog = 0
         self.native_classified += n
+
+    def _index(self, key: tuple[int, int, int]) -> None:
+        """File a classified block (address, size, space) under every page it covers."""
+        pc, size, _space = key
+        for page in range(pc >> 12, ((pc + size - 1) >> 12) + 1):
+            self._by_page.setdefault(page, set()).add(key)
+
+    def _shape(self, pc: int, code: bytes, icount: int | None) -> BlockShape:
+        """The decoding of ``code`` at ``pc``, cached by address and bytes."""
+        shape = self._shapes.get((pc, code))
+        if shape is None:
+            shape = self._shapes[(pc, code)] = decode_block(code, pc, icount)
+        return shape
 
     def _decoded(self, pc: int, size: int) -> BlockShape | None:
         """The shape of a block the edge hook classified (for a fault inside it, or its
         last instruction's address), decoded from its current bytes; None if unreadable."""
         try:
-            code = self._read_code(pc, size)
+            return self._shape(pc, self._read_code(pc, size), None)
         except UcError:
             return None
-        shape = self._shapes.get((pc, code))
-        if shape is None:
-            shape = self._shapes[(pc, code)] = decode_block(code, pc, None)
-        return shape
 
     def _classify(self, pc: int, size: int) -> None:
         self.misses += 1
@@ -627,17 +633,12 @@ class InstructionCounter:
             code = self._read_code(pc, size)
         except UcError:
             code = b""
-        key = (pc, code)
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = decode_block(code, pc, icount) if code else BlockShape((0,), True)
-            self._shapes[key] = shape
+        shape = self._shape(pc, code, icount) if code else BlockShape((0,), True)
         if icount is not None and len(shape.offsets) != icount and not shape.exact:
             shape = BlockShape(shape.offsets, True)
         key = (pc, size, self._state.space)
         if key not in self._current:
-            for page in range(pc >> 12, ((pc + size - 1) >> 12) + 1):
-                self._by_page.setdefault(page, set()).add(key)
+            self._index(key)
         self._current[key] = shape
         lo, hi = pc, pc + size
         if shape.exact:
