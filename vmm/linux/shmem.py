@@ -82,12 +82,13 @@ class SharedMemory:
     def get(self, file_id: str) -> SharedObject:
         return self.objects[int(file_id[len(PREFIX):])]
 
+    def _file_object(self, key: str) -> SharedObject | None:
+        return next((o for o in self.objects.values() if o.kind == "file" and o.key == key), None)
+
     def for_file(self, key: str) -> str:
         """The object of the host file ``key`` ("dev:ino"), made on first use."""
-        for obj in self.objects.values():
-            if obj.kind == "file" and obj.key == key:
-                return PREFIX + str(obj.oid)
-        return self.new("file", key)
+        obj = self._file_object(key)
+        return self.new("file", key) if obj is None else PREFIX + str(obj.oid)
 
     def add_source(self, file_id: str, first: int, content_id: str) -> None:
         """Pages from ``first`` on that the object does not hold yet come from this content."""
@@ -115,12 +116,12 @@ class SharedMemory:
         return frame
 
     def maps_file(self, key: str) -> bool:
-        return any(o.kind == "file" and o.key == key for o in self.objects.values())
+        return self._file_object(key) is not None
 
     def written(self, key: str, offset: int, data: bytes) -> None:
         """``data`` was written at ``offset`` of the host file ``key`` (write, pwrite): the
         pages its object holds show it, as the page cache would."""
-        obj = next((o for o in self.objects.values() if o.kind == "file" and o.key == key), None)
+        obj = self._file_object(key)
         if obj is None or not data:
             return
         pos = 0
