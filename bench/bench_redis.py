@@ -43,9 +43,9 @@ SET_WIRE = len(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$3\r\nxxx\r\n") +
 GET_WIRE = len(b"*2\r\n$3\r\nGET\r\n$16\r\nkey:000000012345\r\n") + len(b"$3\r\nxxx\r\n")
 
 
-def start(mode: str, server: str, port: int, trace: str | None) -> subprocess.Popen:
-    """redis-server natively, under qemu-x86_64 (mode "qemu") or under `vmrr MODE`; returns
-    once it answers PING (bench/bench_speed.py times this: the time to the first PONG)."""
+def start(mode: str, server: str, port: int, trace: str | None, options: list[str] = ()) -> subprocess.Popen:
+    """redis-server natively, under qemu-x86_64 (mode "qemu") or under `vmrr MODE OPTIONS`;
+    returns once it answers PING (bench/bench_speed.py times this: the time to the first PONG)."""
     args = [server, "--port", str(port), "--save", "", "--appendonly", "no"]
     if mode == "native":
         cmd = args
@@ -55,7 +55,7 @@ def start(mode: str, server: str, port: int, trace: str | None) -> subprocess.Po
         cmd = [sys.executable, "-m", "vmrr", mode]
         if trace:
             cmd += ["-o", trace, "--force"]
-        cmd += ["--", *args]
+        cmd += [*options, "--", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

@@ -32,25 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_redis import REDIS, benchmark, cli, free_port  # noqa: E402  (same directory)
+import bench_redis  # noqa: E402  (same directory)
+from bench_redis import REDIS, benchmark, free_port  # noqa: E402
 
 
 def start(server: str, port: int, trace: str, ring: str | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "vmrr", "record", "-o", trace, "--force"]
-    if ring:
-        cmd += ["--ring", ring]
-    cmd += ["--", server, "--port", str(port), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if cli(port, "PING") == "PONG":
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"redis-server did not come up under vmrr record: {proc.communicate()[1][-2000:]}")
+    """redis-server under `vmrr record` (``--ring RING`` when given), once it answers PING."""
+    return bench_redis.start("record", server, port, trace, ["--ring", ring] if ring else [])
 
 
 def stop(proc: subprocess.Popen) -> str:
