@@ -132,10 +132,37 @@ def write(trace: str, content: dict) -> None:
     if key is None:
         raise OSError("no sidecar key in the cache directory")
     content = dict(content, version=VERSION, trace=trace_identity(trace), unicorn=unicorn.__version__)
-    body = lz4.frame.compress(msgpack.packb(content, use_bin_type=True, unicode_errors="surrogateescape"))
+    body = b"".join(_compressed(_packed(content)))
     # A fresh file beside the trace, renamed into place: never written through a link
     # someone planted at TRACE.idx (or at any temporary name).
     safefile.replace_atomically(sidecar_path(trace), MAGIC + _mac(key, body) + body)
+
+
+def _packed(content: dict):
+    """msgpack of ``content``, the same bytes ``packb`` makes, a list element at a time: each
+    call holds the GIL for one snapshot, not for all of them (the sidecar is written
+    while a debugger uses the engine, ``TimeTravel``)."""
+    packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+    yield packer.pack_map_header(len(content))
+    for name, value in content.items():
+        yield packer.pack(name)
+        if type(value) is list:
+            yield packer.pack_array_header(len(value))
+            for item in value:
+                yield packer.pack(item)
+        else:
+            yield packer.pack(value)
+
+
+def _compressed(chunks):
+    """One lz4 frame of the chunks (lz4 lets other threads run while it compresses)."""
+    compressor = lz4.frame.LZ4FrameCompressor()
+    yield compressor.begin()
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
 
 
 def read(trace: str, *, max_bytes: int) -> dict:

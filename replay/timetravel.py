@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import os
 import enum
+import threading
 import hashlib
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,7 @@ from vmm.devices import BadDeviceState
 from vmm.devices.sockets import CHANNELS
 from vmm.machine import PAGE, RAM_START, Outcome, RunResult
 from replay import sidecar
-from trace_format.safefile import SymlinkRefused
+from trace_format.safefile import SymlinkRefused, refuse_symlink
 from replay.session import Replay
 
 DENSE = 1_000_000           # snapshot spacing right before the position the user went to
@@ -185,7 +186,7 @@ class TimeTravel:
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
         self.disk_checkpoints_loaded = 0
-        self.sidecar_problem: str | None = None     # why the sidecar could not be written
+        self._sidecar_problems: list[str] = []      # why the sidecar could not be written
         self.sidecar_rejected = False                # a sidecar snapshot met a digest it differs from
         # Weak: the engine must not be part of a reference cycle, so that dropping it
         # frees its snapshots at once (``__del__`` closes it), not at the next collection.
@@ -250,12 +251,32 @@ class TimeTravel:
                 "delta": snap.delta,
             })
         try:
-            sidecar.write(self.path, {"last_icount": self.last_icount, "console": self._console,
-                                      "sockets": self._sockets, "snapshots": snaps})
+            refuse_symlink(sidecar.sidecar_path(self.path))     # said now, not when written
         except SymlinkRefused as exc:
             self.sidecar_problem = f"sidecar index not written: {exc}"
-        except OSError:
-            pass                               # a read-only directory: reopening just costs a pass
+            return
+        # Packed, compressed and written by a thread (a second or more for a long trace):
+        # the engine is usable meanwhile. close() waits for it; so does the next opening
+        # of the same trace in this process, and the interpreter before it exits.
+        _wait_for_sidecar(self.path)
+        writer = threading.Thread(target=_write_sidecar, name="vmrr-sidecar", args=(
+            self.path, {"last_icount": self.last_icount, "console": list(self._console),
+                        "sockets": list(self._sockets), "snapshots": snaps}, self._sidecar_problems))
+        _sidecar_writers[os.path.abspath(self.path)] = writer
+        writer.start()
+
+    def sidecar_written(self) -> None:
+        """Return once the sidecar this engine writes (if any) is on disk."""
+        _wait_for_sidecar(self.path)
+
+    @property
+    def sidecar_problem(self) -> str | None:
+        """Why the sidecar could not be written, or None (so far)."""
+        return self._sidecar_problems[0] if self._sidecar_problems else None
+
+    @sidecar_problem.setter
+    def sidecar_problem(self, value: str | None) -> None:
+        self._sidecar_problems[:] = [] if value is None else [value]
 
     def _load_sidecar(self) -> bool:
         """Take the first pass's results from TRACE.idx; False (and rebuild) if it is not right.
@@ -265,6 +286,7 @@ class TimeTravel:
         no snapshot, no machine state).
         """
         machine = self.machine
+        _wait_for_sidecar(self.path)
         try:
             content = sidecar.read(self.path, max_bytes=self._sidecar_cap())
             parsed = self._parse_sidecar(content)
@@ -1082,6 +1104,7 @@ class TimeTravel:
         The boundary's output hooks point back here (a cycle through bound methods), so
         without this the snapshots' RAM would wait for the garbage collector.
         """
+        self.sidecar_written()
         self._snaps = []
         self._console = []
         self._sockets = []
@@ -1100,6 +1123,31 @@ class TimeTravel:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+
+_sidecar_writers: dict[str, threading.Thread] = {}     # trace (absolute path): its sidecar's writer
+
+
+def _write_sidecar(trace: str, content: dict, problems: list[str]) -> None:
+    """The writer thread's work. It holds no reference to the engine: dropping the engine
+    closes it at once, and close() waits here."""
+    try:
+        sidecar.write(trace, content)
+    except SymlinkRefused as exc:                  # planted while it was written
+        problems.append(f"sidecar index not written: {exc}")
+    except OSError:
+        pass                                       # a read-only directory: reopening just costs a pass
+
+
+def _wait_for_sidecar(trace: str) -> None:
+    """Until the sidecar of ``trace`` being written in this process (if any) is on disk."""
+    key = os.path.abspath(trace)
+    writer = _sidecar_writers.get(key)
+    if writer is not None and writer is not threading.current_thread():
+        writer.join()
+        if _sidecar_writers.get(key) is writer:
+            del _sidecar_writers[key]
 
 
 def _call(ref, method: str, *args) -> None:
