@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import os
 import enum
+import signal
 import threading
 import hashlib
 import weakref
@@ -48,6 +49,9 @@ SPARSE = 12_000_000         # snapshot spacing everywhere else on a forward pass
 # A Linux program replays at ~120 MIPS, an appliance at several hundred: the same seek
 # latency needs closer snapshots (and a Linux snapshot is cheaper: the RAM in use).
 SPARSE_LINUX = 6_000_000
+# The first pass splits in two processes at an on-disk checkpoint at least this far from
+# either end (a fork and the transfer of the second half's snapshots cost ~0.5 s).
+PARALLEL_MIN = 100_000_000
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
 _ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -182,6 +186,8 @@ class TimeTravel:
         self.breakpoints: set[int] = set()
         self.watchpoints: list[Watchpoint] = []
         self._snaps: list[_Snapshot] = []
+        self._second_pass: tuple[int, int] | None = None     # (pid, pipe) of _parallel_pass's child
+        self.first_pass_split: int | None = None    # where a forked process took the first pass over
         self._console: list[tuple[int, bytes, str]] = []      # (icount, bytes, stream)
         self._sockets: list[tuple[int, int, bytes]] = []
         self._capturing = True              # outputs are collected on the first pass only
@@ -227,15 +233,33 @@ class TimeTravel:
         return None
 
     def _find_last_icount(self) -> int:
-        """Replay the whole run once: learn where history ends, capture outputs, lay snapshots."""
-        self._advance(None, cancel=None)
+        """Replay the whole run once: learn where history ends, capture outputs, lay snapshots.
+
+        With two CPUs or more and an on-disk checkpoint near the middle of a long trace, a
+        forked process replays from that checkpoint to the end while this one replays up to
+        it (``_parallel_pass``)."""
+        second = self._parallel_pass()
+        if second is None:
+            self._advance(None, cancel=None)
+        else:
+            try:
+                self._advance(second, cancel=None, dense=False)
+                joined = not self._ended and self.icount == second and self._join_second_pass()
+            finally:
+                self._abandon_second_pass()
+            if joined:
+                self.first_pass_split = second
+                self._capturing = False
+                return self.last_icount
+            self._advance(None, cancel=None)               # without it: this process goes on
         self._take_snapshot()
         self._capturing = False
         return self.icount
 
     # -- the sidecar index -----------------------------------------------------------
 
-    def _save_sidecar(self) -> None:
+    def _first_pass_content(self) -> dict:
+        """What the first pass learned, as the sidecar holds it (msgpack-able)."""
         index = {id(snap): i for i, snap in enumerate(self._snaps)}
         snaps = []
         for snap in self._snaps:
@@ -250,6 +274,10 @@ class TimeTravel:
                 "keyframe": snap.keyframe, "base": None if snap.base is None else index[id(snap.base)],
                 "delta": snap.delta,
             })
+        return {"last_icount": self.icount if self.last_icount == 1 << 64 else self.last_icount,
+                "console": list(self._console), "sockets": list(self._sockets), "snapshots": snaps}
+
+    def _save_sidecar(self) -> None:
         try:
             refuse_symlink(sidecar.sidecar_path(self.path))     # said now, not when written
         except SymlinkRefused as exc:
@@ -260,8 +288,7 @@ class TimeTravel:
         # of the same trace in this process, and the interpreter before it exits.
         _wait_for_sidecar(self.path)
         writer = threading.Thread(target=_write_sidecar, name="vmrr-sidecar", args=(
-            self.path, {"last_icount": self.last_icount, "console": list(self._console),
-                        "sockets": list(self._sockets), "snapshots": snaps}, self._sidecar_problems))
+            self.path, self._first_pass_content(), self._sidecar_problems))
         _sidecar_writers[os.path.abspath(self.path)] = writer
         writer.start()
 
@@ -367,6 +394,13 @@ class TimeTravel:
             raise bad("no snapshots")
         ctx_size = machine.uc.context_save().size
         device_names = {dev.name for dev in machine.devices}
+        if self._snaps:                # the boot snapshot (a second pass's results, _parallel_pass)
+            boot = self._snaps[0]
+            boot_ram_size, boot_devices = len(boot.keyframe), boot.state["devices"]
+            boot_ram = lambda size: boot.keyframe[:size]  # noqa: E731
+        else:                          # the machine as it boots (a sidecar read at opening)
+            boot_ram_size, boot_devices = machine.ram_in_use, _freeze(machine.device_state())
+            boot_ram = lambda size: machine.ram[:size]  # noqa: E731
         snaps: list[_Snapshot] = []
         cost = 0
         for i, entry in enumerate(entries):
@@ -412,9 +446,8 @@ class TimeTravel:
                             or type(page) is not bytes or len(page) != PAGE):
                         raise bad(f"snapshot {i} delta page {off!r} is outside RAM or not {PAGE} bytes")
                     pages[off] = page
-            if i == 0 and (icount != self.first_icount or keyframe is None or len(keyframe) != machine.ram_in_use
-                           or keyframe != machine.ram[:len(keyframe)]
-                           or _freeze(devices) != _freeze(machine.device_state())
+            if i == 0 and (icount != self.first_icount or keyframe is None or len(keyframe) != boot_ram_size
+                           or keyframe != boot_ram(len(keyframe)) or _freeze(devices) != boot_devices
                            or entry["halted"] or entry["ended"] or result is not None):
                 raise bad("snapshot 0 is not the machine as it boots")
             ctx = UcContext.__new__(UcContext)
@@ -575,7 +608,96 @@ class TimeTravel:
 
     # -- running forward ---------------------------------------------------------------
 
-    def _advance(self, target: int | None, *, cancel) -> bool:
+    def _parallel_pass(self) -> int | None:
+        """Start the second half of the first pass in a forked process: the icount of the
+        checkpoint it starts from, where this process is to stop; or None (one CPU, a short trace, no
+        checkpoint near the middle).
+
+        The child loads the trace's checkpoint (its digest checked), replays to the end
+        laying snapshots as this process would, and sends what it learned — in the
+        sidecar's form — through a pipe; ``_join_second_pass`` takes it.
+        """
+        if len(os.sched_getaffinity(0)) < 2 or not hasattr(os, "fork"):
+            return None
+        start, end = self.first_icount, self._expected_end
+        best = None
+        for index, ref in enumerate(self.reader.checkpoints):
+            if start + PARALLEL_MIN <= ref.icount <= end - PARALLEL_MIN and start < ref.icount < end:
+                if best is None or abs(2 * ref.icount - start - end) < abs(2 * best[1] - start - end):
+                    best = (index, ref.icount)
+        if best is None:
+            return None
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                   # the child: never returns
+            status = 1
+            try:
+                os.close(read_end)
+                self.progress = None
+                self.memory_budget = max(self.memory_budget // 2, 1)
+                self._load_disk_checkpoint(best[0])
+                self._advance(None, cancel=None)
+                self._take_snapshot()
+                content = self._first_pass_content()
+                with os.fdopen(write_end, "wb") as out:
+                    for chunk in sidecar._packed(content):
+                        out.write(chunk)
+                status = 0
+            except BaseException:
+                pass
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self._second_pass = (pid, read_end)
+        return best[1]
+
+    def _join_second_pass(self) -> bool:
+        """Take the forked process's snapshots and outputs (this process stands at its
+        checkpoint). False if it failed or what it sent does not check out: then nothing
+        of it is kept."""
+        pid, read_end = self._second_pass
+        self._second_pass = None
+        try:
+            with os.fdopen(read_end, "rb") as pipe:
+                data = pipe.read()
+        finally:
+            _, status = os.waitpid(pid, 0)
+        if status != 0 or not data:
+            return False
+        try:
+            content = msgpack.unpackb(data, raw=False, strict_map_key=False, unicode_errors="surrogateescape")
+            del data
+            checkpoint_icount = self.icount
+            content["console"] = [list(row) for row in self._console] + content["console"]
+            content["sockets"] = [list(row) for row in self._sockets] + content["sockets"]
+            snaps, last_icount, console, sockets = self._parse_sidecar(content)
+        except Exception:  # noqa: BLE001 - anything amiss in it: this process replays that half
+            return False
+        boot = self._snaps[0]
+        theirs = [snap for snap in snaps[1:] if snap.icount >= checkpoint_icount]
+        for snap in theirs:
+            snap.trusted = True                        # from the trace's own checkpoint
+            if snap.base is snaps[0]:
+                snap.base = boot
+        self._snaps = [snap for snap in self._snaps if snap.icount < checkpoint_icount] + theirs
+        self._console, self._sockets = console, sockets
+        self.last_icount = last_icount
+        self._enforce_budget()
+        return True
+
+    def _abandon_second_pass(self) -> None:
+        """The forked process is not wanted (this one failed or was interrupted): stop it."""
+        if self._second_pass is not None:
+            pid, read_end = self._second_pass
+            self._second_pass = None
+            os.close(read_end)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+    def _advance(self, target: int | None, *, cancel, dense: bool = True) -> bool:
         """Run forward to ``target`` (None: to the end), laying snapshots. False when cancelled.
 
         Snapshots go every SPARSE (SPARSE_LINUX) instructions on a long run, and at halving distances
@@ -590,7 +712,7 @@ class TimeTravel:
                 return False
             gap = None if target is None else target - self.icount
             sparse = SPARSE if machine.kernel is None else min(SPARSE, SPARSE_LINUX)
-            if gap is None or gap > sparse:
+            if gap is None or gap > sparse or not dense:
                 spacing = sparse
             else:
                 spacing = max(DENSE, gap // 2)

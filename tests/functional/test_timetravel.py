@@ -274,3 +274,36 @@ def test_on_disk_checkpoints_serve_seeks_when_snapshots_were_dropped(tmp_path):
         assert engine.disk_checkpoints_loaded > 0
     finally:
         engine.close()
+
+
+def test_an_appliance_first_pass_split_at_a_checkpoint_is_exact(tmp_path, monkeypatch):
+    """A server appliance with sockets, checkpoints every 150k instructions: the first pass
+    split in two processes gives the outputs and positions of one straight pass."""
+    from conftest import VmrrProcess
+    from replay import timetravel
+    from timetravel_helpers import check_positions
+    path = tmp_path / "kv.vmrr"
+    procs = []
+
+    def start(args):
+        proc = VmrrProcess(args)
+        procs.append(proc)
+        proc.wait_listening()
+        return proc
+    try:
+        done = _record_kvstore(path, start, "kvstore", ["-c", "2", "-n", "200", "-t", "set,get"],
+                               "--checkpoint-every", "150000")
+    finally:
+        for proc in procs:
+            proc.terminate_quietly()
+    assert done.returncode == 0, describe(done)
+    trace = str(path)
+    monkeypatch.setattr(timetravel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(timetravel.os, "sched_getaffinity", lambda pid: {0, 1})
+    with TimeTravel(trace, sidecar=False) as split:
+        assert split.first_pass_split is not None
+        monkeypatch.setattr(timetravel, "PARALLEL_MIN", 1 << 62)
+        with TimeTravel(trace, sidecar=False) as whole:
+            assert (split.last_icount, split._console, split._sockets) == \
+                (whole.last_icount, whole._console, whole._sockets)
+        assert check_positions(trace, count=6, seed=4, engine=split) == []

@@ -10,7 +10,7 @@ import lz4.frame
 import msgpack
 import pytest
 
-from linux_helpers import linux_prog, record_replay_linux  # noqa: F401  (fixture)
+from linux_helpers import linux_prog, record_linux, record_replay_linux, replay_verify  # noqa: F401
 from replay import sidecar
 from replay import timetravel
 from replay.timetravel import TimeTravel
@@ -163,3 +163,47 @@ def test_a_resigned_sidecar_that_lies_is_caught_and_the_truth_shown(traces, tmp_
             assert engine.machine.state_digest() == straight_digests(trace, [target])[target]
     finally:
         engine.close()
+
+
+@pytest.fixture(scope="module")
+def checkpointed(linux_prog, tmp_path_factory):
+    """Threads and host sockets, recorded with on-disk checkpoints every 1M instructions."""
+    trace = tmp_path_factory.mktemp("tt-split") / "sockio.vmrr"
+    record = record_linux(trace, [linux_prog("sockio", "pie", "-pthread")], "--checkpoint-every", "1000000")
+    assert record.returncode == 0 and "PASS sockio" in record.stdout, record.stderr
+    assert replay_verify(trace).stdout == record.stdout
+    return str(trace)
+
+
+def test_a_first_pass_split_at_a_checkpoint_lands_where_a_straight_replay_does(checkpointed, monkeypatch):
+    monkeypatch.setattr(timetravel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(timetravel.os, "sched_getaffinity", lambda pid: {0, 1})   # even on one CPU
+    split = TimeTravel(checkpointed, sidecar=False)
+    try:
+        assert split.first_pass_split is not None, "no checkpoint inside the trace to split at"
+        monkeypatch.setattr(timetravel, "PARALLEL_MIN", 1 << 62)
+        with TimeTravel(checkpointed, sidecar=False) as whole:
+            assert whole.first_pass_split is None
+            assert split.last_icount == whole.last_icount
+            assert split.console_output(split.last_icount) == whole.console_output(whole.last_icount)
+            assert [s.icount for s in split._snaps if s.icount < split.first_pass_split] == \
+                [s.icount for s in whole._snaps if s.icount < split.first_pass_split]
+        assert check_positions(checkpointed, count=8, seed=11, engine=split) == []
+    finally:
+        split.close()
+
+
+def test_a_second_pass_that_fails_leaves_the_first_pass_to_this_process(checkpointed, monkeypatch):
+    parent = os.getpid()
+    sends = TimeTravel._first_pass_content
+
+    def fail_in_the_child(self):
+        if os.getpid() != parent:
+            raise RuntimeError("the forked pass dies")
+        return sends(self)
+    monkeypatch.setattr(TimeTravel, "_first_pass_content", fail_in_the_child)
+    monkeypatch.setattr(timetravel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(timetravel.os, "sched_getaffinity", lambda pid: {0, 1})
+    with TimeTravel(checkpointed, sidecar=False) as engine:
+        assert engine.first_pass_split is None
+        assert check_positions(checkpointed, count=4, seed=12, engine=engine) == []
