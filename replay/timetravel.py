@@ -545,15 +545,12 @@ class TimeTravel:
         in_use = machine.ram_in_use           # RAM beyond this is still zero (a Linux program's)
         keyframe = next((s for s in reversed(self._snaps[:i]) if s.keyframe is not None), None)
         if keyframe is not None:
-            key = keyframe.keyframe
             delta = {}
             limit = KEYFRAME_DELTA_LIMIT * in_use / PAGE
-            for off in range(RAM_START, in_use, PAGE):
-                page = ram[off:off + PAGE]
-                if page != (key[off:off + PAGE] if off < len(key) else _ZERO_PAGE):
-                    delta[off] = page
-                    if len(delta) > limit:
-                        break
+            for off in _changed_pages(ram, keyframe.keyframe, in_use):
+                delta[off] = ram[off:off + PAGE]
+                if len(delta) > limit:
+                    break
             if len(delta) <= limit:
                 snap.base, snap.delta = keyframe, delta
         if snap.base is None:
@@ -1248,6 +1245,19 @@ class TimeTravel:
 
 
 
+def _changed_pages(ram, key: bytes, in_use: int):
+    """Offsets of the pages of ``ram`` below ``in_use`` that differ from ``key`` (RAM from 0,
+    shorter where the rest was zero), 16 pages compared at a time first: most are the same."""
+    for base in range(RAM_START, in_use, _RUN):
+        end = min(base + _RUN, in_use)
+        if end <= len(key) and ram[base:end] == key[base:end]:
+            continue
+        for off in range(base, end, PAGE):
+            if ram[off:off + PAGE] != (key[off:off + PAGE] if off < len(key) else _ZERO_PAGE):
+                yield off
+
+
+_RUN = 16 * PAGE
 _sidecar_writers: dict[str, threading.Thread] = {}     # trace (absolute path): its sidecar's writer
 
 
