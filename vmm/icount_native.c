@@ -50,7 +50,7 @@ struct counter {
     uint64_t block_base;           /*  56: icount before the current counted block */
     struct entry *block;           /*  64: the block under way (kind COUNTED or EXACT), or 0 */
     uint64_t space;                /*  72: the address space running now (a Linux process's) */
-    uint64_t unused;               /*  80 */
+    struct cell **cell_slot;       /*  80: the block hook's user_data inside Unicorn, or 0 */
     uint64_t stop_reason;          /*  88: STOP_* of the last stop asked for here */
     uint64_t stop_pc;              /*  96 */
     uint64_t stop_size;            /* 104 */
@@ -65,6 +65,19 @@ struct counter {
     uint64_t *log;                 /* 176: (pc, size | space << 16) of blocks classified here */
     uint64_t nlog;                 /* 184: entries in log, up to log_max */
     uint64_t log_max;              /* 192 */
+    struct cell *cells;            /* 200: a ring of cells, one per translated block */
+    uint64_t cells_mask;           /* 208: cells - 1 (a power of two, minus one) */
+    uint64_t next_cell;            /* 216: the ring's next free cell */
+};
+
+/* A translated block's own cell: Unicorn passes the block hook the user_data the hook
+   had when it translated the block (icount.py sets it to a fresh cell after each
+   translation), so the hook finds the block's entry without hashing. The entry is still
+   checked: a cell may be shared (a translation the edge hook did not see) or stale (the
+   entry went to another block). */
+struct cell {
+    struct counter *s;
+    struct entry *e;
 };
 
 #define LAST_UNKNOWN 0xFFFF        /* last_off of a block classified here: Python finds it */
@@ -89,15 +102,45 @@ static inline struct entry *find(struct counter *s, uint64_t pc, uint64_t size)
             return &e[i];
     return 0;
 }
+/* The cell the next translated block gets: this one is taken. */
+static inline void next_cell(struct counter *s)
+{
+    struct cell *c = &s->cells[++s->next_cell & s->cells_mask];
+    c->s = s;
+    c->e = 0;
+    *s->cell_slot = c;
+}
+
+static inline __attribute__((always_inline))
+void block(void *uc, uint64_t pc, uint32_t size, struct counter *s, struct entry *e);
+
 /* UC_HOOK_BLOCK: count the whole block before it runs, or stop before it. */
 void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
 {
-    struct entry *e;
-    uint64_t n, all;
+    if (!s->exact_all)
+        block(uc, pc, size, s, find(s, pc, size));
+}
 
+/* The same, with user_data the block's cell (when icount.py could set that up). */
+void vmrr_block_hook_cell(void *uc, uint64_t pc, uint32_t size, struct cell *c)
+{
+    struct counter *s = c->s;
+    struct entry *e = c->e;
     if (s->exact_all)
         return;
-    e = find(s, pc, size);
+    if (!e || e->pc != pc || e->size != size || e->space != (uint32_t)s->space) {
+        e = c->e = find(s, pc, size);
+        if (c == *s->cell_slot)
+            next_cell(s);              /* a translation the edge hook did not see */
+    }
+    block(uc, pc, size, s, e);
+}
+
+static inline __attribute__((always_inline))
+void block(void *uc, uint64_t pc, uint32_t size, struct counter *s, struct entry *e)
+{
+    uint64_t n, all;
+
     if (!e || e->kind == KIND_NEW) {
         s->stop_reason = STOP_MISS;
         s->stop_pc = pc;
@@ -217,6 +260,10 @@ void vmrr_edge_hook(void *uc, uc_tb *cur, uc_tb *prev, struct counter *s)
         s->log[2 * s->nlog] = cur->pc;
         s->log[2 * s->nlog + 1] = cur->size | (s->space & 0xFFFFFFFFull) << 16;
         s->nlog++;
+    }
+    if (s->cell_slot) {
+        (*s->cell_slot)->e = e;    /* the cell `cur` was translated with */
+        next_cell(s);
     }
 }
 static inline void count_one(void *uc, uint64_t pc, struct counter *s)

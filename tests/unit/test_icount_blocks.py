@@ -473,3 +473,35 @@ def test_paging_one_virtual_page_remapped_between_codes_of_the_same_shape(assemb
     assert block[-1]["outcome"] is Outcome.POWER_OFF
     assert len(block[-1]["events"]) == 3              # code C ran for r12 = 5, 3, 1
     assert block[-1]["registers"]["cr0"] >> 31 == 1
+
+
+def test_block_cells_that_name_the_wrong_entry_still_count_exactly():
+    """A translated block's cell names its table entry (icount_native.c, struct cell). Cells
+    that name another block's entry, or none, are caught: the count stays exact."""
+    import ctypes
+    name = "t_interrupts"
+    if not (IMAGES / f"{name}.elf").exists():
+        pytest.skip(f"{name} is not built")
+    image = load_image(str(IMAGES / f"{name}.elf"))
+    machine, boundary, _ = boot(image, exact=True, mem=16 << 20)
+    total = machine.run(max_instructions=5_000_000).icount
+    boundary.close()
+    rng = __import__("random").Random(5)
+    stops = sorted({rng.randrange(0, total + 1) for _ in range(8)}) + [total + 1]
+    _block, exact = run_both(image, stops, mem=16 << 20)
+    machine, boundary, log = boot(image, exact=False, mem=16 << 20)
+    try:
+        counter = machine.counter
+        assert getattr(counter, "_cells", None) is not None, "this Unicorn's hook layout was not recognised"
+        marks = []
+        for i, stop in enumerate(stops):
+            result = machine.run(max_instructions=stop)
+            marks.append(observe(machine, log, result))
+            if result.outcome is not Outcome.LIMIT:
+                break
+            wrong = ctypes.addressof(counter._table[rng.randrange(len(counter._table))]) if i % 2 else None
+            for cell in counter._cells[:min(counter._state.next_cell + 1, icount_mod.CELLS)]:
+                cell.e = wrong
+        assert marks == exact
+    finally:
+        boundary.close()
