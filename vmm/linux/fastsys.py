@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import struct
 from pathlib import Path
 
 from unicorn import x86_const as x86
@@ -103,6 +104,11 @@ class _Logged(ctypes.Structure):
     _fields_ = [("icount", ctypes.c_uint64), ("nr", ctypes.c_uint64), ("a0", ctypes.c_uint64),
                 ("a1", ctypes.c_uint64), ("a2", ctypes.c_uint64), ("value", ctypes.c_int64),
                 ("data", ctypes.c_uint64)]
+
+
+# A queued call as the native hook reads it: _Logged's fields, packed in one call.
+_QUEUED = struct.Struct("<QQQQQqQ")
+assert _QUEUED.size == ctypes.sizeof(_Logged)
 
 
 class _State(ctypes.Structure):
@@ -192,37 +198,50 @@ class FastSyscalls:
     def queue(self, events) -> int:
         """Queue recorded SYSCALL events (in trace order) that the native hook can answer,
         up to the first it cannot: read and write on a socket with bytes moved, and clock
-        reads. Returns how many were queued; the queue starts over."""
-        state, queue, data = self.state, self._queue, self._qdata
+        reads. Returns how many were queued; the queue starts over.
+
+        The events passed ``check_syscall`` when they were read (arguments are register
+        values, paths or None; answers are [op, value] pairs); what a queued call needs
+        beyond that is checked here. One ``pack_into`` an entry: this runs for every call
+        a server's replay answers natively."""
+        state, queue = self.state, self._queue
+        data = ctypes.addressof(self._qdata)
+        pack = _QUEUED.pack_into
         n = used = 0
         for event in events:
             if n >= QUEUE_CAPACITY:
                 break
-            nr, args, ret, answers = event.payload[1:5]
-            if type(answers) is not list or len(answers) != 1 or type(args) is not list:
+            _tid, nr, args, ret, answers = event.payload
+            if len(answers) != 1 or type(ret) is not int:
                 break
-            answer = answers[0]
-            if type(answer) is not list or len(answer) != 2:
-                break
-            kind, value = answer
-            e = queue[n]
-            if nr == NR_READ and kind == "recv" and type(value) is bytes and len(args) == 3 \
-                    and type(ret) is int and 0 < ret == len(value) <= args[2] and used + ret <= QUEUE_DATA:
-                ctypes.memmove(ctypes.addressof(data) + used, value, ret)
-                e.value, e.data, e.a2 = ret, used, args[2]
-                used += ret
-            elif nr == NR_WRITE and kind == "send" and type(value) is int and len(args) == 3 \
-                    and type(ret) is int and 0 < ret == value <= args[2]:
-                e.value, e.data, e.a2 = ret, 0, args[2]
-            elif nr in (NR_GETTIMEOFDAY, NR_CLOCK_GETTIME) and kind == "clock" and type(value) is int \
-                    and 0 <= value < 1 << 62 and ret == 0 and len(args) == 2 \
-                    and (args[1] == 0 if nr == NR_GETTIMEOFDAY else args[0] in VALID_CLOCKS):
-                e.value, e.data, e.a2 = value, 0, 0
+            kind, value = answers[0]
+            if len(args) == 3:
+                a0, a1, a2 = args
+            elif len(args) == 2:
+                (a0, a1), a2 = args, 0
             else:
                 break
-            if not all(type(a) is int and 0 <= a < 1 << 64 for a in args):
+            if type(a0) is not int or type(a1) is not int or type(a2) is not int:
                 break
-            e.icount, e.nr, e.a0, e.a1 = event.icount, nr, args[0], args[1]
+            if nr == NR_READ:
+                if not (kind == "recv" and type(value) is bytes and len(args) == 3
+                        and 0 < ret == len(value) <= a2 and used + ret <= QUEUE_DATA):
+                    break
+                ctypes.memmove(data + used, value, ret)
+                pack(queue, n * _QUEUED.size, event.icount, nr, a0, a1, a2, ret, used)
+                used += ret
+            elif nr == NR_WRITE:
+                if not (kind == "send" and type(value) is int and len(args) == 3 and 0 < ret == value <= a2
+                        and ret < 1 << 62):
+                    break
+                pack(queue, n * _QUEUED.size, event.icount, nr, a0, a1, a2, ret, 0)
+            elif nr == NR_GETTIMEOFDAY or nr == NR_CLOCK_GETTIME:
+                if not (kind == "clock" and type(value) is int and 0 <= value < 1 << 62 and ret == 0
+                        and len(args) == 2 and (a1 == 0 if nr == NR_GETTIMEOFDAY else a0 in VALID_CLOCKS)):
+                    break
+                pack(queue, n * _QUEUED.size, event.icount, nr, a0, a1, 0, value, 0)
+            else:
+                break
             n += 1
         state.qhead, state.qlen = 0, n
         return n
