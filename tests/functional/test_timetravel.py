@@ -36,10 +36,9 @@ def _record_kvstore(path, start_vmrr, image: str, load: list[str], *extra: str, 
         bench.wait()
 
 
-@pytest.fixture(scope="module")
-def kv_trace(tmp_path_factory, request):
+def _recorded_kvstore(path, load: list[str], *extra: str):
+    """Record the kvstore appliance under ``load``: the recording's CompletedProcess."""
     from conftest import VmrrProcess
-    path = tmp_path_factory.mktemp("tt") / "kv.vmrr"
     procs = []
 
     def start(args):
@@ -48,10 +47,16 @@ def kv_trace(tmp_path_factory, request):
         proc.wait_listening()
         return proc
     try:
-        done = _record_kvstore(path, start, "kvstore", ["-c", "4", "-n", "300", "-t", "set,get,lpush,lrange_100"])
+        return _record_kvstore(path, start, "kvstore", load, *extra)
     finally:
         for proc in procs:
             proc.terminate_quietly()
+
+
+@pytest.fixture(scope="module")
+def kv_trace(tmp_path_factory, request):
+    path = tmp_path_factory.mktemp("tt") / "kv.vmrr"
+    done = _recorded_kvstore(path, ["-c", "4", "-n", "300", "-t", "set,get,lpush,lrange_100"])
     assert done.returncode == 0, describe(done)
     replay_verify(path)
     return str(path)
@@ -279,23 +284,10 @@ def test_on_disk_checkpoints_serve_seeks_when_snapshots_were_dropped(tmp_path):
 def test_an_appliance_first_pass_split_at_a_checkpoint_is_exact(tmp_path, monkeypatch):
     """A server appliance with sockets, checkpoints every 150k instructions: the first pass
     split in two processes gives the outputs and positions of one straight pass."""
-    from conftest import VmrrProcess
     from replay import timetravel
     from timetravel_helpers import check_positions
     path = tmp_path / "kv.vmrr"
-    procs = []
-
-    def start(args):
-        proc = VmrrProcess(args)
-        procs.append(proc)
-        proc.wait_listening()
-        return proc
-    try:
-        done = _record_kvstore(path, start, "kvstore", ["-c", "2", "-n", "200", "-t", "set,get"],
-                               "--checkpoint-every", "150000")
-    finally:
-        for proc in procs:
-            proc.terminate_quietly()
+    done = _recorded_kvstore(path, ["-c", "2", "-n", "200", "-t", "set,get"], "--checkpoint-every", "150000")
     assert done.returncode == 0, describe(done)
     trace = str(path)
     monkeypatch.setattr(timetravel, "PARALLEL_MIN", 0)

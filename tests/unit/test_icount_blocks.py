@@ -263,16 +263,20 @@ DETERMINISTIC_GUESTS = ["t_exceptions", "t_malloc", "t_rdtsc", "t_entropy", "t_h
                         "t_exit_status"]
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC_GUESTS)
-def test_test_guests_stop_alike_at_random_icounts(name):
+def _guest_and_stops(name: str, rng, count: int):
+    """A built test guest and ``count`` random icounts inside its run, then one past its end."""
     if not (IMAGES / f"{name}.elf").exists():
         pytest.skip(f"{name} is not built")
     image = load_image(str(IMAGES / f"{name}.elf"))
     machine, boundary, _ = boot(image, exact=True, mem=16 << 20)
     total = machine.run(max_instructions=5_000_000).icount
     boundary.close()
-    rng = __import__("random").Random(name)
-    stops = sorted({rng.randrange(0, total + 1) for _ in range(6)}) + [total + 1]
+    return image, sorted({rng.randrange(0, total + 1) for _ in range(count)}) + [total + 1]
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC_GUESTS)
+def test_test_guests_stop_alike_at_random_icounts(name):
+    image, stops = _guest_and_stops(name, __import__("random").Random(name), 6)
     block, exact = run_both(image, stops, mem=16 << 20)
     assert block == exact
 
@@ -479,15 +483,8 @@ def test_block_cells_that_name_the_wrong_entry_still_count_exactly():
     """A translated block's cell names its table entry (icount_native.c, struct cell). Cells
     that name another block's entry, or none, are caught: the count stays exact."""
     import ctypes
-    name = "t_interrupts"
-    if not (IMAGES / f"{name}.elf").exists():
-        pytest.skip(f"{name} is not built")
-    image = load_image(str(IMAGES / f"{name}.elf"))
-    machine, boundary, _ = boot(image, exact=True, mem=16 << 20)
-    total = machine.run(max_instructions=5_000_000).icount
-    boundary.close()
     rng = __import__("random").Random(5)
-    stops = sorted({rng.randrange(0, total + 1) for _ in range(8)}) + [total + 1]
+    image, stops = _guest_and_stops("t_interrupts", rng, 8)
     _block, exact = run_both(image, stops, mem=16 << 20)
     machine, boundary, log = boot(image, exact=False, mem=16 << 20)
     try:
