@@ -624,8 +624,16 @@ class TimeTravel:
                     best = (index, ref.icount)
         if best is None:
             return None
-        read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            read_end, write_end = os.pipe()
+        except OSError:
+            return None
+        try:
+            pid = os.fork()
+        except OSError:                                # no memory or processes left: one pass
+            os.close(read_end)
+            os.close(write_end)
+            return None
         if pid == 0:                                   # the child: never returns
             status = 1
             try:

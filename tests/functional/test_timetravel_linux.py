@@ -207,3 +207,14 @@ def test_a_second_pass_that_fails_leaves_the_first_pass_to_this_process(checkpoi
     with TimeTravel(checkpointed, sidecar=False) as engine:
         assert engine.first_pass_split is None
         assert check_positions(checkpointed, count=4, seed=12, engine=engine) == []
+
+
+def test_a_fork_that_fails_leaves_one_pass(checkpointed, monkeypatch):
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(timetravel, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(timetravel.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(timetravel.os, "fork", no_fork)
+    with TimeTravel(checkpointed, sidecar=False) as engine:
+        assert engine.first_pass_split is None
+        assert check_positions(checkpointed, count=3, seed=13, engine=engine) == []
