@@ -18,7 +18,8 @@ from trace_format import MachineConfig, TraceHeader, TraceWriter
 from trace_format.events import EventKind
 from vmm.boundary import Chaos, LiveBoundary
 from vmm.loader import GuestImage
-from vmm.machine import BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult, digest_of, ram_digest_of
+from vmm.machine import (BOOT_INFO, PAGE, RAM_START, Machine, Outcome, RunResult, changed_pages, digest_of,
+                          ram_digest_of)
 
 DEFAULT_DIGEST_EVERY = 200_000_000
 DIGEST_INTERVAL = 1.0              # ... and at least one digest per second of recording
@@ -571,13 +572,6 @@ class RecordSession:
         return end
 
 
-_memcmp = ctypes.CDLL(None).memcmp
-_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-_memcmp.restype = ctypes.c_int
-_BLOCK = 64 * 1024
-_ZERO_BLOCK = ctypes.create_string_buffer(_BLOCK)
-
-
 class _RamCopy:
     """Guest RAM as of the last checkpoint, to find the pages written since.
 
@@ -599,28 +593,14 @@ class _RamCopy:
     def update(self, in_use: int) -> list[int]:
         """The pages that changed since the last look; the copy is brought up to date."""
         ram_ptr, ptr = self.machine._ram_ptr, self.ptr
-        changed: list[int] = []
-        for block in range(RAM_START, in_use, _BLOCK):
-            length = min(_BLOCK, in_use - block)
-            if _memcmp(ram_ptr + block, ptr + block, length) == 0:
-                continue
-            for off in range(block, block + length, PAGE):
-                if _memcmp(ram_ptr + off, ptr + off, PAGE) != 0:
-                    ctypes.memmove(ptr + off, ram_ptr + off, PAGE)
-                    changed.append(off // PAGE)
-        return changed
+        changed = changed_pages(ram_ptr, ptr, RAM_START, in_use)
+        for off in changed:
+            ctypes.memmove(ptr + off, ram_ptr + off, PAGE)
+        return [off // PAGE for off in changed]
 
     def nonzero(self, in_use: int) -> list[int]:
         """Every non-zero page below ``in_use``, in the copy (up to date: ``update`` first)."""
-        ptr, zero = self.ptr, ctypes.addressof(_ZERO_BLOCK)
-        numbers: list[int] = []
-        for block in range(RAM_START, in_use, _BLOCK):
-            length = min(_BLOCK, in_use - block)
-            if _memcmp(ptr + block, zero, length) == 0:
-                continue
-            numbers.extend(off // PAGE for off in range(block, block + length, PAGE)
-                           if _memcmp(ptr + off, zero, PAGE) != 0)
-        return numbers
+        return [off // PAGE for off in changed_pages(self.ptr, None, RAM_START, in_use)]
 
     def pages(self, numbers: list[int]) -> dict[int, bytes]:
         copy = self.copy

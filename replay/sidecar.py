@@ -132,13 +132,13 @@ def write(trace: str, content: dict) -> None:
     if key is None:
         raise OSError("no sidecar key in the cache directory")
     content = dict(content, version=VERSION, trace=trace_identity(trace), unicorn=unicorn.__version__)
-    body = b"".join(_compressed(_packed(content)))
+    body = b"".join(_compressed(packed(content)))
     # A fresh file beside the trace, renamed into place: never written through a link
     # someone planted at TRACE.idx (or at any temporary name).
     safefile.replace_atomically(sidecar_path(trace), MAGIC + _mac(key, body) + body)
 
 
-def _packed(content: dict):
+def packed(content: dict):
     """msgpack of ``content``, the same bytes ``packb`` makes, a list element at a time: each
     call holds the GIL for one snapshot, not for all of them (the sidecar is written
     while a debugger uses the engine, ``TimeTravel``)."""

@@ -19,6 +19,7 @@ icount N was applied (see docs/timetravel-api.md).
 from __future__ import annotations
 
 import bisect
+import ctypes
 import os
 import enum
 import signal
@@ -39,7 +40,7 @@ from vmm.errors import DATA_ERRORS, CheckpointMismatch, ReplayDivergence, VmrrEr
 from vmm.crash import CrashReport
 from vmm.devices import BadDeviceState
 from vmm.devices.sockets import CHANNELS
-from vmm.machine import PAGE, RAM_START, Outcome, RunResult
+from vmm.machine import PAGE, RAM_START, Outcome, RunResult, changed_pages
 from replay import sidecar
 from trace_format.safefile import SymlinkRefused, refuse_symlink
 from replay.session import Replay
@@ -53,7 +54,6 @@ SPARSE_LINUX = 6_000_000
 # either end (a fork and the transfer of the second half's snapshots cost ~0.5 s).
 PARALLEL_MIN = 100_000_000
 KEYFRAME_DELTA_LIMIT = 0.25  # a delta bigger than this fraction of RAM becomes a keyframe
-_ZERO_PAGE = bytes(PAGE)
 _CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _SNAPSHOT_FIELDS = frozenset({"icount", "cpu", "cpu_size", "devices", "halted", "ended", "result",
                               "keyframe", "base", "delta"})
@@ -274,8 +274,8 @@ class TimeTravel:
                 "keyframe": snap.keyframe, "base": None if snap.base is None else index[id(snap.base)],
                 "delta": snap.delta,
             })
-        return {"last_icount": self.icount if self.last_icount == 1 << 64 else self.last_icount,
-                "console": list(self._console), "sockets": list(self._sockets), "snapshots": snaps}
+        return {"last_icount": self.last_icount, "console": list(self._console), "sockets": list(self._sockets),
+                "snapshots": snaps}
 
     def _save_sidecar(self) -> None:
         try:
@@ -395,12 +395,9 @@ class TimeTravel:
         ctx_size = machine.uc.context_save().size
         device_names = {dev.name for dev in machine.devices}
         if self._snaps:                # the boot snapshot (a second pass's results, _parallel_pass)
-            boot = self._snaps[0]
-            boot_ram_size, boot_devices = len(boot.keyframe), boot.state["devices"]
-            boot_ram = lambda size: boot.keyframe[:size]  # noqa: E731
+            boot_ram, boot_devices = self._snaps[0].keyframe, self._snaps[0].state["devices"]
         else:                          # the machine as it boots (a sidecar read at opening)
-            boot_ram_size, boot_devices = machine.ram_in_use, _freeze(machine.device_state())
-            boot_ram = lambda size: machine.ram[:size]  # noqa: E731
+            boot_ram, boot_devices = machine.ram[:machine.ram_in_use], _freeze(machine.device_state())
         snaps: list[_Snapshot] = []
         cost = 0
         for i, entry in enumerate(entries):
@@ -446,8 +443,7 @@ class TimeTravel:
                             or type(page) is not bytes or len(page) != PAGE):
                         raise bad(f"snapshot {i} delta page {off!r} is outside RAM or not {PAGE} bytes")
                     pages[off] = page
-            if i == 0 and (icount != self.first_icount or keyframe is None or len(keyframe) != boot_ram_size
-                           or keyframe != boot_ram(len(keyframe)) or _freeze(devices) != boot_devices
+            if i == 0 and (icount != self.first_icount or keyframe != boot_ram or _freeze(devices) != boot_devices
                            or entry["halted"] or entry["ended"] or result is not None):
                 raise bad("snapshot 0 is not the machine as it boots")
             ctx = UcContext.__new__(UcContext)
@@ -545,9 +541,15 @@ class TimeTravel:
         in_use = machine.ram_in_use           # RAM beyond this is still zero (a Linux program's)
         keyframe = next((s for s in reversed(self._snaps[:i]) if s.keyframe is not None), None)
         if keyframe is not None:
+            # Pages below the keyframe's end differ from it, the rest from zero.
+            key = keyframe.keyframe
+            covered = min(len(key), in_use)
+            key_address = ctypes.cast(ctypes.c_char_p(key), ctypes.c_void_p).value
+            changed = (changed_pages(machine._ram_ptr, key_address, RAM_START, covered)
+                       + changed_pages(machine._ram_ptr, None, covered, in_use))
             delta = {}
             limit = KEYFRAME_DELTA_LIMIT * in_use / PAGE
-            for off in _changed_pages(ram, keyframe.keyframe, in_use):
+            for off in changed:
                 delta[off] = ram[off:off + PAGE]
                 if len(delta) > limit:
                     break
@@ -619,7 +621,7 @@ class TimeTravel:
         start, end = self.first_icount, self._expected_end
         best = None
         for index, ref in enumerate(self.reader.checkpoints):
-            if start + PARALLEL_MIN <= ref.icount <= end - PARALLEL_MIN and start < ref.icount < end:
+            if start + max(PARALLEL_MIN, 1) <= ref.icount <= end - max(PARALLEL_MIN, 1):
                 if best is None or abs(2 * ref.icount - start - end) < abs(2 * best[1] - start - end):
                     best = (index, ref.icount)
         if best is None:
@@ -643,9 +645,10 @@ class TimeTravel:
                 self._load_disk_checkpoint(best[0])
                 self._advance(None, cancel=None)
                 self._take_snapshot()
+                self.last_icount = self.icount
                 content = self._first_pass_content()
                 with os.fdopen(write_end, "wb") as out:
-                    for chunk in sidecar._packed(content):
+                    for chunk in sidecar.packed(content):
                         out.write(chunk)
                 status = 0
             except BaseException:
@@ -1251,21 +1254,6 @@ class TimeTravel:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-
-def _changed_pages(ram, key: bytes, in_use: int):
-    """Offsets of the pages of ``ram`` below ``in_use`` that differ from ``key`` (RAM from 0,
-    shorter where the rest was zero), 16 pages compared at a time first: most are the same."""
-    for base in range(RAM_START, in_use, _RUN):
-        end = min(base + _RUN, in_use)
-        if end <= len(key) and ram[base:end] == key[base:end]:
-            continue
-        for off in range(base, end, PAGE):
-            if ram[off:off + PAGE] != (key[off:off + PAGE] if off < len(key) else _ZERO_PAGE):
-                yield off
-
-
-_RUN = 16 * PAGE
 _sidecar_writers: dict[str, threading.Thread] = {}     # trace (absolute path): its sidecar's writer
 
 

@@ -172,7 +172,8 @@ NATIVE_CODE = bytes.fromhex(
     "ff61100f1f44000048837920007409c30f1f840000000000488379580075f0488b01483b410873204883c001"
     "488901488b41404885c0740680780c0174d148897118c30f1f44000048c7415803000000ff6110"
 )
-NATIVE_ENTRY = {'vmrr_block_hook': 208, 'vmrr_block_hook_cell': 496, 'vmrr_code_hook': 1792, 'vmrr_edge_hook': 944, 'vmrr_range_hook': 1856}
+NATIVE_ENTRY = {"vmrr_block_hook": 208, "vmrr_block_hook_cell": 496, "vmrr_code_hook": 1792,
+                "vmrr_edge_hook": 944, "vmrr_range_hook": 1856}
 NATIVE_GCC = "12"                     # the gcc major version NATIVE_CODE was built with
 GCC_FLAGS = ["-O2", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-stack-protector",
              "-fcf-protection=none", "-fno-jump-tables"]

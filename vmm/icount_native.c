@@ -71,7 +71,7 @@ struct counter {
 };
 
 /* A translated block's own cell: Unicorn passes the block hook the user_data the hook
-   had when it translated the block (icount.py sets it to a fresh cell after each
+   had when it translated the block (the edge hook moves it to a fresh cell after each
    translation), so the hook finds the block's entry without hashing. The entry is still
    checked: a cell may be shared (a translation the edge hook did not see) or stale (the
    entry went to another block). */
@@ -111,31 +111,7 @@ static inline void next_cell(struct counter *s)
     *s->cell_slot = c;
 }
 
-static inline __attribute__((always_inline))
-void block(void *uc, uint64_t pc, uint32_t size, struct counter *s, struct entry *e);
-
-/* UC_HOOK_BLOCK: count the whole block before it runs, or stop before it. */
-void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
-{
-    if (!s->exact_all)
-        block(uc, pc, size, s, find(s, pc, size));
-}
-
-/* The same, with user_data the block's cell (when icount.py could set that up). */
-void vmrr_block_hook_cell(void *uc, uint64_t pc, uint32_t size, struct cell *c)
-{
-    struct counter *s = c->s;
-    struct entry *e = c->e;
-    if (s->exact_all)
-        return;
-    if (!e || e->pc != pc || e->size != size || e->space != (uint32_t)s->space) {
-        e = c->e = find(s, pc, size);
-        if (c == *s->cell_slot)
-            next_cell(s);              /* a translation the edge hook did not see */
-    }
-    block(uc, pc, size, s, e);
-}
-
+/* A block is about to run (its entry `e`, or 0): count it whole, or stop before it. */
 static inline __attribute__((always_inline))
 void block(void *uc, uint64_t pc, uint32_t size, struct counter *s, struct entry *e)
 {
@@ -166,6 +142,28 @@ void block(void *uc, uint64_t pc, uint32_t size, struct counter *s, struct entry
         s->icount += n;
         s->last_pc = e->last_off == LAST_UNKNOWN ? pc | LAZY_PC : pc + e->last_off;
     }
+}
+
+/* UC_HOOK_BLOCK: count the whole block before it runs, or stop before it. */
+void vmrr_block_hook(void *uc, uint64_t pc, uint32_t size, struct counter *s)
+{
+    if (!s->exact_all)
+        block(uc, pc, size, s, find(s, pc, size));
+}
+
+/* The same, with user_data the block's cell (when icount.py could set that up). */
+void vmrr_block_hook_cell(void *uc, uint64_t pc, uint32_t size, struct cell *c)
+{
+    struct counter *s = c->s;
+    struct entry *e = c->e;
+    if (s->exact_all)
+        return;
+    if (!e || e->pc != pc || e->size != size || e->space != (uint32_t)s->space) {
+        e = c->e = find(s, pc, size);
+        if (c == *s->cell_slot)
+            next_cell(s);              /* a translation the edge hook did not see */
+    }
+    block(uc, pc, size, s, e);
 }
 
 /* Native classification (Linux programs). The byte at `va` of the running address space,

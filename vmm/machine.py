@@ -61,11 +61,12 @@ CR4_OSFXSR_OSXMMEXCPT = 0x600
 HLT = 0xF4
 STI = 0xFB
 
-_ZERO_MIB = bytes(MiB)
-_ZERO_MIB_CRC = zlib.crc32(_ZERO_MIB)
+_ZEROS = ctypes.create_string_buffer(MiB)            # compared against, never written
+_ZERO_MIB_CRC = zlib.crc32(bytes(MiB))
 _memcmp = ctypes.CDLL(None).memcmp
-_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+_memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
 _memcmp.restype = ctypes.c_int
+_DIFF_BLOCK = 64 * 1024
 _STATE_REGS = {name: getattr(x86, f"UC_X86_REG_{name.upper()}") for name in STATE_REG_NAMES}
 _SEGMENTS = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
 # cpu_state() keys and the range of each (ints 0..limit-1): what a checkpoint's CPU state
@@ -820,13 +821,30 @@ def ram_digest_of(ram, address: int, in_use: int, mem_size: int) -> bytes:
     mv, crcs = memoryview(ram), []
     for off in range(0, mem_size, MiB):
         length = min(MiB, mem_size - off)
-        if off < in_use and _memcmp(address + off, _ZERO_MIB, length) != 0:
+        if off < in_use and _memcmp(address + off, ctypes.addressof(_ZEROS), length) != 0:
             crcs.append(zlib.crc32(mv[off:off + length]))
         elif length == MiB:
             crcs.append(_ZERO_MIB_CRC)
         else:
             crcs.append(zlib.crc32(bytes(length)))
     return hashlib.blake2b(struct.pack(f"<{len(crcs)}I", *crcs), digest_size=16).digest()
+
+
+def changed_pages(address: int, other: int | None, start: int, end: int) -> list[int]:
+    """Offsets of the pages in [``start``, ``end``) where the memory at ``address`` differs
+    from the memory at ``other`` (None: from zeros); both are raw addresses of buffers that
+    cover the range. Compared 64 KiB at a time with memcmp, then page by page inside the
+    blocks that differ: most of a guest's RAM does not change between two looks (the
+    recorder's checkpoints, time travel's snapshots)."""
+    zeros = ctypes.addressof(_ZEROS)
+    changed: list[int] = []
+    for block in range(start, end, _DIFF_BLOCK):
+        length = min(_DIFF_BLOCK, end - block)
+        if _memcmp(address + block, zeros if other is None else other + block, length) == 0:
+            continue
+        changed.extend(off for off in range(block, block + length, PAGE)
+                       if _memcmp(address + off, zeros if other is None else other + off, PAGE) != 0)
+    return changed
 
 
 def digest_of(regs: dict, devices: dict, ram_hash: bytes) -> list:
